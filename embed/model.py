@@ -1,0 +1,147 @@
+"""Load a morphlake ONNX encoder, check it describes itself, and run it on a chosen provider."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from embed.architecture import ARCHITECTURE, INPUT_HEIGHT, INPUT_WIDTH
+from embed.errors import DeviceUnavailable, EncoderFileError
+from embed.onnx_graph import INPUT_NAME, LOGVAR_NAME, MU_NAME
+
+log = logging.getLogger("morphlake.embed")
+DEVICES = ("auto", "cpu", "cuda")
+REQUIRED_METADATA = ("architecture", "latent_dim", "zn_frac", "model_name", "weights", "preprocessing")
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cuda_driver_present() -> bool:
+    """True when the NVIDIA driver library loads (cheap check before asking ORT for CUDA)."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class EncoderInfo:
+    """What an encoder file says about itself."""
+
+    path: Path
+    sha256: str
+    model_name: str
+    latent_dim: int
+    zn_frac: float
+    nuisance_dims: int
+    weights: str  # "trained" or "demo"
+    metadata: dict[str, str] = field(repr=False, default_factory=dict)
+
+
+def _providers(device: str) -> list:
+    if device not in DEVICES:
+        raise DeviceUnavailable(f"unknown device {device!r}", f"choose one of: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return [CPU]
+    available = ort.get_available_providers()
+    if device == "cuda":
+        if CUDA not in available:
+            raise DeviceUnavailable(
+                f"--device cuda was asked for, but this onnxruntime ({ort.__version__}) has no CUDA provider "
+                f"(available: {', '.join(available)})",
+                "install onnxruntime-gpu, or use --device auto / cpu")
+        if not cuda_driver_present():
+            raise DeviceUnavailable("--device cuda was asked for, but no NVIDIA driver (libcuda.so.1) is present",
+                                    "run on a machine with a GPU, or use --device auto / cpu")
+        return [(CUDA, {"device_id": 0}), CPU]
+    return [(CUDA, {"device_id": 0}), CPU] if CUDA in available and cuda_driver_present() else [CPU]
+
+
+class Encoder:
+    """A loaded encoder session; stateless per batch, so it can run in any worker."""
+
+    def __init__(self, path: Path | str, device: str = "auto", threads: int = 0):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EncoderFileError(f"encoder file not found: {self.path}",
+                                   "pass the .onnx written by `morphlake export-onnx` or `morphlake demo`")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=_providers(device))
+        except DeviceUnavailable:
+            raise
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise EncoderFileError(f"{self.path} is not a loadable ONNX model ({type(exc).__name__}: {exc})",
+                                   "re-create it with `morphlake export-onnx`") from exc
+        self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != CUDA:
+            raise DeviceUnavailable(f"--device cuda was asked for, but onnxruntime fell back to {self.provider}",
+                                    "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or use --device cpu")
+        self.info = self._describe()
+        self._binding = None
+
+    def _describe(self) -> EncoderInfo:
+        meta = self.session.get_modelmeta().custom_metadata_map
+        props = {k.removeprefix("morphlake."): v for k, v in meta.items() if k.startswith("morphlake.")}
+        missing = [k for k in REQUIRED_METADATA if k not in props]
+        if missing:
+            raise EncoderFileError(f"{self.path} lacks morphlake metadata ({', '.join(missing)})",
+                                   "export it with `morphlake export-onnx` so the file describes its model")
+        if props["architecture"] != ARCHITECTURE:
+            raise EncoderFileError(f"{self.path} is a {props['architecture']!r} model, expected {ARCHITECTURE!r}",
+                                   "use an encoder exported by this version of morphlake")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape_ok = (len(inputs) == 1 and inputs[0].name == INPUT_NAME and inputs[0].type == "tensor(uint8)"
+                    and list(inputs[0].shape[1:]) == [1, INPUT_HEIGHT, INPUT_WIDTH])
+        if not shape_ok:
+            got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+            raise EncoderFileError(f"{self.path} has input(s) {got}; expected image tensor(uint8) [N, 1, 288, 128]",
+                                   "re-export the encoder with `morphlake export-onnx`")
+        dim = int(props["latent_dim"])
+        names = {o.name: o.shape for o in outputs}
+        if set(names) != {MU_NAME, LOGVAR_NAME} or any(s[-1] != dim for s in names.values()):
+            raise EncoderFileError(f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
+                                   "re-export the encoder with `morphlake export-onnx`")
+        return EncoderInfo(self.path, file_sha256(self.path), props["model_name"], dim, float(props["zn_frac"]),
+                           int(props.get("nuisance_dims", int(dim * float(props["zn_frac"])))),
+                           props["weights"], props)
+
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 [N,1,288,128] -> (z_mu, z_logvar) float32 [N, latent_dim]."""
+        if self.provider != CUDA:
+            mu, logvar = self.session.run([MU_NAME, LOGVAR_NAME], {INPUT_NAME: pixels})
+            return mu, logvar
+        return self._run_bound(pixels)
+
+    def _run_bound(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # IO binding: copy the batch to the GPU once, keep outputs on the device until read back.
+        if self._binding is None or self._bound_shape != pixels.shape:
+            self._binding = self.session.io_binding()
+            self._input = ort.OrtValue.ortvalue_from_numpy(pixels, "cuda", 0)
+            self._binding.bind_ortvalue_input(INPUT_NAME, self._input)
+            for name in (MU_NAME, LOGVAR_NAME):
+                self._binding.bind_output(name, "cuda", 0)
+            self._bound_shape = pixels.shape
+        else:
+            self._input.update_inplace(pixels)
+        self.session.run_with_iobinding(self._binding)
+        mu, logvar = self._binding.copy_outputs_to_cpu()
+        return mu, logvar

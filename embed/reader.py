@@ -1,0 +1,122 @@
+"""Decode snips with the legacy preprocessing, in parallel threads, into fixed-size uint8 batches."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
+
+MAX_PIXELS = 4096 * 4096  # snips are 576x256; anything this large is a decompression bomb or a wrong file
+ASPECT = INPUT_HEIGHT / INPUT_WIDTH
+ASPECT_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class SnipRef:
+    """One snip to embed, as the ledger lists it."""
+
+    snip_id: str
+    experiment_date: str
+    path: str
+
+
+class SnipProblem(Exception):
+    """A snip that cannot be embedded; the message says why."""
+
+
+def decode_snip(data: bytes) -> np.ndarray:
+    """Legacy preprocessing of one encoded image -> uint8 [288, 128]."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise SnipProblem(f"oversized image (decompression bomb?): {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SnipProblem(f"not a readable image ({exc})") from None
+    with image:
+        w, h = image.size
+        if w * h > MAX_PIXELS:
+            raise SnipProblem(f"oversized image {w}x{h} (more than {MAX_PIXELS} pixels; decompression bomb?)")
+        if image.mode != "L":
+            raise SnipProblem(f"image mode {image.mode!r} ({image.format}); snips must be 8-bit grayscale ('L')")
+        if abs((h / w) / ASPECT - 1) > ASPECT_TOLERANCE:
+            raise SnipProblem(f"image is {h}x{w} (HxW); snips must have the 9:4 shape of 576x256")
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise SnipProblem(f"image data is damaged or truncated ({exc})") from None
+        resized = image.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8)
+
+
+def fingerprint(data: bytes) -> str:
+    """The ledger's fingerprint of the same bytes (blake2b-128)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass
+class DecodedBatch:
+    """A fixed-size batch: rows [0, n) are real snips, the rest is zero padding."""
+
+    refs: list[SnipRef]
+    fingerprints: list[str]
+    pixels: np.ndarray
+    failures: list[tuple[SnipRef, str]] = field(default_factory=list)
+    decode_s: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.refs)
+
+
+def _decode_chunk(chunk: list[SnipRef], batch_size: int) -> DecodedBatch:
+    start = time.perf_counter()
+    pixels = np.zeros((batch_size, 1, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
+    batch = DecodedBatch([], [], pixels)
+    for ref in chunk:
+        try:
+            with open(ref.path, "rb") as handle:
+                data = handle.read()
+            pixels[batch.n, 0] = decode_snip(data)
+        except SnipProblem as exc:
+            batch.failures.append((ref, str(exc)))
+            continue
+        except OSError as exc:
+            batch.failures.append((ref, f"cannot read file ({exc.strerror or exc})"))
+            continue
+        batch.refs.append(ref)
+        batch.fingerprints.append(fingerprint(data))
+    batch.decode_s = time.perf_counter() - start
+    return batch
+
+
+def decode_batches(snips: Iterable[SnipRef], batch_size: int, workers: int, prefetch: int | None = None) -> Iterator[DecodedBatch]:
+    """Batches in input order, decoded by `workers` threads with a bounded number in flight."""
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be at least 1")
+    limit = prefetch or workers * 2
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    pending: deque = deque()
+    try:
+        chunk: list[SnipRef] = []
+        for ref in snips:
+            chunk.append(ref)
+            if len(chunk) == batch_size:
+                pending.append(pool.submit(_decode_chunk, chunk, batch_size))
+                chunk = []
+                while len(pending) >= limit:
+                    yield pending.popleft().result()
+        if chunk:
+            pending.append(pool.submit(_decode_chunk, chunk, batch_size))
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

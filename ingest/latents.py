@@ -1,0 +1,122 @@
+"""The legacy latent store (morph_latents_<exp>.csv) -> Arrow tables with flat z column names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from ingest.csvfile import read_csv_strings
+from ingest.errors import InputError, Skipped
+from ingest.naming import check_segment
+
+LATENT_FILE = re.compile(r"^morph_latents_(?P<experiment>.+)\.csv$")
+_Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")
+
+
+def latent_store_dir(data_root: Path, model_name: str) -> Path:
+    """Where the legacy store of one model lives under a data root."""
+    return Path(data_root) / "analysis" / "latent_embeddings" / "legacy" / model_name
+
+
+def list_latent_files(data_root: Path, model_name: str) -> dict[str, Path]:
+    """experiment -> latent CSV path for every morph_latents_<exp>.csv of the model (may be empty)."""
+    folder = latent_store_dir(data_root, model_name)
+    found = {}
+    for path in sorted(folder.glob("morph_latents_*.csv")) if folder.is_dir() else []:
+        found[LATENT_FILE.match(path.name)["experiment"]] = path
+    return found
+
+
+def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
+    """Detect the z naming style; return (style, latent_dim, {old name: flat name})."""
+    parsed = {c: _Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
+    unknown = [c for c, m in parsed.items() if m is None]
+    if unknown:
+        raise InputError(f"latent file {path} has unrecognised z column(s): {', '.join(unknown[:5])}",
+                         "z columns must be z_mu_00.. / z_sigma_00.. or z_mu_n_00.. / z_mu_b_20..")
+    styles = {"bio_nuisance" if m["part"] else "flat" for m in parsed.values()}
+    if len(styles) != 1:
+        raise InputError(f"latent file {path} mixes flat (z_mu_00) and bio/nuisance (z_mu_n_00) column names",
+                         "rewrite the file with one naming style")
+    rename, indices = {}, {"mu": set(), "sigma": set()}
+    for col, m in parsed.items():
+        index = int(m["index"])
+        indices[m["kind"]].add(index)
+        rename[col] = f"z_{m['kind']}_{index:02d}"
+    dim = len(indices["mu"])
+    for kind, got in indices.items():
+        if got != set(range(dim)) or len(got) != dim:
+            raise InputError(
+                f"latent file {path} has z_{kind} indices {min(got, default=0)}..{max(got, default=-1)} "
+                f"({len(got)} columns) but needs 0..{dim - 1} for both z_mu and z_sigma",
+                "check the file is complete and its z_mu and z_sigma columns match",
+            )
+    if len(set(rename.values())) != len(rename):
+        raise InputError(f"latent file {path} names the same z index twice", "remove the repeated z columns")
+    return styles.pop(), dim, rename
+
+
+def z_columns(dim: int) -> list[str]:
+    """Flat z column names in lake order: all means, then all log-variances."""
+    return [f"z_mu_{i:02d}" for i in range(dim)] + [f"z_sigma_{i:02d}" for i in range(dim)]
+
+
+def read_latent_file(path: Path, experiment: str, expected_dim: int | None = None) -> tuple[pa.Table, str, list[Skipped]]:
+    """One morph_latents CSV -> (table of snip_id, experiment_date, z_naming, flat float32 z, style, skipped)."""
+    check_segment("experiment_date", experiment)
+    raw = read_csv_strings(path, "latent")
+    if "snip_id" not in raw.columns:
+        raise InputError(f"latent file {path} lacks the 'snip_id' column", "the store needs experiment_date, embryo_id, snip_id, z_mu_*, z_sigma_*")
+    style, dim, rename = z_naming(raw.columns, path)
+    if dim == 0:
+        raise InputError(f"latent file {path} has no z_mu_* / z_sigma_* columns", "check this is a latent store file")
+    if expected_dim is not None and dim != expected_dim:
+        raise InputError(f"latent file {path} has {dim} latent dims, the model has {expected_dim}",
+                         "check the file belongs to this --model-name")
+    frame = raw.rename(rename).select("snip_id", *z_columns(dim))
+    zs = z_columns(dim)
+    typed = frame.with_columns(pl.col(zs).cast(pl.Float32, strict=False))
+    bad = typed.select(
+        pl.any_horizontal([~pl.col(c).is_finite() | pl.col(c).is_null() for c in zs]).alias("bad"),
+        pl.col("snip_id").is_null().alias("blank"),
+        pl.col("snip_id").is_duplicated().alias("dup"),
+    )
+    skipped = []
+    for i, (is_bad, blank, dup) in enumerate(bad.iter_rows()):
+        if not (is_bad or blank or dup):
+            continue
+        reasons = []
+        if is_bad:
+            cols = [c for c in zs if not _finite(typed[c][i])]
+            reasons.append(f"non-finite or unparsable z value(s) in {', '.join(cols[:4])}{' ...' if len(cols) > 4 else ''}"
+                           f" (e.g. {raw[_orig(rename, cols[0])][i]!r})")
+        if blank:
+            reasons.append("snip_id is blank")
+        if dup:
+            reasons.append("snip_id appears more than once in the file")
+        skipped.append(Skipped("latents", str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", "; ".join(reasons)))
+    keep = ~(bad["bad"] | bad["blank"] | bad["dup"])
+    out = typed.filter(keep).with_columns(
+        pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming")
+    ).select("snip_id", "experiment_date", "z_naming", *zs)
+    return out.sort("snip_id").to_arrow(), style, skipped
+
+
+def _finite(value) -> bool:
+    return value is not None and value == value and abs(value) != float("inf")
+
+
+def _orig(rename: dict[str, str], flat: str) -> str:
+    return next(old for old, new in rename.items() if new == flat)
+
+
+def read_latent_store(data_root: Path, model_name: str, experiments: list[str] | None = None,
+                      expected_dim: int | None = None):
+    """Yield (experiment, table, style, skipped) for each latent file of the model (optionally filtered)."""
+    check_segment("model name", model_name)
+    for experiment, path in list_latent_files(data_root, model_name).items():
+        if experiments is None or experiment in experiments:
+            yield (experiment, *read_latent_file(path, experiment, expected_dim))

@@ -1,0 +1,116 @@
+"""The snip-image ledger: one row per image file, read from headers only (no full decode)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+from PIL import Image, UnidentifiedImageError
+
+from ingest.errors import InputError, Skipped
+from ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
+
+SNIP_SUBDIR = Path("training_data") / "bf_embryo_snips"
+LEDGER_SCHEMA = pa.schema([
+    ("snip_id", pa.string()),
+    ("experiment_date", pa.string()),
+    ("path", pa.string()),
+    ("format", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("mode", pa.string()),
+    ("file_size", pa.int64()),
+    ("mtime_ns", pa.int64()),
+    ("fingerprint", pa.string()),
+])
+
+
+def snip_dir(data_root: Path, experiment: str) -> Path:
+    """Folder holding one experiment's snips under a data root."""
+    return Path(data_root) / SNIP_SUBDIR / check_segment("experiment_date", experiment)
+
+
+def list_snip_experiments(data_root: Path) -> list[str]:
+    """Experiment folders present under <data_root>/training_data/bf_embryo_snips."""
+    base = Path(data_root) / SNIP_SUBDIR
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
+def file_fingerprint(path: Path) -> str:
+    """Content fingerprint of an image file (blake2b-128 of its bytes)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _header(path: Path) -> tuple[str, int, int, str]:
+    with Image.open(path) as image:  # lazy: reads the header, not the pixels
+        return image.format or "", image.width, image.height, image.mode
+
+
+def scan_snips(
+    data_root: Path,
+    experiment: str,
+    known_snip_ids: set[str] | None = None,
+    previous: dict[str, dict] | None = None,
+) -> tuple[pa.Table, list[Skipped]]:
+    """Ledger rows for one experiment's snip folder, and the files left out (with reasons).
+
+    known_snip_ids: when given, a file whose snip_id is not in it is left out (no df02 row).
+    previous: path -> earlier ledger row; unchanged files (same size and mtime) reuse its fingerprint.
+    """
+    folder = snip_dir(data_root, experiment)
+    root = Path(data_root).resolve()
+    if not folder.is_dir():
+        raise InputError(f"no snip folder for experiment {experiment!r}: {folder}", "check --data-root or --experiments")
+    rows, skipped, seen = [], [], {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not (path.is_file() or path.is_symlink()):
+            continue
+        snip_id = normalise_stem(path.name)
+
+        def skip(reason: str) -> None:
+            skipped.append(Skipped("snips", snip_id, str(path), reason))
+
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            skip(f"is a link to {real}, outside the data root {root}; copy the file into the data root")
+            continue
+        if not real.is_file():
+            skip("is a broken link or not a regular file")
+            continue
+        parsed = parse_snip_id(snip_id)
+        if parsed is None:
+            skip("file name is not <embryo_id>_t<NNNN> (e.g. 20240626_C12_e01_t0012.jpg)")
+            continue
+        if known_snip_ids is not None and snip_id not in known_snip_ids:
+            skip("matches no df02 row; add the row to df02 or remove the file")
+            continue
+        if snip_id in seen:
+            skip(f"is a second file for the same snip as {seen[snip_id]}; keep one of the two")
+            continue
+        stat = real.stat()
+        if stat.st_size == 0:
+            skip("is an empty file (0 bytes)")
+            continue
+        try:
+            fmt, width, height, mode = _header(real)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            skip(f"is not a readable image ({type(exc).__name__}: {exc})")
+            continue
+        seen[snip_id] = path.name
+        old = (previous or {}).get(str(path))
+        reuse = old and old["file_size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns
+        rows.append({
+            "snip_id": snip_id, "experiment_date": experiment, "path": str(path), "format": fmt,
+            "width": width, "height": height, "mode": mode, "file_size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns, "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real),
+        })
+    rows.sort(key=lambda r: r["snip_id"])
+    return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
+
+
+__all__ = ["scan_snips", "snip_dir", "list_snip_experiments", "file_fingerprint", "LEDGER_SCHEMA"]

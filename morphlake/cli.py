@@ -1,0 +1,171 @@
+"""The `morphlake` command line: a thin layer over the pipeline steps (exit 0 complete, 1 failed, 2 partial)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from embed.errors import EmbedError
+from ingest.errors import InputError
+from morphlake import DEFAULT_MODEL_NAME, __version__
+from morphlake.layout import Lake
+from morphlake.step import EXIT_FAILED, StepResult
+
+log = logging.getLogger("morphlake")
+
+lake_option = click.option(
+    "--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Lake root (default: $MORPHLAKE_LAKE, else ./lake).")
+partial_option = click.option(
+    "--allow-partial", is_flag=True,
+    help="Skip bad items instead of failing; they are listed in runs/<run_id>.partial.json and the exit code is 2.")
+experiments_option = click.option(
+    "--experiments", multiple=True, metavar="EXP",
+    help="Limit the run to these experiments (repeat the option, or separate names with spaces or commas).")
+
+
+def split_names(values: tuple[str, ...]) -> list[str] | None:
+    names = [n for v in values for n in v.replace(",", " ").split() if n]
+    return names or None
+
+
+def report(result: StepResult, lake: Lake) -> None:
+    """One summary line per step on stdout; where the run record (and partial manifest) is."""
+    rec = result.record
+    parts = rec.get("partitions", {})
+    click.echo(f"{rec['command']}: {rec['outcome']} — {len(parts.get('published', []))} partition(s) written, "
+               f"{len(parts.get('unchanged', []))} unchanged; run record {lake.runs_dir / (result.run_id + '.json')}")
+    if result.skipped:
+        click.echo(f"  {len(result.skipped)} item(s) skipped, listed in {rec.get('partial_manifest')}", err=True)
+
+
+class MorphlakeGroup(click.Group):
+    """Turns the project's named errors into a clear message and exit code 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (InputError, EmbedError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+@click.group(cls=MorphlakeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="morphlake")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(quiet: bool) -> None:
+    """morphlake: snips -> legacy encoder (ONNX) -> Parquet lake -> df03 (dbt-duckdb).
+
+    \b
+    Try it:  morphlake demo
+    Then:    duckdb lake/warehouse.duckdb "select * from df03 limit 5"
+    """
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+@main.command()
+@click.option("--root", type=click.Path(path_type=Path), default=Path("demo-data"), show_default=True,
+              help="Where to write the synthetic data root (also the data root).")
+@lake_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data and demo encoder weights.")
+@click.option("--embryos", type=click.IntRange(1, 96), default=4, show_default=True, help="Embryos per experiment.")
+@click.option("--timepoints", type=click.IntRange(1, 9999), default=5, show_default=True, help="Snips per embryo.")
+@click.option("--experiments", "n_experiments", type=click.IntRange(1, 200), default=3, show_default=True,
+              help="Number of experiments.")
+@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True)
+def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
+    """Make a synthetic data root and run the whole pipeline on it.
+
+    \b
+    Example:
+      morphlake demo --root ./demo-data --lake ./lake --seed 0
+    """
+    from morphlake.demo_data import DemoSpec, make_demo_root
+    from morphlake.pipeline import run_demo_pipeline
+
+    spec = DemoSpec(seed=seed, embryos=embryos, timepoints=timepoints, experiments=n_experiments)
+    summary = make_demo_root(root, spec, model_name)
+    click.echo(f"demo data root: {summary['root']} ({summary['snips']} snips in {len(summary['experiments'])} "
+               f"experiments; legacy store covers {', '.join(summary['latent_store'])})")
+    code = run_demo_pipeline(Lake.at(lake), Path(summary["root"]), model_name, Path(summary["encoder"]), echo=click.echo)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
+              help="morphseq root: metadata/combined_metadata_files/embryo_metadata_df02.csv, training_data/*/.")
+@click.option("--data-root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Data root with training_data/bf_embryo_snips/ and analysis/latent_embeddings/ "
+                   "(default: $MORPHSEQ_DATA_ROOT, else --root).")
+@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True,
+              help="Which legacy latent store to ingest.")
+@experiments_option
+@lake_option
+@partial_option
+def ingest(root, data_root, model_name, experiments, lake, allow_partial):
+    """Bring df02, training metadata, the snip ledger and the legacy latent store into the lake.
+
+    \b
+    Example:
+      morphlake ingest --root /data/morphseq --data-root /data/morphseq --lake ./lake
+    """
+    from morphlake.ingest_step import ingest as run
+
+    data_root = data_root or (Path(os.environ["MORPHSEQ_DATA_ROOT"]) if os.environ.get("MORPHSEQ_DATA_ROOT") else root)
+    the_lake = Lake.at(lake)
+    result = run(the_lake, root, data_root, model_name, split_names(experiments), allow_partial)
+    report(result, the_lake)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Encoder ONNX file (from `morphlake export-onnx` or the demo).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when a GPU works, else CPU (the log and run record say which ran); "
+                   "cuda: fail if no GPU can be used.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Decode threads (default: CPU count).")
+@click.option("--threads", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="onnxruntime intra-op threads (0: onnxruntime's default).")
+@experiments_option
+@lake_option
+@partial_option
+def embed(model, device, batch_size, workers, threads, experiments, lake, allow_partial):
+    """Embed every ledger snip that has no current embedding for the model.
+
+    A snip is current when the legacy store has it, or when an ONNX embedding with the same model sha256
+    and image fingerprint exists; anything else is (re-)embedded.
+
+    \b
+    Example:
+      morphlake embed --model demo-data/models/legacy/20241107_ds_sweep01_optimum/encoder.onnx --lake ./lake
+    """
+    from morphlake.embed_step import embed as run
+
+    the_lake = Lake.at(lake)
+    result = run(the_lake, model, device, batch_size, workers, threads, split_names(experiments), allow_partial)
+    report(result, the_lake)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@lake_option
+def status(lake):
+    """Show the lake's tables, partitions, row counts and recent runs.
+
+    \b
+    Example:
+      morphlake status --lake ./lake
+    """
+    from morphlake.status import lake_status
+
+    click.echo(lake_status(Lake.at(lake)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""`morphlake embed`: ledger snips without a current embedding -> encoder -> embeddings partitions."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
+from ingest.errors import Skipped
+from ingest.latents import z_columns
+from ingest.naming import check_segment
+from morphlake.embeddings_table import conform, merge, read_partition
+from morphlake.errors import MorphlakeError
+from morphlake.layout import Lake
+from morphlake.publish import Transaction
+from morphlake.runs import RunRecord
+from morphlake.step import StepResult, run_step
+
+log = logging.getLogger("morphlake")
+
+
+def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
+    base = lake.table_dir("snips")
+    found = sorted(p.name.split("=", 1)[1] for p in base.glob("experiment_date=*")) if base.is_dir() else []
+    if not found:
+        raise MorphlakeError(f"the lake {lake.root} has no snip ledger", "run `morphlake ingest` first")
+    if experiments:
+        unknown = [e for e in experiments if e not in found]
+        if unknown:
+            raise MorphlakeError(f"experiment(s) not in the snip ledger: {', '.join(unknown)}",
+                                 f"choose from: {', '.join(found)}")
+        return [e for e in found if e in experiments]
+    return found
+
+
+def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str) -> tuple[pa.Table, pa.Table | None]:
+    """(ledger rows that need embedding, existing partition). Legacy-store rows count as current."""
+    ledger = pq.read_table(lake.partition_file("snips", experiment_date=experiment), partitioning=None)
+    existing = read_partition(lake, model_name, experiment)
+    if existing is None or existing.num_rows == 0:
+        return ledger, existing
+    current = pc.or_kleene(
+        pc.equal(existing["source"], "legacy_csv"),
+        pc.equal(existing["model_sha256"], sha256),
+    )
+    rows = existing.filter(pc.fill_null(current, False)).select(["snip_id", "source", "image_fingerprint"]).to_pylist()
+    done = {r["snip_id"]: r for r in rows}
+    todo = [
+        i for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
+        if snip not in done or (done[snip]["source"] == "onnx" and done[snip]["image_fingerprint"] != fp)
+    ]
+    return ledger.take(pa.array(todo, pa.int64())), existing
+
+
+class PartitionWriter:
+    """Collects embedded rows per experiment and stages each partition once all its snips are in."""
+
+    def __init__(self, txn: Transaction, lake: Lake, encoder: Encoder, run_id: str, expected: dict[str, int],
+                 existing: dict[str, pa.Table | None]):
+        self.txn, self.lake, self.info, self.run_id = txn, lake, encoder.info, run_id
+        self.remaining = dict(expected)
+        self.existing = existing
+        self.parts: dict[str, list[pa.Table]] = defaultdict(list)
+        self.rows = 0
+
+    def add(self, batch: EmbeddedBatch) -> None:
+        for ref, _ in batch.failures:
+            self._done(ref.experiment_date, 1)
+        if not batch.refs:
+            return
+        exps = np.array([r.experiment_date for r in batch.refs])
+        for exp in dict.fromkeys(exps.tolist()):
+            idx = np.flatnonzero(exps == exp)
+            self.parts[exp].append(self._table(batch, idx, exp))
+            self._done(exp, len(idx))
+
+    def _table(self, batch: EmbeddedBatch, idx: np.ndarray, exp: str) -> pa.Table:
+        n, info, dim = len(idx), self.info, self.info.latent_dim
+        columns = {
+            "snip_id": [batch.refs[i].snip_id for i in idx],
+            "experiment_date": [exp] * n,
+            "model_name": [info.model_name] * n,
+            "source": ["onnx"] * n,
+            "encoder_weights": [info.weights] * n,
+            "model_sha256": [info.sha256] * n,
+            "image_fingerprint": [batch.fingerprints[i] for i in idx],
+            "run_id": [self.run_id] * n,
+        }
+        names = z_columns(dim)
+        z = np.concatenate([batch.z_mu[idx], batch.z_logvar[idx]], axis=1)
+        arrays = [pa.array(v, pa.string()) for v in columns.values()] + [pa.array(z[:, j]) for j in range(2 * dim)]
+        return conform(pa.Table.from_arrays(arrays, names=list(columns) + names), dim)
+
+    def _done(self, exp: str, count: int) -> None:
+        self.remaining[exp] -= count
+        if self.remaining[exp] == 0:
+            self.flush(exp)
+
+    def flush(self, exp: str) -> None:
+        new_parts = self.parts.pop(exp, [])
+        if not new_parts:
+            return
+        new = pa.concat_tables(new_parts)
+        where = f"embeddings/model_name={self.info.model_name}/experiment_date={exp}"
+        merged = merge(self.existing.get(exp), new, new["snip_id"], where)
+        self.txn.stage("embeddings", {"model_name": self.info.model_name, "experiment_date": exp}, merged,
+                       expected_rows=merged.num_rows)
+        self.rows += new.num_rows
+
+
+def _progress(total: int) -> Progress | None:
+    if not sys.stderr.isatty() or total == 0:
+        return None
+    return Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), transient=True)
+
+
+def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
+    for exp, todo in plans.items():
+        for snip, path in zip(todo["snip_id"].to_pylist(), todo["path"].to_pylist()):
+            yield SnipRef(snip, exp, path)
+
+
+def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, workers: int | None = None,
+          threads: int = 0, experiments: list[str] | None = None, allow_partial: bool = False) -> StepResult:
+    """Embed every ledger snip without a current embedding for the model, and publish the partitions."""
+    if batch_size < 1:
+        raise MorphlakeError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 64")
+    params = {"model": str(Path(model).absolute()), "device": device, "batch_size": batch_size,
+              "workers": workers, "threads": threads, "experiments": experiments, "allow_partial": allow_partial}
+
+    def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
+        with record.timed("load_model"):
+            encoder = Encoder(model, device=device, threads=threads)
+        info = encoder.info
+        check_segment("model name", info.model_name)
+        log.info("encoder %s (%s weights, sha256 %s…) on %s", info.model_name, info.weights, info.sha256[:12],
+                 encoder.provider)
+        if info.weights == "demo":
+            log.warning("this encoder has DEMO weights (seeded random); its embeddings are for trying morphlake only")
+        record.set("encoder", {"model_name": info.model_name, "sha256": info.sha256, "weights": info.weights,
+                               "latent_dim": info.latent_dim, "path": str(info.path),
+                               "weights_origin": info.metadata.get("weights_origin")})
+        record.set("provider", {"requested": device, "used": encoder.provider,
+                                "session_providers": encoder.session.get_providers()})
+        plans, existing = {}, {}
+        with record.timed("plan"):
+            for exp in ledger_experiments(lake, experiments):
+                todo, existing[exp] = plan_experiment(lake, exp, info.model_name, info.sha256)
+                if todo.num_rows:
+                    plans[exp] = todo
+        total = sum(t.num_rows for t in plans.values())
+        record.count("to_embed", total)
+        record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
+        log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
+        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()}, existing)
+        skipped: list[Skipped] = []
+        timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
+        progress = _progress(total)
+        start = time.perf_counter()
+        with progress or nullcontext():
+            task = progress.add_task("embed", total=total, rate="-") if progress else None
+            for batch in embed_snips(_refs(plans), encoder, batch_size, workers):
+                for ref, reason in batch.failures:
+                    item = Skipped("snips", ref.snip_id, ref.path, reason)
+                    if not allow_partial:
+                        raise MorphlakeError(f"cannot embed snip {ref.snip_id} ({ref.path}): {reason}",
+                                             "fix or remove the file and re-run `morphlake ingest`, "
+                                             "or pass --allow-partial to skip it")
+                    skipped.append(item)
+                t0 = time.perf_counter()
+                writer.add(batch)
+                timing["write_s"] += time.perf_counter() - t0
+                timing["decode_cpu_s"] += batch.decode_s
+                timing["wait_s"] += batch.wait_s
+                timing["infer_s"] += batch.infer_s
+                timing["batches"] += 1
+                if progress:
+                    done = writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped)
+                    progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.0f}")
+        elapsed = time.perf_counter() - start
+        record.set("embed_timings_s", {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
+        record.count("embedded", writer.rows)
+        record.count("images_per_s", round(writer.rows / elapsed, 1) if elapsed > 0 and writer.rows else 0)
+        log.info("embedded %d snip(s) in %.2fs on %s (decode %.2fs cpu, infer %.2fs, waited %.2fs for input)",
+                 writer.rows, elapsed, encoder.provider, timing["decode_cpu_s"], timing["infer_s"], timing["wait_s"])
+        return skipped
+
+    return run_step(lake, "embed", params, body, allow_partial)
+

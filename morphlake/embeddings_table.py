@@ -1,0 +1,61 @@
+"""The embeddings table's schema and the merge of new rows into an existing partition."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ingest.latents import z_columns
+from morphlake.errors import MorphlakeError
+from morphlake.layout import Lake
+
+META_FIELDS = [
+    ("snip_id", pa.string()),
+    ("experiment_date", pa.string()),
+    ("model_name", pa.string()),
+    ("source", pa.string()),             # onnx | legacy_csv
+    ("encoder_weights", pa.string()),    # trained | demo (onnx rows); null for legacy_csv rows
+    ("model_sha256", pa.string()),       # sha256 of the ONNX file; null for legacy_csv rows
+    ("image_fingerprint", pa.string()),  # ledger fingerprint of the image that was embedded
+    ("z_naming", pa.string()),           # flat | bio_nuisance: the legacy store's naming; null for onnx rows
+    ("run_id", pa.string()),
+]
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema(META_FIELDS + [(name, pa.float32()) for name in z_columns(dim)])
+
+
+def conform(table: pa.Table, dim: int) -> pa.Table:
+    """Add missing metadata columns as nulls and order/cast columns to the lake schema."""
+    schema = embeddings_schema(dim)
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_partition(lake: Lake, model_name: str, experiment: str) -> pa.Table | None:
+    path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
+    return pq.read_table(path, partitioning=None) if path.is_file() else None
+
+
+def partition_dim(table: pa.Table) -> int:
+    return sum(1 for c in table.column_names if c.startswith("z_mu_"))
+
+
+def merge(existing: pa.Table | None, new: pa.Table, replaces: pa.Array | list, where: str) -> pa.Table:
+    """existing minus rows whose snip_id is in `replaces`, plus `new`; sorted by snip_id."""
+    dim = partition_dim(new)
+    if existing is None or existing.num_rows == 0:
+        merged = new
+    else:
+        if partition_dim(existing) != dim:
+            raise MorphlakeError(
+                f"{where} holds {partition_dim(existing)}-dim embeddings, the new rows have {dim}",
+                "use a different --model-name for a model with another latent size",
+            )
+        ids = replaces.combine_chunks() if isinstance(replaces, pa.ChunkedArray) else pa.array(replaces)
+        keep = pc.invert(pc.is_in(existing["snip_id"], value_set=ids.cast(pa.string())))
+        merged = pa.concat_tables([conform(existing.filter(keep), dim), conform(new, dim)])
+    return merged.sort_by("snip_id")

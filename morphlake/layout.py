@@ -1,0 +1,66 @@
+"""Where every lake table, partition, run record and the warehouse live (DESIGN §2)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.naming import check_segment
+
+PART_FILE = "part-00000.parquet"
+TABLES = {
+    "df02": ("raw", "df02"),
+    "train": ("raw", "train"),
+    "snips": ("raw", "snips"),
+    "embeddings": ("embeddings",),
+    "df03_export": ("exports", "df03"),
+}
+
+
+def default_lake() -> Path:
+    """--lake default: MORPHLAKE_LAKE, else ./lake."""
+    return Path(os.environ.get("MORPHLAKE_LAKE") or "lake")
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths of one lake root; nothing here touches the disk."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: Path | str | None) -> "Lake":
+        return cls(Path(root if root is not None else default_lake()).absolute())
+
+    def table_dir(self, table: str) -> Path:
+        return self.root.joinpath(*TABLES[table])
+
+    def partition_dir(self, table: str, **keys: str) -> Path:
+        """<table>/<k1>=<v1>/…; every value is checked as a safe path segment first."""
+        path = self.table_dir(table)
+        for key, value in keys.items():
+            path = path / f"{key}={check_segment(key, value)}"
+        return path
+
+    def partition_file(self, table: str, **keys: str) -> Path:
+        return self.partition_dir(table, **keys) / PART_FILE
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / ".staging"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.root))

@@ -1,0 +1,27 @@
+"""The whole pipeline in order (ingest -> embed -> SQL layer), as `morphlake demo` runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from morphlake.embed_step import embed
+from morphlake.ingest_step import ingest
+from morphlake.layout import Lake
+from morphlake.step import EXIT_COMPLETE
+
+
+def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, echo: Callable[[str], None]) -> int:
+    """Run every step on a demo root; returns the worst exit code."""
+    codes = []
+    result = ingest(lake, root, root, model_name)
+    codes.append(result.exit_code)
+    counts = result.record["counts"]
+    echo(f"ingest: {counts.get('df02_rows')} df02 rows, {counts.get('snips')} snips in the ledger, "
+         f"{counts.get('latent_rows')} legacy latent rows -> {lake.root}")
+    result = embed(lake, encoder, device="auto")
+    codes.append(result.exit_code)
+    rec = result.record
+    echo(f"embed: {rec['counts'].get('embedded', 0)} snip(s) embedded on {rec['provider']['used']} "
+         f"({rec['encoder']['weights']} weights)")
+    return max(codes) if codes else EXIT_COMPLETE

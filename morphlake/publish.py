@@ -1,0 +1,137 @@
+"""All-or-nothing writes: stage partitions away from the tables, check them, publish by atomic rename."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from morphlake.errors import MorphlakeError
+from morphlake.faults import crash_point
+from morphlake.layout import PART_FILE, Lake
+
+VOLATILE_COLUMNS = ("run_id",)  # differ between runs without the data changing
+
+
+@dataclass
+class Staged:
+    """One staged partition file and where it will be published."""
+
+    table: str
+    keys: dict[str, str]
+    staged: Path
+    target: Path
+    rows: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows: int | None) -> None:
+    """Raise MorphlakeError if keys repeat, z values are not finite, or the row count is off."""
+    if expected_rows is not None and data.num_rows != expected_rows:
+        raise MorphlakeError(f"{what}: staged {data.num_rows} rows, expected {expected_rows}",
+                             "this is a bug in morphlake; the lake was not changed")
+    if unique and data.num_rows:
+        counts = pc.value_counts(data[unique])
+        repeated = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1]
+        if repeated:
+            raise MorphlakeError(f"{what}: {unique} repeats: {', '.join(map(str, repeated[:5]))}",
+                                 "remove the duplicates from the input; the lake was not changed")
+        if data[unique].null_count:
+            raise MorphlakeError(f"{what}: {data[unique].null_count} rows have no {unique}", "the lake was not changed")
+    for name in data.column_names:
+        col = data[name]
+        if name.startswith("z_") and pa.types.is_floating(col.type):
+            finite = pc.is_finite(col)
+            if pc.any(pc.invert(pc.fill_null(finite, False))).as_py():
+                raise MorphlakeError(f"{what}: column {name} holds non-finite or missing values",
+                                     "check the encoder and its inputs; the lake was not changed")
+
+
+def same_content(existing: Path, data: pa.Table) -> bool:
+    """True when the published file already holds exactly this data (ignoring run ids)."""
+    if not existing.is_file():
+        return False
+    try:
+        old = pq.read_table(existing, partitioning=None)
+    except (OSError, pa.ArrowException):
+        return False
+    drop = lambda t: t.drop_columns([c for c in VOLATILE_COLUMNS if c in t.column_names])  # noqa: E731
+    return old.schema.equals(data.schema) and drop(old).equals(drop(data))
+
+
+class Transaction:
+    """Stages partition files under <lake>/.staging/<run_id>/ and publishes them after the run succeeds."""
+
+    def __init__(self, lake: Lake, run_id: str):
+        self.lake = lake
+        self.dir = lake.staging_dir / run_id
+        self.staged: list[Staged] = []
+
+    def stage(self, table: str, keys: dict[str, str], data: pa.Table, *, unique: str | None = "snip_id",
+              expected_rows: int | None = None) -> Staged:
+        """Check and write one partition to the staging area (not yet visible in the lake)."""
+        target = self.lake.partition_file(table, **keys)
+        what = f"{table} partition {self.lake.relative(target.parent)}"
+        check_partition(data, what, unique, expected_rows)
+        staged = self.dir / target.relative_to(self.lake.root)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(data, staged, compression="zstd")
+        with open(staged, "rb+") as handle:
+            os.fsync(handle.fileno())
+        written = pq.ParquetFile(staged).metadata.num_rows
+        if written != data.num_rows:
+            raise MorphlakeError(f"{what}: wrote {written} rows of {data.num_rows}", "check free disk space and re-run")
+        item = Staged(table, dict(keys), staged, target, data.num_rows)
+        self.staged = [s for s in self.staged if s.target != target] + [item]
+        return item
+
+    def publish(self) -> dict[str, list[str]]:
+        """Move every staged partition into place (one atomic rename each); skip unchanged ones."""
+        published, unchanged = [], []
+        crash_point("before-publish")
+        for item in self.staged:
+            rel = self.lake.relative(item.target.parent)
+            if same_content(item.target, pq.read_table(item.staged, partitioning=None)):
+                unchanged.append(rel)
+                continue
+            item.target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(item.staged, item.target)
+            _fsync_dir(item.target.parent)
+            published.append(rel)
+            crash_point("mid-publish")
+        self.discard()
+        return {"published": published, "unchanged": unchanged}
+
+    def discard(self) -> None:
+        """Forget everything staged (the lake is untouched)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.staged = []
+        try:
+            self.lake.staging_dir.rmdir()  # only when no other staging is left
+        except OSError:
+            pass
+
+    @staticmethod
+    def clean_stale(lake: Lake) -> list[str]:
+        """Remove staging folders left by crashed runs; call only while holding the lake lock."""
+        if not lake.staging_dir.is_dir():
+            return []
+        stale = sorted(p.name for p in lake.staging_dir.iterdir())
+        for name in stale:
+            shutil.rmtree(lake.staging_dir / name, ignore_errors=True)
+        return stale
+
+
+__all__ = ["Transaction", "Staged", "check_partition", "same_content", "PART_FILE"]

@@ -1,0 +1,82 @@
+"""Run records: <lake>/runs/<run_id>.json for every run, and <run_id>.partial.json for skipped items."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import sys
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from morphlake import __version__
+
+_LIBRARIES = ("polars", "pyarrow", "duckdb", "onnxruntime-gpu", "onnxruntime", "numpy", "pillow", "dbt-core", "dbt-duckdb")
+
+
+def new_run_id(command: str) -> str:
+    """Sortable, unique: 20261122T110807Z-ingest-1a2b3c."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{command}-{secrets.token_hex(3)}"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "morphlake": __version__}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class RunRecord:
+    """Collects what a run did (inputs, counts, timings, outcome) and writes it at the end."""
+
+    def __init__(self, command: str, params: dict):
+        self.run_id = new_run_id(command)
+        self.data: dict = {
+            "run_id": self.run_id, "command": command, "argv": sys.argv[1:], "params": params,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": library_versions(),
+            "counts": {}, "timings_s": {}, "outcome": "running",
+        }
+        self._t0 = time.perf_counter()
+
+    @contextmanager
+    def timed(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.data["timings_s"][step] = round(self.data["timings_s"].get(step, 0) + time.perf_counter() - start, 4)
+
+    def count(self, key: str, value) -> None:
+        self.data["counts"][key] = value
+
+    def set(self, key: str, value) -> None:
+        self.data[key] = value
+
+    def finish(self, runs_dir: Path, outcome: str, error: str | None = None, skipped: list | None = None) -> Path:
+        """Write the record (and the partial manifest when items were skipped); return the record path."""
+        self.data.update(outcome=outcome, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         elapsed_s=round(time.perf_counter() - self._t0, 3))
+        if error:
+            self.data["error"] = error
+        if skipped:
+            manifest = runs_dir / f"{self.run_id}.partial.json"
+            write_json_atomic(manifest, {"run_id": self.run_id, "command": self.data["command"],
+                                         "skipped": [s.to_dict() for s in skipped]})
+            self.data["partial_manifest"] = str(manifest)
+            self.data["counts"]["skipped"] = len(skipped)
+        path = runs_dir / f"{self.run_id}.json"
+        write_json_atomic(path, self.data)
+        return path
