@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pyarrow as pa
 
 TRUE_TOKENS = ["true", "t", "yes", "y", "1", "1.0"]
 FALSE_TOKENS = ["false", "f", "no", "n", "0", "0.0"]
@@ -61,3 +62,11 @@ def coerce(frame: pl.DataFrame, declared: dict[str, pl.DataType]) -> tuple[pl.Da
         if mask.any():
             bad[c] = mask
     return typed, bad
+
+
+def to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """Polars -> Arrow with plain `string` columns (Polars gives large_string; readers merge partitions by type)."""
+    table = frame.to_arrow()
+    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
+                        else f for f in table.schema])
+    return table.cast(schema)

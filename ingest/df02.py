@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ingest.coerce import coerce
+from ingest.coerce import coerce, to_arrow
 from ingest.csvfile import read_csv_strings
 from ingest.errors import InputError, Skipped
 from ingest.naming import check_segment
@@ -60,7 +60,8 @@ def read_metadata_table(
         dup_ids = set(counts["snip_id"].drop_nulls().to_list())
         for i in row.filter(typed["snip_id"].is_in(list(dup_ids))).to_list():
             problems.setdefault(i, []).append("snip_id appears more than once in the file")
-    for i, exp in enumerate(typed["experiment_date"].to_list()):
+    experiments = typed["experiment_date"].to_list() if "experiment_date" in typed.columns else []
+    for i, exp in enumerate(experiments):
         if exp is not None:
             try:
                 check_segment("experiment_date", exp)
@@ -87,7 +88,7 @@ def read_df02(path: Path, experiments: list[str] | None = None) -> tuple[pa.Tabl
             )
         frame = frame.filter(pl.col("experiment_date").is_in(experiments))
         skipped = [s for s in skipped if any(s.item.startswith(e) for e in experiments)]
-    return frame.sort("experiment_date", "snip_id").to_arrow(), skipped
+    return to_arrow(frame.sort("experiment_date", "snip_id")), skipped
 
 
 def read_train(path: Path, train_name: str) -> tuple[pa.Table, list[Skipped]]:
@@ -95,4 +96,4 @@ def read_train(path: Path, train_name: str) -> tuple[pa.Table, list[Skipped]]:
     check_segment("training set name", train_name)
     frame, skipped = read_metadata_table(path, f"train metadata {train_name!r}", {"snip_id": pl.String}, ("snip_id",))
     frame = frame.with_columns(pl.lit(train_name).alias("train_name"))
-    return frame.sort("snip_id").to_arrow(), skipped
+    return to_arrow(frame.sort("snip_id")), skipped

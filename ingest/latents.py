@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from ingest.coerce import to_arrow
 from ingest.csvfile import read_csv_strings
 from ingest.errors import InputError, Skipped
 from ingest.naming import check_segment
@@ -102,7 +103,7 @@ def read_latent_file(path: Path, experiment: str, expected_dim: int | None = Non
     out = typed.filter(keep).with_columns(
         pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming")
     ).select("snip_id", "experiment_date", "z_naming", *zs)
-    return out.sort("snip_id").to_arrow(), style, skipped
+    return to_arrow(out.sort("snip_id")), style, skipped
 
 
 def _finite(value) -> bool:

@@ -101,6 +101,10 @@ def scan_snips(
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             skip(f"is not a readable image ({type(exc).__name__}: {exc})")
             continue
+        expected_format = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+        if fmt != expected_format:
+            skip(f"is a {fmt or 'unknown'} file named {path.suffix}; rename it to match its format")
+            continue
         seen[snip_id] = path.name
         old = (previous or {}).get(str(path))
         reuse = old and old["file_size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns

@@ -64,7 +64,8 @@ def main(quiet: bool) -> None:
     Try it:  morphlake demo
     Then:    duckdb lake/warehouse.duckdb "select * from df03 limit 5"
     """
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
+                        force=True)
 
 
 @main.command()

@@ -1,0 +1,132 @@
+"""Unit tests: the ONNX encoder graph against a numpy reference, the demo encoder, and file checks."""
+
+import numpy as np
+import onnx
+import pytest
+
+from embed.architecture import EncoderSpec
+from embed.build import write_demo_encoder
+from embed.demo_weights import demo_weights
+from embed.errors import DeviceUnavailable, EncoderFileError
+from embed.model import Encoder
+from embed.onnx_graph import build_encoder_model, check_weights
+from reference_encoder import reference_encoder
+
+SPEC = EncoderSpec()
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory):
+    return write_demo_encoder(tmp_path_factory.mktemp("enc") / "encoder.onnx", "m1", seed=7)
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def test_onnx_graph_matches_numpy_reference(demo_file):
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 1, 288, 128), dtype=np.uint8)
+    mu, logvar = Encoder(demo_file, "cpu").run(pixels)
+    ref_mu, ref_logvar = reference_encoder(demo_weights(SPEC, 7), pixels)
+    assert mu.dtype == np.float32 and mu.shape == (3, 100) and logvar.shape == (3, 100)
+    assert relative_error(mu, ref_mu) <= 1e-5
+    assert relative_error(logvar, ref_logvar) <= 1e-5
+
+
+def test_demo_encoder_is_reproducible_from_its_seed(tmp_path, demo_file):
+    again = write_demo_encoder(tmp_path / "again.onnx", "m1", seed=7)
+    other = write_demo_encoder(tmp_path / "other.onnx", "m1", seed=8)
+    assert again.read_bytes() == demo_file.read_bytes()
+    assert other.read_bytes() != demo_file.read_bytes()
+
+
+def test_encoder_describes_itself_and_is_labelled_demo(demo_file):
+    enc = Encoder(demo_file, "cpu")
+    info = enc.info
+    assert (info.model_name, info.latent_dim, info.zn_frac, info.nuisance_dims, info.weights) == ("m1", 100, 0.2, 20, "demo")
+    assert "DEMO WEIGHTS" in info.metadata["weights_origin"]
+    assert "BILINEAR" in info.metadata["preprocessing"]
+    assert enc.provider == "CPUExecutionProvider"
+    model = onnx.load(str(demo_file))
+    assert [n.op_type for n in model.graph.node].count("BatchNormalization") == 0
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+
+
+def test_batch_size_does_not_change_results(demo_file):
+    pixels = np.random.default_rng(1).integers(0, 256, (8, 1, 288, 128), dtype=np.uint8)
+    enc = Encoder(demo_file, "cpu")
+    whole, _ = enc.run(pixels)
+    single = np.concatenate([enc.run(pixels[i: i + 1])[0] for i in range(8)])
+    padded = enc.run(np.concatenate([pixels[:3], np.zeros_like(pixels[:5])]))[0][:3]
+    threads1 = Encoder(demo_file, "cpu", threads=1).run(pixels)[0]
+    assert np.max(np.abs(whole - single)) <= 1e-5
+    assert np.max(np.abs(whole[:3] - padded)) <= 1e-5
+    assert np.max(np.abs(whole - threads1)) <= 1e-5
+    assert np.array_equal(whole, enc.run(pixels)[0])  # same input, same session: identical
+
+
+def test_wrong_or_missing_weights_are_listed():
+    weights = demo_weights(SPEC, 0)
+    del weights["log_var.bias"]
+    weights["embedding0.weight"] = weights["embedding0.weight"][:, :10]
+    weights["extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(EncoderFileError) as info:
+        check_weights(weights, SPEC)
+    text = str(info.value)
+    assert "missing key 'log_var.bias'" in text
+    assert "'embedding0.weight' has shape (100, 10), expected (100, 9216)" in text
+    assert "unexpected key 'extra.weight'" in text
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(EncoderFileError, match="is not a loadable ONNX model"):
+        Encoder(path, "cpu")
+    with pytest.raises(EncoderFileError, match="encoder file not found"):
+        Encoder(tmp_path / "nope.onnx", "cpu")
+
+
+def test_file_without_metadata_is_refused(tmp_path, demo_file):
+    model = onnx.load(str(demo_file))
+    del model.metadata_props[:]
+    path = tmp_path / "bare.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(EncoderFileError, match=r"lacks morphlake metadata \(architecture, latent_dim[^)]*\)\n  hint: export it with `morphlake export-onnx`"):
+        Encoder(path, "cpu")
+
+
+def test_wrong_input_shape_is_refused(tmp_path, demo_file):
+    from onnx import TensorProto, helper, numpy_helper
+
+    # A valid model with the right names and metadata, but a 16x8 input.
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Flatten", ["f"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], ["z_mu"]),
+             helper.make_node("MatMul", ["flat", "w"], ["z_logvar"])]
+    graph = helper.make_graph(
+        nodes, "small", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 1, 16, 8])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 100]) for n in ("z_mu", "z_logvar")],
+        initializer=[numpy_helper.from_array(np.zeros((128, 100), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {p.key: p.value for p in onnx.load(str(demo_file)).metadata_props})
+    path = tmp_path / "shape.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(EncoderFileError, match=r"expected image tensor\(uint8\) \[N, 1, 288, 128\]"):
+        Encoder(path, "cpu")
+
+
+def test_cuda_requested_without_gpu_fails(demo_file, monkeypatch):
+    import embed.model as model_module
+
+    monkeypatch.setattr(model_module, "cuda_driver_present", lambda: False)
+    with pytest.raises(DeviceUnavailable, match="--device cuda was asked for"):
+        Encoder(demo_file, "cuda")
+    assert Encoder(demo_file, "auto").provider == "CPUExecutionProvider"
+
+
+def test_graph_rejects_nothing_valid():
+    model = build_encoder_model(demo_weights(SPEC, 0), SPEC, {"model_name": "x", "weights": "demo"})
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["morphlake.latent_dim"] == "100" and props["morphlake.model_name"] == "x"
