@@ -18,8 +18,10 @@ _LIBRARIES = ("polars", "pyarrow", "duckdb", "onnxruntime-gpu", "onnxruntime", "
 
 
 def new_run_id(command: str) -> str:
-    """Sortable, unique: 20261122T110807Z-ingest-1a2b3c."""
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{command}-{secrets.token_hex(3)}"
+    """Sortable by start time (to the millisecond), unique: 20261122T110807.123Z-ingest-1a2b3c."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}Z-{command}-{secrets.token_hex(3)}"
 
 
 def library_versions() -> dict[str, str]:
