@@ -154,6 +154,34 @@ def embed(model, device, batch_size, workers, threads, experiments, lake, allow_
     sys.exit(result.exit_code)
 
 
+@main.command("export-onnx")
+@click.option("--state-dict", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="encoder_reformatted.pt (the encoder's plain state dict).")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="model_config.json (default: the one beside the state dict).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the ONNX file (default: encoder.onnx beside the state dict).")
+@click.option("--model-name", default=None, help="Model name stored in the file (default: the model folder's name).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def export_onnx(state_dict, config, output, model_name, overwrite):
+    """Export the legacy encoder to a verified, self-describing ONNX file (needs the `export` extra).
+
+    \b
+    Example:
+      morphlake export-onnx --state-dict models/legacy/20241107_ds_sweep01_optimum/encoder_reformatted.pt \\
+          --config models/legacy/20241107_ds_sweep01_optimum/model_config.json -o encoder.onnx
+    """
+    from embed.export import export_onnx as run
+
+    output = output or state_dict.parent / "encoder.onnx"
+    config = config or state_dict.parent / "model_config.json"
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} already exists", "pass --overwrite to replace it, or choose another -o")
+    report_ = run(state_dict, config, output, model_name)
+    click.echo(f"wrote {report_.path} (model {report_.model_name}, sha256 {report_.sha256[:12]}…); "
+               f"matches the PyTorch reference to a relative error of {report_.max_relative_error:.1e}")
+
+
 @main.command()
 @lake_option
 def status(lake):

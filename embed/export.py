@@ -1,0 +1,127 @@
+"""Export a trained encoder_reformatted.pt to ONNX and verify it against a PyTorch reference (`export` extra)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embed.architecture import CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING, STRIDE, EncoderSpec
+from embed.build import write_trained_encoder
+from embed.errors import EmbedError, EncoderFileError
+from embed.model import Encoder, file_sha256
+from embed.onnx_graph import check_weights
+
+TOLERANCE = 1e-5
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise EmbedError("export-onnx needs PyTorch, which is not installed",
+                         "install the export extra: pip install 'morphlake[export]' (or: pip install torch)") from None
+    return torch
+
+
+def read_config(path: Path) -> EncoderSpec:
+    """model_config.json -> EncoderSpec (latent_dim, zn_frac), checking it describes this architecture."""
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EncoderFileError(f"cannot read model config {path}: {exc}", "pass the model folder's model_config.json") from None
+    name = config.get("name")
+    if name not in (None, "SeqVAEConfig"):
+        raise EncoderFileError(f"{path} is a {name!r} config; the legacy encoder is a SeqVAEConfig",
+                               "pass the model_config.json of a SeqVAE model")
+    input_dim = config.get("input_dim")
+    if input_dim is not None and list(input_dim) != [1, INPUT_HEIGHT, INPUT_WIDTH]:
+        raise EncoderFileError(f"{path} has input_dim {input_dim}; this encoder takes [1, 288, 128]",
+                               "only the 288x128 legacy encoder can be exported")
+    try:
+        return EncoderSpec(latent_dim=int(config.get("latent_dim", 100)), zn_frac=float(config.get("zn_frac", 0.2)))
+    except (TypeError, ValueError) as exc:
+        raise EncoderFileError(f"{path}: latent_dim / zn_frac are not numbers ({exc})", "fix the config") from None
+
+
+def load_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """encoder_reformatted.pt (a plain state dict) -> numpy arrays."""
+    torch = _torch()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for damaged or foreign files
+        raise EncoderFileError(f"cannot load {path} as a PyTorch state dict ({type(exc).__name__}: {exc})",
+                               "pass encoder_reformatted.pt, the encoder's plain state dict") from None
+    if not isinstance(state, dict) or not all(hasattr(v, "detach") for v in state.values()):
+        raise EncoderFileError(f"{path} is not a plain state dict (name -> tensor)",
+                               "save it with torch.save(encoder.state_dict(), 'encoder_reformatted.pt')")
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def reference_module(spec: EncoderSpec):
+    """The legacy encoder in PyTorch, with the state-dict layout of encoder_reformatted.pt."""
+    torch = _torch()
+    nn = torch.nn
+
+    class LegacyEncoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = []
+            for cin, cout in zip(CHANNELS[:-1], CHANNELS[1:]):
+                layers += [nn.Conv2d(cin, cout, KERNEL, STRIDE, PADDING), nn.BatchNorm2d(cout), nn.ReLU()]
+            self.conv_layers = nn.Sequential(*layers)
+            self.embedding0 = nn.Linear(spec.flat_features, spec.latent_dim)
+            self.embedding = nn.Linear(spec.latent_dim, spec.latent_dim, bias=False)
+            self.log_var = nn.Linear(spec.flat_features, spec.latent_dim)
+
+        def forward(self, x):
+            h = self.conv_layers(x).reshape(x.shape[0], -1)
+            return self.embedding(self.embedding0(h)), self.log_var(h)
+
+    return LegacyEncoder().eval()
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    sha256: str
+    model_name: str
+    max_relative_error: float
+
+
+def verify_against_torch(onnx_path: Path, weights: dict[str, np.ndarray], spec: EncoderSpec, samples: int = 8,
+                         seed: int = 0) -> float:
+    """Largest relative error of the ONNX outputs against the PyTorch reference on random images."""
+    torch = _torch()
+    module = reference_module(spec)
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}, strict=False)
+    pixels = np.random.default_rng(seed).integers(0, 256, (samples, 1, INPUT_HEIGHT, INPUT_WIDTH), dtype=np.uint8)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(pixels).float() / 255.0)
+    got = Encoder(onnx_path, device="cpu").run(pixels)
+    return max(float(np.max(np.abs(g - r.numpy())) / max(float(np.max(np.abs(r.numpy()))), 1e-12))
+               for g, r in zip(got, ref))
+
+
+def export_onnx(state_dict: Path, config: Path, out: Path, model_name: str | None = None) -> ExportReport:
+    """encoder_reformatted.pt + model_config.json -> verified, self-describing encoder.onnx."""
+    state_dict, out = Path(state_dict), Path(out)
+    spec = read_config(config)
+    weights = load_state_dict(state_dict)
+    check_weights(weights, spec)
+    name = model_name or state_dict.absolute().parent.name
+    origin = f"{state_dict.absolute()} (sha256 {file_sha256(state_dict)})"
+    tmp = out.with_name(f".{out.name}.unverified")
+    write_trained_encoder(tmp, weights, spec, name, origin)
+    try:
+        error = verify_against_torch(tmp, weights, spec)
+        if not error <= TOLERANCE:
+            raise EncoderFileError(f"the exported graph differs from the PyTorch reference (relative error {error:.2e} "
+                                   f"> {TOLERANCE:.0e}); nothing was written to {out}",
+                                   "report this with the model folder; the state dict may not be this architecture")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(out, file_sha256(out), name, error)
