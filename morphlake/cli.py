@@ -154,6 +154,52 @@ def embed(model, device, batch_size, workers, threads, experiments, lake, allow_
     sys.exit(result.exit_code)
 
 
+@main.command()
+@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True, help="Whose embeddings df03 joins.")
+@click.option("--z-schema", type=click.Choice(["auto", "flat", "bio_nuisance"]), default="auto", show_default=True,
+              help="z column names in df03: flat (z_mu_00), bio_nuisance (z_mu_n_00, z_mu_b_20), or auto "
+                   "(the naming of the model's legacy store; flat when there is none).")
+@click.option("--coverage-threshold", type=float, default=None,
+              help="Share of usable df02 rows that must have an embedding (dbt var; default 0.95).")
+@click.option("--coverage-severity", type=click.Choice(["error", "warn"]), default=None,
+              help="Whether low coverage fails the build (default error).")
+@click.option("--select", "select", multiple=True, help="dbt node selection (repeatable).")
+@click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="dbt project (default: the checkout's dbt_project/).")
+@lake_option
+@click.pass_context
+def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, select, project_dir, lake):
+    """Run `dbt build`: staging views, df03, coverage, training join, tests, and the df03 Parquet export.
+
+    \b
+    Example:
+      morphlake build --lake ./lake --z-schema bio_nuisance
+    """
+    from morphlake.sql_build import build as run
+
+    the_lake = Lake.at(lake)
+    quiet = ctx.find_root().params.get("quiet", False)
+    result = run(the_lake, model_name, z_schema, coverage_threshold, coverage_severity, list(select) or None,
+                 project_dir, quiet)
+    report_build(result, the_lake)
+    sys.exit(result.exit_code)
+
+
+def report_build(result, lake: Lake) -> None:
+    from morphlake.sql_summary import describe_df03
+
+    if result.exit_code == 0:
+        click.echo(describe_df03(lake))
+    else:
+        click.echo(f"error: dbt build failed ({len(result.failures)} failing node(s)):", err=True)
+        for failure in result.failures:
+            click.echo(f"  - {failure['node']}: {failure['status']}: {failure['message']}", err=True)
+        dbt = result.record.get("dbt", {})
+        if dbt.get("exception"):
+            click.echo(f"  {dbt['exception']}", err=True)
+    click.echo(f"build: {result.record['outcome']}; run record {lake.runs_dir / (result.run_id + '.json')}")
+
+
 @main.command("export-onnx")
 @click.option("--state-dict", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
               help="encoder_reformatted.pt (the encoder's plain state dict).")

@@ -1,4 +1,4 @@
-"""The whole pipeline in order (ingest -> embed -> SQL layer), as `morphlake demo` runs it."""
+"""The whole pipeline in order (ingest -> embed -> dbt build), as `morphlake demo` runs it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Callable
 from morphlake.embed_step import embed
 from morphlake.ingest_step import ingest
 from morphlake.layout import Lake
-from morphlake.step import EXIT_COMPLETE
+from morphlake.sql_build import build
+from morphlake.sql_summary import describe_df03
+from morphlake.step import EXIT_COMPLETE, EXIT_FAILED
 
 
 def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, echo: Callable[[str], None]) -> int:
@@ -24,4 +26,12 @@ def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, ec
     rec = result.record
     echo(f"embed: {rec['counts'].get('embedded', 0)} snip(s) embedded on {rec['provider']['used']} "
          f"({rec['encoder']['weights']} weights)")
+    built = build(lake, model_name, quiet=True)
+    codes.append(built.exit_code)
+    if built.exit_code == EXIT_COMPLETE:
+        echo(describe_df03(lake))
+    else:
+        for failure in built.failures:
+            echo(f"build: {failure['node']}: {failure['status']}: {failure['message']}")
+        return EXIT_FAILED
     return max(codes) if codes else EXIT_COMPLETE

@@ -1,0 +1,28 @@
+{#- The lake root is the folder holding the warehouse file: absolute, so views work from any directory. -#}
+{% macro lake_root() %}
+  {%- if not execute -%}{{ return('/lake-root-at-run-time') }}{%- endif -%}
+  {%- set result = run_query("select path from duckdb_databases() where database_name = current_database()") -%}
+  {%- set path = result.columns[0].values()[0] -%}
+  {{ return(path.rsplit('/', 1)[0]) }}
+{% endmacro %}
+
+
+{#- SQL string literal with quotes escaped (values from vars never reach SQL unquoted). -#}
+{% macro sql_literal(value) -%}
+  '{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
+
+
+{#- read_parquet over a lake table's files; an empty typed relation when the table has no files yet. -#}
+{% macro lake_table(relative_glob, empty_columns) %}
+  {%- set pattern = lake_root() ~ '/' ~ relative_glob -%}
+  {%- set found = 1 -%}
+  {%- if execute -%}
+    {%- set found = run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] -%}
+  {%- endif -%}
+  {%- if found | int > 0 -%}
+    read_parquet({{ sql_literal(pattern) }}, hive_partitioning = false, union_by_name = true)
+  {%- else -%}
+    (select {% for name, type in empty_columns.items() %}null::{{ type }} as {{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor %} limit 0)
+  {%- endif -%}
+{% endmacro %}

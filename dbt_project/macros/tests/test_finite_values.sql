@@ -1,0 +1,25 @@
+{#- Fails with one row per (key, column) holding NaN or ±Inf, over every floating column whose name starts with prefix. -#}
+{% test finite_values(model, prefix='z_', key='snip_id') %}
+{%- set columns = [] -%}
+{%- for col in adapter.get_columns_in_relation(model) -%}
+  {%- if col.name.startswith(prefix) and col.dtype | lower in ('float', 'double', 'real', 'float4', 'float8') -%}
+    {%- do columns.append(adapter.quote(col.name)) -%}
+  {%- endif -%}
+{%- endfor -%}
+{%- if execute and columns | length == 0 -%}
+  {{ exceptions.raise_compiler_error("finite_values: " ~ model ~ " has no floating columns starting with '" ~ prefix ~ "'") }}
+{%- endif %}
+
+with offending_rows as (
+    select {{ key }}, {{ columns | join(', ') }}
+    from {{ model }}
+    where {% for c in columns %}not isfinite({{ c }}){{ " or " if not loop.last }}{% endfor %}
+),
+
+cells as (
+    unpivot offending_rows on {{ columns | join(', ') }} into name column_name value value
+)
+
+select {{ key }}, column_name, value from cells where not isfinite(value)
+
+{% endtest %}

@@ -1,0 +1,34 @@
+{#- One row per usable df02 snip (use_embryo_flag) with an embedding of the chosen model (var model_name):
+    df02's columns in their order, the embedding's provenance, the z columns named by var z_schema, and z_mu as FLOAT[D]. -#}
+{%- set z_schema = resolve_z_schema(ref('stg_embeddings')) -%}
+
+with df02 as (
+    select * from {{ ref('stg_df02') }}
+),
+
+embeddings as (
+    select * from {{ ref('stg_embeddings') }}
+    where model_name = {{ sql_literal(var('model_name')) }}
+),
+
+joined as (
+    select
+        df02.*,
+        embeddings.model_name,
+        embeddings.source as embedding_source,
+        embeddings.encoder_weights,
+        embeddings.model_sha256,
+        embeddings.image_fingerprint,
+        embeddings.run_id as embedding_run_id,
+        {{ z_select('embeddings', z_schema) }},
+        {{ z_mu_vector('embeddings') }} as z_mu
+    from df02
+    inner join embeddings on df02.snip_id = embeddings.snip_id
+    where df02.use_embryo_flag
+),
+
+final as (
+    select * from joined
+)
+
+select * from final

@@ -1,0 +1,97 @@
+"""df03 as Parquet for other tools: <lake>/exports/df03/experiment_date=<exp>/part-00000.parquet.
+
+Grain of this model's own table: one row per exported partition (experiment_date, rows, path).
+Each partition is written to <lake>/.staging first and moved into place with an atomic rename;
+partitions of experiments no longer in df03 are removed; an empty df03 writes no file at all.
+"""
+
+import fcntl
+import json
+import os
+import shutil
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SUMMARY = pa.schema([("experiment_date", pa.string()), ("rows", pa.int64()), ("path", pa.string())])
+
+
+def lake_root(session) -> str:
+    rows = session.execute(
+        "select path from duckdb_databases() where database_name = current_database()").fetchall()
+    return os.path.dirname(rows[0][0])
+
+
+def hold_lake_lock(lake: str):
+    """morphlake build already holds the lock (and says so); a bare `dbt build` takes it here."""
+    if os.environ.get("MORPHLAKE_LOCK_HELD"):
+        return None
+    fd = os.open(os.path.join(lake, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace")
+        os.close(fd)
+        raise RuntimeError(f"the lake {lake} is being written by another morphlake process ({holder}); "
+                           "wait for it to finish")
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "command": "dbt build (df03_export)"}).encode())
+    return fd
+
+
+def write_partition(relation, path: str) -> int:
+    reader = relation.to_arrow_reader(batch_size=65536)
+    rows = 0
+    with pq.ParquetWriter(path, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return rows
+
+
+def export(df03, session) -> pa.Table:
+    """Write every experiment's partition, then publish them; returns one row per partition."""
+    lake = lake_root(session)
+    export_dir = os.path.join(lake, "exports", "df03")
+    staging = os.path.join(lake, ".staging", f"dbt-df03-export-{os.getpid()}")
+    lock = hold_lake_lock(lake)
+    try:
+        experiments = sorted(r[0] for r in df03.select("experiment_date").distinct().fetchall())
+        staged = []
+        for exp in experiments:
+            # experiment names were checked as safe path segments at ingest; check again before using one.
+            if not exp or "/" in exp or exp.startswith(".") or "=" in exp:
+                raise RuntimeError(f"experiment_date {exp!r} is not safe as a partition folder name")
+            part = df03.filter(duckdb.ColumnExpression("experiment_date") == duckdb.ConstantExpression(exp))
+            tmp = os.path.join(staging, f"experiment_date={exp}", "part-00000.parquet")
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            staged.append((exp, tmp, write_partition(part, tmp)))
+        summary = []
+        for exp, tmp, rows in staged:
+            target = os.path.join(export_dir, f"experiment_date={exp}", "part-00000.parquet")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(tmp, target)
+            summary.append({"experiment_date": exp, "rows": rows, "path": target})
+        keep = {f"experiment_date={exp}" for exp in experiments}
+        for name in sorted(os.listdir(export_dir)) if os.path.isdir(export_dir) else []:
+            if name not in keep:
+                shutil.rmtree(os.path.join(export_dir, name))
+        return pa.Table.from_pylist(summary, schema=SUMMARY)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(staging))
+        except OSError:
+            pass
+        if lock is not None:
+            os.ftruncate(lock, 0)
+            os.close(lock)
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    summary = export(dbt.ref("df03"), session)
+    return summary
