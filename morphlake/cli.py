@@ -195,6 +195,8 @@ def report_build(result, lake: Lake) -> None:
         for failure in result.failures:
             click.echo(f"  - {failure['node']}: {failure['status']}: {failure['message']}", err=True)
         dbt = result.record.get("dbt", {})
+        if dbt.get("skipped"):
+            click.echo(f"  skipped because of the failures above: {', '.join(dbt['skipped'])}", err=True)
         if dbt.get("exception"):
             click.echo(f"  {dbt['exception']}", err=True)
     click.echo(f"build: {result.record['outcome']}; run record {lake.runs_dir / (result.run_id + '.json')}")

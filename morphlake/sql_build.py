@@ -51,6 +51,18 @@ def _environment(values: dict[str, str]):
                 os.environ[key] = value
 
 
+def release_warehouse() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in-process, so other readers (and processes) can open it."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
 def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, coverage_severity: str | None) -> dict:
     if z_schema not in Z_SCHEMAS:
         raise MorphlakeError(f"--z-schema {z_schema!r} is not known", f"choose one of: {', '.join(Z_SCHEMAS)}")
@@ -86,15 +98,20 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
     with LakeLock(lake.lock_file, "build", record.run_id):
         with _environment({"MORPHLAKE_LAKE": str(lake.root), "MORPHLAKE_LOCK_HELD": record.run_id}):
             with record.timed("dbt_build"):
-                result = dbtRunner().invoke(args)
-        failures, counts = [], {}
+                try:
+                    result = dbtRunner().invoke(args)
+                finally:
+                    release_warehouse()
+        failures, counts, skipped = [], {}, []
         for node in (result.result or []) if result.result is not None and hasattr(result.result, "__iter__") else []:
             status = str(node.status).lower().rsplit(".", 1)[-1]
             counts[status] = counts.get(status, 0) + 1
+            if status == "skipped":
+                skipped.append(node.node.name)
             if status in ("error", "fail", "runtime error"):
                 failures.append({"node": node.node.name, "status": status, "message": (node.message or "").strip(),
                                  "failures": node.failures})
-        record.set("dbt", {"success": result.success, "counts": counts, "failures": failures,
+        record.set("dbt", {"success": result.success, "counts": counts, "failures": failures, "skipped": skipped,
                            "exception": str(result.exception) if result.exception else None})
         ok = result.success and not failures
         outcome = "complete" if ok else "failed"

@@ -8,8 +8,7 @@ from morphlake.layout import Lake
 
 
 def describe_df03(lake: Lake) -> str:
-    # Same configuration as dbt-duckdb's (read-write): in-process it shares dbt's open database.
-    with duckdb.connect(str(lake.warehouse)) as con:
+    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
         rows = con.execute("select count(*) from df03").fetchall()[0][0]
         coverage = con.execute(
             "select experiment_date, usable_rows, embedded_rows, coverage from df03_coverage order by 1").fetchall()

@@ -73,6 +73,24 @@ def ingested(cli, root, lake):
     return lake
 
 
+@pytest.fixture(scope="session")
+def embedded_template(demo_template, tmp_path_factory) -> Path:
+    """A lake with the tiny demo ingested and embedded (no warehouse: views hold absolute paths)."""
+    lake = tmp_path_factory.mktemp("embedded") / "lake"
+    cli = Cli(lake)
+    assert cli("ingest", "--root", demo_template, "--lake", lake).exit_code == 0
+    encoder = demo_template / "models" / "legacy" / DEFAULT_MODEL_NAME / "encoder.onnx"
+    assert cli("embed", "--model", encoder, "--lake", lake).exit_code == 0
+    return lake
+
+
+@pytest.fixture
+def embedded_lake(embedded_template, tmp_path) -> Path:
+    dest = tmp_path / "lake"
+    shutil.copytree(embedded_template, dest)
+    return dest
+
+
 def lake_files(lake: Path) -> dict[str, bytes]:
     """Every Parquet file in the lake with its bytes (to compare states)."""
     return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*.parquet"))

@@ -1,5 +1,6 @@
-{#- Fails (one row per experiment, plus an overall row) when the embedded share of usable rows is under threshold. -#}
-{% test coverage(model, usable_column, embedded_column, threshold=none) %}
+{#- Fails when the embedded share of usable rows is under threshold: over all experiments, or
+    (per_experiment=true) with one row per experiment under it. -#}
+{% test coverage(model, usable_column, embedded_column, threshold=none, per_experiment=false) %}
 {%- set threshold = threshold if threshold is not none else var('coverage_threshold') -%}
 
 with per_experiment as (
@@ -15,7 +16,7 @@ overall as (
 shares as (
     select experiment_date, usable, embedded,
            case when usable = 0 then 1.0 else embedded / usable end as coverage
-    from (select * from per_experiment union all select * from overall)
+    from {{ "per_experiment" if per_experiment else "overall" }}
 )
 
 select *, {{ threshold }} as threshold
