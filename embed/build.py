@@ -9,9 +9,11 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from embed.architecture import EncoderSpec
+from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
 from embed.demo_weights import demo_metadata, demo_weights
 from embed.onnx_graph import build_encoder_model
+
+DEMO_BACKGROUND = 205  # grey level of the demo snips' background (morphlake.demo_images)
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> Path:
@@ -24,9 +26,34 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
+def _centre_on_background(weights: dict[str, np.ndarray], spec: EncoderSpec, metadata: dict) -> dict[str, np.ndarray]:
+    """Shift the head biases so a blank brightfield background encodes to z = 0.
+
+    Random weights otherwise map every image to nearly the same direction (the background dominates),
+    and the demo's nearest-neighbour and embedding-map examples would show nothing.
+    """
+    import onnxruntime as ort
+
+    model = build_encoder_model(weights, spec, metadata)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    blank = np.full((1, 1, INPUT_HEIGHT, INPUT_WIDTH), DEMO_BACKGROUND, np.uint8)
+    mu, logvar = session.run(None, {"image": blank})
+    centred = dict(weights)
+    # z_mu = (h) @ E.T with E orthogonal, so the pre-projection offset is mu @ E.
+    centred["embedding0.bias"] = (weights["embedding0.bias"] - mu[0] @ weights["embedding.weight"]).astype(np.float32)
+    centred["log_var.bias"] = (weights["log_var.bias"] - logvar[0]).astype(np.float32)
+    return centred
+
+
+def demo_encoder_weights(spec: EncoderSpec, seed: int) -> dict[str, np.ndarray]:
+    """The weights a demo encoder file holds (seeded, then centred on the background)."""
+    return _centre_on_background(demo_weights(spec, seed), spec, demo_metadata(seed, "demo"))
+
+
 def write_demo_encoder(path: Path, model_name: str, seed: int = 0, spec: EncoderSpec = EncoderSpec()) -> Path:
     """The demo encoder: legacy architecture, seeded random weights, labelled DEMO in its metadata."""
-    return save_model(build_encoder_model(demo_weights(spec, seed), spec, demo_metadata(seed, model_name)), path)
+    weights = demo_encoder_weights(spec, seed)
+    return save_model(build_encoder_model(weights, spec, demo_metadata(seed, model_name)), path)
 
 
 def write_trained_encoder(path: Path, weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str,

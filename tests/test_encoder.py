@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from embed.architecture import EncoderSpec
-from embed.build import write_demo_encoder
+from embed.build import demo_encoder_weights, write_demo_encoder
 from embed.demo_weights import demo_weights
 from embed.errors import DeviceUnavailable, EncoderFileError
 from embed.model import Encoder
@@ -27,7 +27,7 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
 def test_onnx_graph_matches_numpy_reference(demo_file):
     pixels = np.random.default_rng(0).integers(0, 256, (3, 1, 288, 128), dtype=np.uint8)
     mu, logvar = Encoder(demo_file, "cpu").run(pixels)
-    ref_mu, ref_logvar = reference_encoder(demo_weights(SPEC, 7), pixels)
+    ref_mu, ref_logvar = reference_encoder(demo_encoder_weights(SPEC, 7), pixels)
     assert mu.dtype == np.float32 and mu.shape == (3, 100) and logvar.shape == (3, 100)
     assert relative_error(mu, ref_mu) <= 1e-5
     assert relative_error(logvar, ref_logvar) <= 1e-5
@@ -130,3 +130,14 @@ def test_graph_rejects_nothing_valid():
     model = build_encoder_model(demo_weights(SPEC, 0), SPEC, {"model_name": "x", "weights": "demo"})
     props = {p.key: p.value for p in model.metadata_props}
     assert props["morphlake.latent_dim"] == "100" and props["morphlake.model_name"] == "x"
+
+
+def test_demo_encoder_maps_blank_background_to_zero(demo_file):
+    from embed.build import DEMO_BACKGROUND
+
+    blank = np.full((1, 1, 288, 128), DEMO_BACKGROUND, np.uint8)
+    mu, logvar = Encoder(demo_file, "cpu").run(blank)
+    assert np.max(np.abs(mu)) < 1e-4 and np.max(np.abs(logvar)) < 1e-4
+    embryo_like = blank.copy()
+    embryo_like[0, 0, 100:200, 50:80] = 120
+    assert np.linalg.norm(Encoder(demo_file, "cpu").run(embryo_like)[0]) > 0.1
