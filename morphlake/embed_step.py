@@ -44,33 +44,33 @@ def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
     return found
 
 
-def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str) -> tuple[pa.Table, pa.Table | None]:
-    """(ledger rows that need embedding, existing partition). Legacy-store rows count as current."""
+def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str) -> pa.Table:
+    """Ledger rows of one experiment that need embedding. Legacy-store rows count as current.
+
+    Only the key columns of the existing partition are read here; the full partition is read again
+    when the new rows are merged in, one experiment at a time (memory stays flat as the lake grows).
+    """
     ledger = pq.read_table(lake.partition_file("snips", experiment_date=experiment), partitioning=None)
-    existing = read_partition(lake, model_name, experiment)
-    if existing is None or existing.num_rows == 0:
-        return ledger, existing
-    current = pc.or_kleene(
-        pc.equal(existing["source"], "legacy_csv"),
-        pc.equal(existing["model_sha256"], sha256),
-    )
+    path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
+    if not path.is_file():
+        return ledger
+    existing = pq.read_table(path, partitioning=None, columns=["snip_id", "source", "model_sha256", "image_fingerprint"])
+    current = pc.or_kleene(pc.equal(existing["source"], "legacy_csv"), pc.equal(existing["model_sha256"], sha256))
     rows = existing.filter(pc.fill_null(current, False)).select(["snip_id", "source", "image_fingerprint"]).to_pylist()
     done = {r["snip_id"]: r for r in rows}
     todo = [
         i for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
         if snip not in done or (done[snip]["source"] == "onnx" and done[snip]["image_fingerprint"] != fp)
     ]
-    return ledger.take(pa.array(todo, pa.int64())), existing
+    return ledger.take(pa.array(todo, pa.int64()))
 
 
 class PartitionWriter:
     """Collects embedded rows per experiment and stages each partition once all its snips are in."""
 
-    def __init__(self, txn: Transaction, lake: Lake, encoder: Encoder, run_id: str, expected: dict[str, int],
-                 existing: dict[str, pa.Table | None]):
+    def __init__(self, txn: Transaction, lake: Lake, encoder: Encoder, run_id: str, expected: dict[str, int]):
         self.txn, self.lake, self.info, self.run_id = txn, lake, encoder.info, run_id
         self.remaining = dict(expected)
-        self.existing = existing
         self.parts: dict[str, list[pa.Table]] = defaultdict(list)
         self.rows = 0
 
@@ -113,7 +113,7 @@ class PartitionWriter:
             return
         new = pa.concat_tables(new_parts)
         where = f"embeddings/model_name={self.info.model_name}/experiment_date={exp}"
-        merged = merge(self.existing.get(exp), new, new["snip_id"], where)
+        merged = merge(read_partition(self.lake, self.info.model_name, exp), new, new["snip_id"], where)
         self.txn.stage("embeddings", {"model_name": self.info.model_name, "experiment_date": exp}, merged,
                        expected_rows=merged.num_rows)
         self.rows += new.num_rows
@@ -154,17 +154,17 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
                                "weights_origin": info.metadata.get("weights_origin")})
         record.set("provider", {"requested": device, "used": encoder.provider,
                                 "session_providers": encoder.session.get_providers()})
-        plans, existing = {}, {}
+        plans = {}
         with record.timed("plan"):
             for exp in ledger_experiments(lake, experiments):
-                todo, existing[exp] = plan_experiment(lake, exp, info.model_name, info.sha256)
+                todo = plan_experiment(lake, exp, info.model_name, info.sha256)
                 if todo.num_rows:
                     plans[exp] = todo
         total = sum(t.num_rows for t in plans.values())
         record.count("to_embed", total)
         record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
-        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()}, existing)
+        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()})
         skipped: list[Skipped] = []
         timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
         progress = _progress(total)
