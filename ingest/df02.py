@@ -10,7 +10,7 @@ import pyarrow as pa
 from ingest.coerce import coerce, to_arrow
 from ingest.csvfile import read_csv_strings
 from ingest.errors import InputError, Skipped
-from ingest.naming import check_segment
+from ingest.naming import check_segment, normalise_stem_expr
 
 DF02_COLUMNS: dict[str, pl.DataType] = {
     "snip_id": pl.String,
@@ -37,6 +37,8 @@ def read_metadata_table(
 ) -> tuple[pl.DataFrame, list[Skipped]]:
     """Read one metadata CSV: required columns present, typed, unique snip_id; bad rows -> Skipped."""
     raw = read_csv_strings(path, what)
+    if "snip_id" in raw.columns:  # stems from file names: drop extensions, `_s0023` -> `_t0023`
+        raw = raw.with_columns(normalise_stem_expr("snip_id"))
     missing = [c for c in declared if c not in raw.columns]
     if missing:
         raise InputError(

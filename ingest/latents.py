@@ -11,7 +11,7 @@ import pyarrow as pa
 from ingest.coerce import to_arrow
 from ingest.csvfile import read_csv_strings
 from ingest.errors import InputError, Skipped
-from ingest.naming import check_segment
+from ingest.naming import check_segment, normalise_stem_expr
 
 LATENT_FILE = re.compile(r"^morph_latents_(?P<experiment>.+)\.csv$")
 _Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")
@@ -77,7 +77,7 @@ def read_latent_file(path: Path, experiment: str, expected_dim: int | None = Non
     if expected_dim is not None and dim != expected_dim:
         raise InputError(f"latent file {path} has {dim} latent dims, the model has {expected_dim}",
                          "check the file belongs to this --model-name")
-    frame = raw.rename(rename).select("snip_id", *z_columns(dim))
+    frame = raw.rename(rename).select("snip_id", *z_columns(dim)).with_columns(normalise_stem_expr("snip_id"))
     zs = z_columns(dim)
     typed = frame.with_columns(pl.col(zs).cast(pl.Float32, strict=False))
     bad = typed.select(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
+import polars as pl
+
 from ingest.errors import InputError
 
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -41,6 +43,12 @@ def normalise_stem(name: str) -> str:
             stem = stem[: -len(ext)]
             break
     return _FRAME_SUFFIX.sub(r"_t\1", stem)
+
+
+def normalise_stem_expr(column: str) -> pl.Expr:
+    """The same normalisation as normalise_stem, as a Polars expression over a String column."""
+    return (pl.col(column).str.replace(r"^.*/", "").str.replace(r"(?i)\.(jpe?g|png)$", "")
+            .str.replace(r"_s(\d{4})$", "_t$1").alias(column))
 
 
 def parse_snip_id(snip_id: str) -> dict[str, str] | None:

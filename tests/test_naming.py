@@ -35,3 +35,13 @@ def test_unsafe_segments_are_rejected_with_the_allowed_characters(bad):
 @pytest.mark.parametrize("good", ["20240626", "20250612_30hpf_ctrl_atf6", "exp-1.v2"])
 def test_safe_segments_pass(good):
     assert check_segment("experiment_date", good) == good
+
+
+@pytest.mark.parametrize("name", ["20240626_C12_e01_t0012.jpg", "/a/b/20240626_C12_e01_s0012.png", "x_A01_e01_s0001.JPEG",
+                                  "20240626_C12_e01_t0012", "plain"])
+def test_polars_normalisation_matches_python(name):
+    import polars as pl
+
+    from ingest.naming import normalise_stem_expr
+
+    assert pl.DataFrame({"s": [name]}).select(normalise_stem_expr("s"))["s"][0] == normalise_stem(name)
