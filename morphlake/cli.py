@@ -23,9 +23,28 @@ lake_option = click.option(
 partial_option = click.option(
     "--allow-partial", is_flag=True,
     help="Skip bad items instead of failing; they are listed in runs/<run_id>.partial.json and the exit code is 2.")
+class VariadicOption(click.Option):
+    """`--experiments A B C` as the legacy scripts pass it (click options otherwise take one value each)."""
+
+    def add_to_parser(self, parser, ctx):
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            take = option.process
+
+            def process(value, state, take=take):
+                take(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    take(state.rargs.pop(0), state)
+
+            option.process = process
+
+
 experiments_option = click.option(
-    "--experiments", multiple=True, metavar="EXP",
-    help="Limit the run to these experiments (repeat the option, or separate names with spaces or commas).")
+    "--experiments", cls=VariadicOption, multiple=True, metavar="EXP…",
+    help="Limit the run to these experiments: --experiments A B C (commas and repeating the option work too).")
 
 
 def split_names(values: tuple[str, ...]) -> list[str] | None:
@@ -228,6 +247,76 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
     report_ = run(state_dict, config, output, model_name)
     click.echo(f"wrote {report_.path} (model {report_.model_name}, sha256 {report_.sha256[:12]}…); "
                f"matches the PyTorch reference to a relative error of {report_.max_relative_error:.1e}")
+
+
+@main.command()
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
+              help="morphseq root (metadata/combined_metadata_files/, training_data/).")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data root (default: $MORPHSEQ_DATA_ROOT).")
+@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True)
+@experiments_option
+@click.option("--generate-missing-latents", is_flag=True,
+              help="Embed usable snips the legacy store lacks, with <data-root>/models/legacy/<model>/encoder.onnx "
+                   "(or exported on the fly from encoder_reformatted.pt when PyTorch is installed).")
+@click.option("--train-name", default=None, help="Also write training_data/<T>/embryo_metadata_with_embeddings.csv.")
+@click.option("--export-analysis-copies", is_flag=True,
+              help="Also write <data-root>/metadata/metadata_n_embeddings/<model>/df03_<exp>.csv.")
+@click.option("--dry-run", is_flag=True, help="List what would be read, embedded and written; write nothing.")
+@click.option("--overwrite", is_flag=True, help="Replace existing legacy output files.")
+@partial_option
+@click.option("--z-schema", type=click.Choice(["auto", "flat", "bio_nuisance"]), default="auto", show_default=True,
+              help="z column names in the CSVs.")
+@lake_option
+def build06(root, data_root, model_name, experiments, generate_missing_latents, train_name, export_analysis_copies,
+            dry_run, overwrite, allow_partial, z_schema, lake):
+    """The legacy Build06 step: ingest, embed what is missing, dbt, and the legacy CSV files.
+
+    Writes <root>/metadata/combined_metadata_files/embryo_metadata_df03.csv (df02 columns in their order,
+    then the z columns) and a .meta.json sidecar beside it. Existing files are kept unless --overwrite.
+
+    \b
+    Example:
+      morphlake build06 --root /data/morphseq --data-root /data/morphseq \\
+          --model-name 20241107_ds_sweep01_optimum --generate-missing-latents --dry-run
+    """
+    from morphlake.build06 import run_build06
+    from morphlake.build06_plan import Build06Options
+
+    if data_root is None:
+        if not os.environ.get("MORPHSEQ_DATA_ROOT"):
+            raise InputError("no data root: --data-root is not given and MORPHSEQ_DATA_ROOT is not set",
+                             "pass --data-root DIR or export MORPHSEQ_DATA_ROOT=DIR")
+        data_root = Path(os.environ["MORPHSEQ_DATA_ROOT"])
+    if not data_root.is_dir():
+        raise InputError(f"data root {data_root} is not a folder", "check --data-root / MORPHSEQ_DATA_ROOT")
+    opts = Build06Options(root=root.absolute(), data_root=data_root.absolute(), model_name=model_name, lake=Lake.at(lake),
+                          experiments=split_names(experiments), generate_missing_latents=generate_missing_latents,
+                          train_name=train_name, export_analysis_copies=export_analysis_copies, dry_run=dry_run,
+                          overwrite=overwrite, allow_partial=allow_partial, z_schema=z_schema)
+    sys.exit(run_build06(opts, click.echo))
+
+
+@main.command()
+@click.argument("old", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--key", default="snip_id", show_default=True, help="Row key.")
+@click.option("--tolerance", type=float, default=0.0, show_default=True,
+              help="Largest absolute z difference still counted as equal.")
+def compare(old, new, key, tolerance):
+    """Compare two df03 or latent files (CSV or Parquet): rows only in one side, and per z column the
+    largest absolute difference. Flat and bio/nuisance z names are matched by index.
+    Exit code 0 when equal (within --tolerance), 1 when they differ.
+
+    \b
+    Example:
+      morphlake compare old/embryo_metadata_df03.csv metadata/combined_metadata_files/embryo_metadata_df03.csv
+    """
+    from morphlake.compare import compare as run, describe
+
+    result = run(old, new, key)
+    click.echo(describe(result, old, new, tolerance))
+    sys.exit(0 if result.equal(tolerance) else 1)
 
 
 @main.command()

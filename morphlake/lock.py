@@ -13,7 +13,12 @@ from morphlake.errors import LakeLocked
 
 
 class LakeLock:
-    """Context manager holding the lake's write lock; a second writer fails at once."""
+    """Context manager holding the lake's write lock; a second writer fails at once.
+
+    Re-entrant within one process, so a composite step (build06) can hold the lock across its sub-steps.
+    """
+
+    _held: dict[str, int] = {}  # lock path -> nesting depth in this process
 
     def __init__(self, lock_file: Path, command: str, run_id: str):
         self.lock_file = Path(lock_file)
@@ -22,6 +27,10 @@ class LakeLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "LakeLock":
+        key = str(self.lock_file.absolute())
+        if self._held.get(key):
+            self._held[key] += 1
+            return self
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -39,6 +48,7 @@ class LakeLock:
         os.write(fd, json.dumps(self.holder).encode())
         os.fsync(fd)
         self._fd = fd
+        self._held[key] = 1
         return self
 
     @staticmethod
@@ -49,6 +59,11 @@ class LakeLock:
             return {}
 
     def __exit__(self, *exc) -> None:
+        key = str(self.lock_file.absolute())
+        self._held[key] = self._held.get(key, 1) - 1
+        if self._held[key] > 0:
+            return
+        self._held.pop(key, None)
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -1,7 +1,8 @@
 """Functional tests: `morphlake ingest` through the real CLI on a tiny data root in tmp_path."""
 
 import json
-import os
+import subprocess
+import sys
 
 import duckdb
 import polars as pl
@@ -12,8 +13,6 @@ import pytest
 from conftest import lake_files
 from ingest.ledger import SNIP_SUBDIR
 from morphlake.ingest_step import DF02_RELPATH
-from morphlake.layout import Lake
-from morphlake.lock import LakeLock
 
 DIGIT_EXP = "20240626"
 
@@ -182,9 +181,22 @@ def test_crash_mid_publish_leaves_whole_partitions(cli, root, ingested):
 
 
 def test_second_writer_fails_at_once_naming_the_holder(cli, root, lake):
-    with LakeLock(Lake.at(lake).lock_file, "embed", "run-xyz"):
+    holder = hold_lock_in_another_process(lake, "embed", "run-xyz")
+    try:
         result = cli("ingest", "--root", root, "--lake", lake)
-    assert result.exit_code == 1
-    assert f"pid {os.getpid()}" in result.stderr and "'embed', run run-xyz" in result.stderr
-    assert "wait for it to finish, or use another --lake" in result.stderr
-    assert cli("ingest", "--root", root, "--lake", lake).exit_code == 0  # released when the holder ends
+        assert result.exit_code == 1
+        assert f"pid {holder.pid}" in result.stderr and "'embed', run run-xyz" in result.stderr
+        assert "wait for it to finish, or use another --lake" in result.stderr
+    finally:
+        holder.kill()  # like SIGKILL: the OS releases the lock, no stale lock is left behind
+        holder.wait()
+    assert cli("ingest", "--root", root, "--lake", lake).exit_code == 0
+
+
+def hold_lock_in_another_process(lake, command, run_id):
+    code = ("import sys, time; from morphlake.layout import Lake; from morphlake.lock import LakeLock\n"
+            f"with LakeLock(Lake.at({str(lake)!r}).lock_file, {command!r}, {run_id!r}):\n"
+            "    print('ready', flush=True); time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc

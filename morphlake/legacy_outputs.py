@@ -1,0 +1,88 @@
+"""build06's legacy files: df03 / with-embeddings / per-experiment CSVs from the warehouse, and the sidecar."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from morphlake.errors import MorphlakeError
+
+Z_COLUMN = re.compile(r"^z_(mu|sigma)_([nb]_)?\d+$")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [row[0] for row in con.sql(f"select column_name from (describe {relation})").fetchall()]
+
+
+def z_columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [c for c in columns_of(con, relation) if Z_COLUMN.match(c)]
+
+
+def check_outputs_free(paths: list[Path], overwrite: bool) -> None:
+    """Refuse to replace existing legacy files unless --overwrite (checked before any work)."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        listed = "\n".join(f"    {p}" for p in existing)
+        raise MorphlakeError(f"build06 would replace {len(existing)} existing file(s):\n{listed}",
+                             "pass --overwrite to replace them, or move them away first")
+
+
+def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path) -> int:
+    """Stream a query into a CSV next to `path`, then rename it into place; returns the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    rows = 0
+    try:
+        with open(tmp, "wb") as handle:
+            for i, batch in enumerate(con.sql(sql, params=params).to_arrow_reader()):
+                pl.from_arrow(batch).write_csv(handle, include_header=(i == 0))
+                rows += batch.num_rows
+            if rows == 0:  # still a header, so readers see the columns
+                pl.from_arrow(con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()).write_csv(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def df03_sql(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> tuple[str, list]:
+    """df02's columns in their order, then the z columns (named by the build's z_schema)."""
+    cols = columns_of(con, "stg_df02") + z_columns_of(con, "df03")
+    select = ", ".join(quote(c) for c in cols)
+    return f"select {select} from df03 where list_contains(?, experiment_date) order by experiment_date, snip_id", [experiments]
+
+
+def train_sql(con: duckdb.DuckDBPyConnection, train_name: str) -> tuple[str, list]:
+    z = z_columns_of(con, "train_embeddings")
+    cols = [c for c in columns_of(con, "stg_train") if c != "train_name"] + z
+    select = ", ".join(quote(c) for c in cols)
+    return f"select {select} from train_embeddings where train_name = ? and has_embedding order by snip_id", [train_name]
+
+
+def git_commit() -> str | None:
+    """The morphlake checkout's commit, when it runs from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def non_finite_count(con: duckdb.DuckDBPyConnection) -> int:
+    cols = z_columns_of(con, "df03")
+    if not cols:
+        return 0
+    condition = " or ".join(f"not isfinite({quote(c)})" for c in cols)
+    return con.sql(f"select count(*) from df03 where {condition}").fetchall()[0][0]
