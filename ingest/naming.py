@@ -46,8 +46,8 @@ def normalise_stem(name: str) -> str:
 
 
 def normalise_stem_expr(column: str) -> pl.Expr:
-    """The same normalisation as normalise_stem, as a Polars expression over a String column."""
-    return (pl.col(column).str.replace(r"^.*/", "").str.replace(r"(?i)\.(jpe?g|png)$", "")
+    """normalise_stem for ids in a table column (no folders to drop there), as a Polars expression."""
+    return (pl.col(column).str.replace(r"(?i)\.(jpe?g|png)$", "")
             .str.replace(r"_s(\d{4})$", "_t$1").alias(column))
 
 

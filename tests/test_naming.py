@@ -37,7 +37,7 @@ def test_safe_segments_pass(good):
     assert check_segment("experiment_date", good) == good
 
 
-@pytest.mark.parametrize("name", ["20240626_C12_e01_t0012.jpg", "/a/b/20240626_C12_e01_s0012.png", "x_A01_e01_s0001.JPEG",
+@pytest.mark.parametrize("name", ["20240626_C12_e01_t0012.jpg", "20240626_C12_e01_s0012.png", "x_A01_e01_s0001.JPEG",
                                   "20240626_C12_e01_t0012", "plain"])
 def test_polars_normalisation_matches_python(name):
     import polars as pl
