@@ -15,6 +15,7 @@ from morphlake import __version__
 from morphlake.build06_plan import Build06Options, Plan, describe_plan, make_plan
 from morphlake.embed_step import embed
 from morphlake.errors import MorphlakeError, PartialResult
+from morphlake.faults import crash_point
 from morphlake.ingest_step import ingest, train_files
 from morphlake.layout import Lake
 from morphlake.legacy_outputs import (check_outputs_free, df03_sql, git_commit, non_finite_count, train_sql,
@@ -170,6 +171,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     df03 = plan.writes[0]
     sql, params = df03_sql(con, plan.experiments)
     outputs[str(df03)] = write_csv_atomic(con, sql, params, df03)
+    crash_point("csv")
     if opts.train_name:
         target = opts.root / "training_data" / opts.train_name / "embryo_metadata_with_embeddings.csv"
         if opts.train_name in train_files(opts.root):
@@ -183,6 +185,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
             target = opts.data_root / "metadata" / "metadata_n_embeddings" / opts.model_name / f"df03_{exp}.csv"
             sql, params = df03_sql(con, [exp])
             outputs[str(target)] = write_csv_atomic(con, sql, params, target)
+            crash_point("csv")
     shas = [r[0] for r in con.sql("select distinct model_sha256 from df03 where model_sha256 is not null").fetchall()]
     sidecar = plan.writes[1]
     write_json_atomic(sidecar, {

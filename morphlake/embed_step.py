@@ -22,6 +22,7 @@ from ingest.latents import z_columns
 from ingest.naming import check_segment
 from morphlake.embeddings_table import conform, merge, read_partition
 from morphlake.errors import MorphlakeError
+from morphlake.faults import crash_point
 from morphlake.layout import Lake
 from morphlake.publish import Transaction
 from morphlake.runs import RunRecord
@@ -186,6 +187,7 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
                 timing["wait_s"] += batch.wait_s
                 timing["infer_s"] += batch.infer_s
                 timing["batches"] += 1
+                crash_point("embed-batch")
                 if progress:
                     done = writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped)
                     progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.0f}")

@@ -36,9 +36,16 @@ def check_outputs_free(paths: list[Path], overwrite: bool) -> None:
                              "pass --overwrite to replace them, or move them away first")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Temporary files a killed run left beside `path` (hidden, never read as outputs)."""
+    for stale in path.parent.glob(f".{path.name}.tmp*") if path.parent.is_dir() else []:
+        stale.unlink(missing_ok=True)
+
+
 def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path) -> int:
     """Stream a query into a CSV next to `path`, then rename it into place; returns the row count."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     rows = 0
     try:

@@ -93,6 +93,7 @@ class Transaction:
         written = pq.ParquetFile(staged).metadata.num_rows
         if written != data.num_rows:
             raise MorphlakeError(f"{what}: wrote {written} rows of {data.num_rows}", "check free disk space and re-run")
+        crash_point("stage")
         item = Staged(table, dict(keys), staged, target, data.num_rows)
         self.staged = [s for s in self.staged if s.target != target] + [item]
         return item
@@ -110,7 +111,8 @@ class Transaction:
             os.replace(item.staged, item.target)
             _fsync_dir(item.target.parent)
             published.append(rel)
-            crash_point("mid-publish")
+            crash_point("publish")
+        crash_point("after-publish")
         self.discard()
         return {"published": published, "unchanged": unchanged}
 

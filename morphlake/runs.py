@@ -36,7 +36,9 @@ def library_versions() -> dict[str, str]:
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 

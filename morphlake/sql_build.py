@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from morphlake.errors import MorphlakeError
+from morphlake.faults import crash_point
 from morphlake.layout import Lake
 from morphlake.lock import LakeLock
+from morphlake.publish import Transaction
 from morphlake.runs import RunRecord
 from morphlake.step import EXIT_COMPLETE, EXIT_FAILED
 
@@ -49,6 +52,15 @@ def _environment(values: dict[str, str]):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def stage_warehouse(lake: Lake, staging: Path) -> Path:
+    """A private copy of the published warehouse (or a new file) for dbt to build into."""
+    staging.mkdir(parents=True, exist_ok=True)
+    staged = staging / "warehouse.duckdb"
+    if lake.warehouse.is_file():
+        shutil.copy2(lake.warehouse, staged)
+    return staged
 
 
 def release_warehouse() -> None:
@@ -96,25 +108,51 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
     if quiet:
         args.append("--quiet")
     with LakeLock(lake.lock_file, "build", record.run_id):
-        with _environment({"MORPHLAKE_LAKE": str(lake.root), "MORPHLAKE_LOCK_HELD": record.run_id}):
-            with record.timed("dbt_build"):
+        Transaction.clean_stale(lake)
+        # dbt writes a copy of the warehouse in the staging area; readers keep the published one open
+        # meanwhile, and the copy replaces it (one rename) only when the build succeeded.
+        staging = lake.staging_dir / record.run_id
+        staged = stage_warehouse(lake, staging)
+        env = {"MORPHLAKE_LAKE": str(lake.root), "MORPHLAKE_LAKE_ROOT": str(lake.root),
+               "MORPHLAKE_WAREHOUSE": str(staged), "MORPHLAKE_LOCK_HELD": record.run_id}
+        try:
+            with _environment(env), record.timed("dbt_build"):
+                crash_point("dbt-start")
                 try:
                     result = dbtRunner().invoke(args)
                 finally:
                     release_warehouse()
-        failures, counts, skipped = [], {}, []
-        for node in (result.result or []) if result.result is not None and hasattr(result.result, "__iter__") else []:
-            status = str(node.status).lower().rsplit(".", 1)[-1]
-            counts[status] = counts.get(status, 0) + 1
-            if status == "skipped":
-                skipped.append(node.node.name)
-            if status in ("error", "fail", "runtime error"):
-                failures.append({"node": node.node.name, "status": status, "message": (node.message or "").strip(),
-                                 "failures": node.failures})
+                crash_point("dbt-done")
+            failures, counts, skipped = summarise(result)
+            ok = result.success and not failures
+            if ok:
+                os.replace(staged, lake.warehouse)
+                crash_point("warehouse-publish")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                lake.staging_dir.rmdir()
+            except OSError:
+                pass
         record.set("dbt", {"success": result.success, "counts": counts, "failures": failures, "skipped": skipped,
                            "exception": str(result.exception) if result.exception else None})
-        ok = result.success and not failures
-        outcome = "complete" if ok else "failed"
         error = None if ok else (str(result.exception) if result.exception else f"{len(failures)} dbt node(s) failed")
-        record.finish(lake.runs_dir, outcome, error=error)
+        if not ok:
+            record.set("warehouse", "unchanged: the build failed, so the published warehouse was kept")
+        record.finish(lake.runs_dir, "complete" if ok else "failed", error=error)
     return BuildResult(record.run_id, EXIT_COMPLETE if ok else EXIT_FAILED, record.data, failures)
+
+
+def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
+    """(failed nodes with messages, count per status, skipped node names) of a dbtRunner result."""
+    failures, counts, skipped = [], {}, []
+    nodes = result.result if result.result is not None and hasattr(result.result, "__iter__") else []
+    for node in nodes:
+        status = str(node.status).lower().rsplit(".", 1)[-1]
+        counts[status] = counts.get(status, 0) + 1
+        if status == "skipped":
+            skipped.append(node.node.name)
+        if status in ("error", "fail", "runtime error"):
+            failures.append({"node": node.node.name, "status": status, "message": (node.message or "").strip(),
+                             "failures": node.failures})
+    return failures, counts, skipped

@@ -171,7 +171,7 @@ def test_crash_before_publish_leaves_lake_unchanged(cli, root, ingested):
 def test_crash_mid_publish_leaves_whole_partitions(cli, root, ingested):
     frame = pl.read_csv(df02_file(root), infer_schema=False)
     frame.with_columns(pl.lit("E2").alias("medium")).write_csv(df02_file(root))
-    crashed = cli.subprocess("ingest", "--root", root, "--lake", ingested, env={"MORPHLAKE_CRASH_AT": "mid-publish"})
+    crashed = cli.subprocess("ingest", "--root", root, "--lake", ingested, env={"MORPHLAKE_CRASH_AT": "publish:1"})
     assert crashed.returncode == 137
     rows = duckdb.sql(f"select medium, count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet') group by 1 order by 1").fetchall()
     assert rows == [("E2", 6), ("E3", 12)]  # one partition new, two old; none torn or doubled

@@ -1,5 +1,7 @@
-{#- The lake root is the folder holding the warehouse file: absolute, so views work from any directory. -#}
+{#- The lake root, absolute so views work from any directory: set by `morphlake build`, else the folder
+    holding the warehouse file. -#}
 {% macro lake_root() %}
+  {%- if env_var('MORPHLAKE_LAKE_ROOT', '') -%}{{ return(env_var('MORPHLAKE_LAKE_ROOT')) }}{%- endif -%}
   {%- if not execute -%}{{ return('/lake-root-at-run-time') }}{%- endif -%}
   {%- set result = run_query("select path from duckdb_databases() where database_name = current_database()") -%}
   {%- set path = result.columns[0].values()[0] -%}

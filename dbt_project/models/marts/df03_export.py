@@ -18,6 +18,9 @@ SUMMARY = pa.schema([("experiment_date", pa.string()), ("rows", pa.int64()), ("p
 
 
 def lake_root(session) -> str:
+    """Set by `morphlake build` (which builds into a staged warehouse), else the warehouse's folder."""
+    if os.environ.get("MORPHLAKE_LAKE_ROOT"):
+        return os.environ["MORPHLAKE_LAKE_ROOT"]
     rows = session.execute(
         "select path from duckdb_databases() where database_name = current_database()").fetchall()
     return os.path.dirname(rows[0][0])
@@ -38,6 +41,12 @@ def hold_lake_lock(lake: str):
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), "command": "dbt build (df03_export)"}).encode())
     return fd
+
+
+def crash_if_asked(point: str) -> None:
+    """Fault injection for morphlake's crash tests (MORPHLAKE_CRASH_AT=export); a no-op otherwise."""
+    if os.environ.get("MORPHLAKE_CRASH_AT") == point:
+        os._exit(137)
 
 
 def write_partition(relation, path: str) -> int:
@@ -74,6 +83,7 @@ def export(df03, session) -> pa.Table:
             target = os.path.join(export_dir, f"experiment_date={exp}", "part-00000.parquet")
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(tmp, target)
+            crash_if_asked("export")
             summary.append({"experiment_date": exp, "rows": rows, "path": target})
         keep = {f"experiment_date={exp}" for exp in experiments}
         for name in sorted(os.listdir(export_dir)) if os.path.isdir(export_dir) else []:
