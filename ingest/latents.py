@@ -115,9 +115,18 @@ def _orig(rename: dict[str, str], flat: str) -> str:
 
 
 def read_latent_store(data_root: Path, model_name: str, experiments: list[str] | None = None,
-                      expected_dim: int | None = None):
-    """Yield (experiment, table, style, skipped) for each latent file of the model (optionally filtered)."""
+                      expected_dim: int | None = None, skip_bad_files: bool = False):
+    """Yield (experiment, table, style, skipped) for each latent file of the model (optionally filtered).
+
+    skip_bad_files: a file that cannot be used at all yields (experiment, None, None, [why]) instead of raising.
+    """
     check_segment("model name", model_name)
     for experiment, path in list_latent_files(data_root, model_name).items():
-        if experiments is None or experiment in experiments:
+        if experiments is not None and experiment not in experiments:
+            continue
+        try:
             yield (experiment, *read_latent_file(path, experiment, expected_dim))
+        except InputError as exc:
+            if not skip_bad_files:
+                raise
+            yield experiment, None, None, [Skipped("latents", experiment, str(path), str(exc).replace("\n  hint:", ";"))]

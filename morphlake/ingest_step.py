@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,6 +23,7 @@ log = logging.getLogger("morphlake")
 
 DF02_RELPATH = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df02.csv"
 TRAIN_CSV = "embryo_metadata_df_train.csv"
+LEGACY_LATENT_DIM = 100
 
 
 def df02_path(root: Path) -> Path:
@@ -34,6 +36,15 @@ def train_files(root: Path) -> dict[str, Path]:
     return {p.parent.name: p for p in sorted(base.glob(f"*/{TRAIN_CSV}"))} if base.is_dir() else {}
 
 
+def model_latent_dim(data_root: Path, model_name: str) -> int:
+    """latent_dim from the model folder's model_config.json, else the legacy encoder's 100."""
+    config = Path(data_root) / "models" / "legacy" / model_name / "model_config.json"
+    try:
+        return int(json.loads(config.read_text()).get("latent_dim", LEGACY_LATENT_DIM))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return LEGACY_LATENT_DIM
+
+
 def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
     path = lake.partition_file("snips", experiment_date=experiment)
     if not path.is_file():
@@ -44,8 +55,12 @@ def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
 def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, data_root: Path,
                    experiments: list[str], fingerprints: dict[str, str], record: RunRecord) -> list[Skipped]:
     skipped, rows, styles = [], 0, {}
-    for experiment, table, style, bad in read_latent_store(data_root, model_name, experiments):
+    dim = model_latent_dim(data_root, model_name)
+    for experiment, table, style, bad in read_latent_store(data_root, model_name, experiments, expected_dim=dim,
+                                                           skip_bad_files=True):
         skipped += bad
+        if table is None:
+            continue
         styles[experiment] = style
         n = table.num_rows
         table = table.append_column("model_name", pa.array([model_name] * n, pa.string()))
@@ -87,7 +102,11 @@ def ingest(lake: Lake, root: Path, data_root: Path, model_name: str, experiments
             txn.stage("df02", {"experiment_date": exp}, part, expected_rows=part.num_rows)
         with record.timed("read_train"):
             for name, path in train_files(root).items():
-                table, bad = read_train(path, name)
+                try:
+                    table, bad = read_train(path, name)
+                except InputError as exc:  # a whole file that cannot be used: skipped in partial mode
+                    skipped.append(Skipped("train", name, str(path), str(exc).replace("\n  hint:", ";")))
+                    continue
                 skipped += bad
                 txn.stage("train", {"train_name": name}, table, expected_rows=table.num_rows)
                 record.count(f"train_rows:{name}", table.num_rows)

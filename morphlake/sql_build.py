@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.naming import check_segment
 from morphlake.errors import MorphlakeError
 from morphlake.faults import crash_point
 from morphlake.layout import Lake
@@ -78,7 +79,7 @@ def release_warehouse() -> None:
 def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, coverage_severity: str | None) -> dict:
     if z_schema not in Z_SCHEMAS:
         raise MorphlakeError(f"--z-schema {z_schema!r} is not known", f"choose one of: {', '.join(Z_SCHEMAS)}")
-    values = {"model_name": model_name, "z_schema": z_schema}
+    values = {"model_name": check_segment("model name", model_name), "z_schema": z_schema}
     if coverage_threshold is not None:
         if not 0 <= coverage_threshold <= 1:
             raise MorphlakeError(f"--coverage-threshold {coverage_threshold} is not a share", "use a value from 0 to 1")

@@ -119,7 +119,7 @@ def point(command, crash=None, kill_after=None, quick=False):
 
 
 POINTS = [
-    point("ingest", "stage:1", quick=True), point("ingest", "stage:5"), point("ingest", "stage:10"),
+    point("ingest", "stage:1", quick=True), point("ingest", "stage:5"), point("ingest", "stage:9"),
     point("ingest", "before-publish"), point("ingest", "publish:1"), point("ingest", "publish:4", quick=True),
     point("ingest", "publish:9"), point("ingest", "after-publish"),
     point("ingest", kill_after=0.8), point("ingest", kill_after=1.2), point("ingest", kill_after=1.6),
