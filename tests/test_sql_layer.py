@@ -139,3 +139,17 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
     assert out.returncode == 0, out.stdout[-3000:]
     assert query(embedded_lake, "select count(*) from df03") == [(17,)]
     assert not (PROJECT / ".user.yml").exists()
+
+
+def test_failed_build_keeps_the_published_warehouse(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake, "--z-schema", "flat").exit_code == 0
+    before = (embedded_lake / "warehouse.duckdb").read_bytes()
+    (embedded_lake / EMBED_DIR / "experiment_date=20250305_24hpf_lmx1b" / "part-00000.parquet").unlink()
+    failed = cli("build", "--lake", embedded_lake, "--z-schema", "bio_nuisance")
+    assert failed.exit_code == 1
+    assert (embedded_lake / "warehouse.duckdb").read_bytes() == before
+    cols = {r[0] for r in query(embedded_lake, "select column_name from (describe df03)")}
+    assert "z_mu_00" in cols  # still the flat build that succeeded
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    assert record["outcome"] == "failed" and record["warehouse"].startswith("unchanged")
+    assert not (embedded_lake / ".staging").exists()
