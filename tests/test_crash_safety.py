@@ -120,16 +120,16 @@ def point(command, crash=None, kill_after=None, quick=False):
 
 POINTS = [
     point("ingest", "stage:1", quick=True), point("ingest", "stage:5"), point("ingest", "stage:9"),
-    point("ingest", "before-publish"), point("ingest", "publish:1"), point("ingest", "publish:4", quick=True),
+    point("ingest", "before-publish"), point("ingest", "publish:1"), point("ingest", "publish:4"),
     point("ingest", "publish:9"), point("ingest", "after-publish"),
     point("ingest", kill_after=0.8), point("ingest", kill_after=1.2), point("ingest", kill_after=1.6),
-    point("embed", "embed-batch:1", quick=True), point("embed", "embed-batch:2"), point("embed", "stage:1"),
+    point("embed", "embed-batch:1"), point("embed", "embed-batch:2"), point("embed", "stage:1"),
     point("embed", "stage:2"), point("embed", "before-publish"), point("embed", "publish:1", quick=True),
     point("embed", "publish:2"), point("embed", "after-publish"),
     point("embed", kill_after=1.0), point("embed", kill_after=1.5), point("embed", kill_after=2.0),
     point("build06", "stage:3"), point("build06", "publish:2"), point("build06", "embed-batch:1"),
     point("build06", "dbt-start"), point("build06", "dbt-done", quick=True), point("build06", "export"),
-    point("build06", "warehouse-publish"), point("build06", "csv:1", quick=True), point("build06", "csv:2"),
+    point("build06", "warehouse-publish"), point("build06", "csv:1"), point("build06", "csv:2"),
     point("build06", kill_after=3.0), point("build06", kill_after=5.0), point("build06", kill_after=7.0),
 ]
 
