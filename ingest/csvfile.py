@@ -24,8 +24,8 @@ def _sniff_separator(path: Path) -> str:
         return ","
 
 
-def read_csv_strings(path: Path, what: str) -> pl.DataFrame:
-    """Every column as String; null tokens become null. Raises InputError on unusable files."""
+def read_csv_strings(path: Path, what: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """Every column (or only `columns`) as String; null tokens become null. Raises InputError on unusable files."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} file not found: {path}", "check --root / --data-root")
@@ -54,6 +54,7 @@ def read_csv_strings(path: Path, what: str) -> pl.DataFrame:
             null_values=NULL_TOKENS,
             encoding="utf8",
             new_columns=names,
+            columns=None if columns is None else [n for n in names if n in columns],
         )
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{what} file {path} could not be parsed as CSV: {exc}", "check quoting and separators") from exc

@@ -14,7 +14,7 @@ from ingest.errors import InputError, Skipped
 from ingest.naming import check_segment, normalise_stem_expr
 
 LATENT_FILE = re.compile(r"^morph_latents_(?P<experiment>.+)\.csv$")
-_Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")
+Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")
 
 
 def latent_store_dir(data_root: Path, model_name: str) -> Path:
@@ -33,7 +33,7 @@ def list_latent_files(data_root: Path, model_name: str) -> dict[str, Path]:
 
 def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
     """Detect the z naming style; return (style, latent_dim, {old name: flat name})."""
-    parsed = {c: _Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
+    parsed = {c: Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
     unknown = [c for c, m in parsed.items() if m is None]
     if unknown:
         raise InputError(f"latent file {path} has unrecognised z column(s): {', '.join(unknown[:5])}",

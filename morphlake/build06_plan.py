@@ -116,7 +116,7 @@ def make_plan(opts: Build06Options) -> Plan:
         plan_usable[exp] = len(ids)
         store = set()
         if exp in latent_files:
-            stored = read_csv_strings(latent_files[exp], "latent")
+            stored = read_csv_strings(latent_files[exp], "latent", columns=["snip_id"])
             if "snip_id" not in stored.columns:
                 raise InputError(f"latent file {latent_files[exp]} lacks the 'snip_id' column", "check the legacy store")
             store = set(stored.select(normalise_stem_expr("snip_id"))["snip_id"].drop_nulls().to_list())

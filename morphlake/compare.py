@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from ingest.errors import InputError
 from ingest.latents import z_naming
 from ingest.naming import normalise_stem_expr
 
-_Z = re.compile(r"^z_(mu|sigma)_")
 
 
 @dataclass
@@ -42,7 +40,7 @@ def load(path: Path, key: str) -> pl.DataFrame:
         frame = read_csv_strings(path, "compare input")
     if key not in frame.columns:
         raise InputError(f"{path} has no {key!r} column", f"compare files keyed by {key} (df03 or a latent store)")
-    zs = [c for c in frame.columns if _Z.match(c)]
+    zs = [c for c in frame.columns if c.startswith(("z_mu_", "z_sigma_"))]
     _, _, rename = z_naming(zs, path)
     frame = frame.select(key, *zs).rename(rename).with_columns(normalise_stem_expr(key))
     if frame[key].is_duplicated().any():

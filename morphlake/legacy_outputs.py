@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from ingest.latents import Z_COLUMN
 from morphlake.errors import MorphlakeError
 
-Z_COLUMN = re.compile(r"^z_(mu|sigma)_([nb]_)?\d+$")
 
 
 def quote(name: str) -> str:

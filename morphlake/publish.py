@@ -44,7 +44,7 @@ def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows
                              "this is a bug in morphlake; the lake was not changed")
     if unique and data.num_rows:
         counts = pc.value_counts(data[unique])
-        repeated = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1]
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
         if repeated:
             raise MorphlakeError(f"{what}: {unique} repeats: {', '.join(map(str, repeated[:5]))}",
                                  "remove the duplicates from the input; the lake was not changed")
