@@ -49,6 +49,8 @@ class EncoderInfo:
     zn_frac: float
     nuisance_dims: int
     weights: str  # "trained" or "demo"
+    precision: str = "fp32"  # fp16 / int8 for a copy made by embed.precision
+    source_sha256: str = ""  # the fp32 encoder a reduced-precision copy was derived from (else sha256)
     metadata: dict[str, str] = field(repr=False, default_factory=dict)
 
 
@@ -74,7 +76,9 @@ def _providers(device: str) -> list:
 class Encoder:
     """A loaded encoder session; stateless per batch, so it can run in any worker."""
 
-    def __init__(self, path: Path | str, device: str = "auto", threads: int = 0):
+    def __init__(self, path: Path | str, device: str = "auto", threads: int = 1):
+        """threads: onnxruntime intra-op threads per run (0: its default, one per core). The default 1
+        suits embed_snips on the CPU, which runs one batch per core side by side."""
         self.path = Path(path)
         if not self.path.is_file():
             raise EncoderFileError(f"encoder file not found: {self.path}",
@@ -123,9 +127,16 @@ class Encoder:
         if set(names) != {MU_NAME, LOGVAR_NAME} or any(s[-1] != dim for s in names.values()):
             raise EncoderFileError(f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
                                    "re-export the encoder with `morphlake export-onnx`")
-        return EncoderInfo(self.path, file_sha256(self.path), props["model_name"], dim, float(props["zn_frac"]),
+        sha = file_sha256(self.path)
+        return EncoderInfo(self.path, sha, props["model_name"], dim, float(props["zn_frac"]),
                            int(props.get("nuisance_dims", int(dim * float(props["zn_frac"])))),
-                           props["weights"], props)
+                           props["weights"], props.get("precision", "fp32"), props.get("derived_from_sha256", sha),
+                           props)
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether batches may run side by side from several threads (IO binding on CUDA is single-threaded)."""
+        return self.provider != CUDA
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [N,1,288,128] -> (z_mu, z_logvar) float32 [N, latent_dim]."""

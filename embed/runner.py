@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from embed.model import Encoder
-from embed.reader import SnipRef, decode_batches
+from embed.reader import DecodedBatch, SnipRef, chunks, decode_batches, decode_chunk, ordered_map
 
 
 @dataclass
@@ -23,30 +23,55 @@ class EmbeddedBatch:
     z_logvar: np.ndarray
     failures: list[tuple[SnipRef, str]] = field(default_factory=list)
     decode_s: float = 0.0  # CPU seconds spent decoding (in the worker threads)
-    wait_s: float = 0.0    # wall seconds the encoder waited for decoded input
-    infer_s: float = 0.0
+    wait_s: float = 0.0    # wall seconds the consumer waited for this batch
+    infer_s: float = 0.0   # wall seconds of the encoder run
 
 
 def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2)))
 
 
-def embed_snips(snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64,
-                workers: int | None = None) -> Iterator[EmbeddedBatch]:
-    """Decode in parallel with inference; every batch has the same size (the last one is padded)."""
-    batches = decode_batches(snips, batch_size, workers or default_workers())
+def _embed(encoder: Encoder, batch: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
+    if not batch.n:
+        empty = np.zeros((0, encoder.info.latent_dim), np.float32)
+        return empty, empty
+    mu, logvar = encoder.run(batch.pixels)
+    return mu[: batch.n], logvar[: batch.n]
+
+
+def _result(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) -> EmbeddedBatch:
+    start = time.perf_counter()
+    mu, logvar = _embed(encoder, batch)
+    return EmbeddedBatch(batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited,
+                         time.perf_counter() - start)
+
+
+def embed_snips(snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64, workers: int | None = None,
+                reduced: bool = False) -> Iterator[EmbeddedBatch]:
+    """Embedded batches in input order; every batch runs at the same size (the last one is padded).
+
+    On the CPU each of `workers` threads decodes a batch and runs the encoder on it, so decode and
+    inference share the cores without handing batches between threads (onnxruntime and Pillow both
+    release the GIL). On CUDA the threads only decode, and this thread feeds the GPU through IO binding.
+    """
+    workers = workers or default_workers()
+    if encoder.concurrent:
+        jobs = ordered_map(lambda chunk: _result(decode_chunk(chunk, batch_size, reduced), encoder),
+                           chunks(snips, batch_size), workers, name="embed")
+        for batch, waited in _waited(jobs):
+            batch.wait_s = waited
+            yield batch
+    else:
+        for batch, waited in _waited(decode_batches(snips, batch_size, workers, reduced=reduced)):
+            yield _result(batch, encoder, waited)
+
+
+def _waited(items: Iterator) -> Iterator[tuple]:
+    """Each item with the wall seconds this thread waited for it."""
     while True:
         start = time.perf_counter()
-        batch = next(batches, None)
+        item = next(items, None)
         waited = time.perf_counter() - start
-        if batch is None:
+        if item is None:
             return
-        t0 = time.perf_counter()
-        if batch.n:
-            mu, logvar = encoder.run(batch.pixels)
-            mu, logvar = mu[: batch.n], logvar[: batch.n]
-        else:
-            dim = encoder.info.latent_dim
-            mu = logvar = np.zeros((0, dim), np.float32)
-        yield EmbeddedBatch(batch.refs, batch.fingerprints, mu, logvar, batch.failures,
-                            batch.decode_s, waited, time.perf_counter() - t0)
+        yield item, waited

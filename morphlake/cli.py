@@ -149,17 +149,25 @@ def ingest(root, data_root, model_name, experiments, lake, allow_partial):
               help="auto: CUDA when a GPU works, else CPU (the log and run record say which ran); "
                    "cuda: fail if no GPU can be used.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Decode threads (default: CPU count).")
-@click.option("--threads", type=click.IntRange(0, 256), default=0, show_default=True,
-              help="onnxruntime intra-op threads (0: onnxruntime's default).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Threads (default: CPU count, at most 8). On the CPU each decodes a batch and runs the "
+                   "encoder on it; on CUDA they decode for the GPU.")
+@click.option("--threads", type=click.IntRange(0, 256), default=1, show_default=True,
+              help="onnxruntime intra-op threads per batch (0: onnxruntime's default, one per core).")
+@click.option("--decode", type=click.Choice(["legacy", "reduced"]), default="legacy", show_default=True,
+              help="reduced: JPEG snips that are an exact 2x/4x/8x of 288x128 decode straight to that size "
+                   "(faster; small drift from the legacy BILINEAR resize, recorded in embed_options).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8 runs faster on CPUs, fp16 on GPUs; the copy is made once under <lake>/models/ "
+                   "(int8 calibrates on the ledger's first 128 snips) and recorded in embed_options.")
 @experiments_option
 @lake_option
 @partial_option
-def embed(model, device, batch_size, workers, threads, experiments, lake, allow_partial):
+def embed(model, device, batch_size, workers, threads, decode, precision, experiments, lake, allow_partial):
     """Embed every ledger snip that has no current embedding for the model.
 
     A snip is current when the legacy store has it, or when an ONNX embedding with the same model sha256
-    and image fingerprint exists; anything else is (re-)embedded.
+    and image fingerprint, and the same --decode / --precision, exists; anything else is (re-)embedded.
 
     \b
     Example:
@@ -168,7 +176,8 @@ def embed(model, device, batch_size, workers, threads, experiments, lake, allow_
     from morphlake.embed_step import embed as run
 
     the_lake = Lake.at(lake)
-    result = run(the_lake, model, device, batch_size, workers, threads, split_names(experiments), allow_partial)
+    result = run(the_lake, model, device, batch_size, workers, threads, split_names(experiments), allow_partial,
+                 decode, precision)
     report(result, the_lake)
     sys.exit(result.exit_code)
 

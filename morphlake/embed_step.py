@@ -20,6 +20,7 @@ from embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from ingest.errors import Skipped
 from ingest.latents import z_columns
 from ingest.naming import check_segment
+from morphlake.derived_encoder import load_encoder
 from morphlake.embeddings_table import conform, merge, read_partition
 from morphlake.errors import MorphlakeError
 from morphlake.faults import crash_point
@@ -45,8 +46,18 @@ def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
     return found
 
 
-def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str) -> pa.Table:
-    """Ledger rows of one experiment that need embedding. Legacy-store rows count as current.
+DECODES = ("legacy", "reduced")
+
+
+def embed_options(decode: str = "legacy", precision: str = "fp32") -> str | None:
+    """The embeddings' `embed_options` value: None for the legacy-faithful path, else what differs."""
+    parts = ([f"decode={decode}"] if decode != "legacy" else []) + ([f"precision={precision}"] if precision != "fp32" else [])
+    return ",".join(parts) or None
+
+
+def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, options: str | None = None) -> pa.Table:
+    """Ledger rows of one experiment that need embedding. Legacy-store rows count as current, and ONNX
+    rows of the same model file, embed options and image.
 
     Only the key columns of the existing partition are read here; the full partition is read again
     when the new rows are merged in, one experiment at a time (memory stays flat as the lake grows).
@@ -55,8 +66,13 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str) -
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
     if not path.is_file():
         return ledger
-    existing = pq.read_table(path, partitioning=None, columns=["snip_id", "source", "model_sha256", "image_fingerprint"])
-    current = pc.or_kleene(pc.equal(existing["source"], "legacy_csv"), pc.equal(existing["model_sha256"], sha256))
+    keys = ["snip_id", "source", "model_sha256", "image_fingerprint", "embed_options"]
+    present = set(pq.read_schema(path).names)  # partitions written before embed_options existed lack it
+    existing = pq.read_table(path, partitioning=None, columns=[k for k in keys if k in present])
+    written = existing["embed_options"] if "embed_options" in present else pa.nulls(existing.num_rows, pa.string())
+    same_options = pc.equal(pc.fill_null(written, ""), options or "")
+    current = pc.or_kleene(pc.equal(existing["source"], "legacy_csv"),
+                           pc.and_kleene(pc.equal(existing["model_sha256"], sha256), same_options))
     rows = existing.filter(pc.fill_null(current, False)).select(["snip_id", "source", "image_fingerprint"]).to_pylist()
     done = {r["snip_id"]: r for r in rows}
     todo = [
@@ -69,8 +85,9 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str) -
 class PartitionWriter:
     """Collects embedded rows per experiment and stages each partition once all its snips are in."""
 
-    def __init__(self, txn: Transaction, lake: Lake, encoder: Encoder, run_id: str, expected: dict[str, int]):
-        self.txn, self.lake, self.info, self.run_id = txn, lake, encoder.info, run_id
+    def __init__(self, txn: Transaction, lake: Lake, encoder: Encoder, run_id: str, expected: dict[str, int],
+                 options: str | None = None):
+        self.txn, self.lake, self.info, self.run_id, self.options = txn, lake, encoder.info, run_id, options
         self.remaining = dict(expected)
         self.parts: dict[str, list[pa.Table]] = defaultdict(list)
         self.rows = 0
@@ -94,8 +111,9 @@ class PartitionWriter:
             "model_name": [info.model_name] * n,
             "source": ["onnx"] * n,
             "encoder_weights": [info.weights] * n,
-            "model_sha256": [info.sha256] * n,
+            "model_sha256": [info.source_sha256] * n,
             "image_fingerprint": [batch.fingerprints[i] for i in idx],
+            "embed_options": [self.options] * n,
             "run_id": [self.run_id] * n,
         }
         names = z_columns(dim)
@@ -134,45 +152,56 @@ def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
 
 
 def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, workers: int | None = None,
-          threads: int = 0, experiments: list[str] | None = None, allow_partial: bool = False) -> StepResult:
+          threads: int = 1, experiments: list[str] | None = None, allow_partial: bool = False,
+          decode: str = "legacy", precision: str = "fp32") -> StepResult:
     """Embed every ledger snip without a current embedding for the model, and publish the partitions."""
     if batch_size < 1:
         raise MorphlakeError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 64")
+    if decode not in DECODES:
+        raise MorphlakeError(f"unknown decode {decode!r}", f"choose one of: {', '.join(DECODES)}")
     params = {"model": str(Path(model).absolute()), "device": device, "batch_size": batch_size,
-              "workers": workers, "threads": threads, "experiments": experiments, "allow_partial": allow_partial}
+              "workers": workers, "threads": threads, "experiments": experiments, "allow_partial": allow_partial,
+              "decode": decode, "precision": precision}
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("load_model"):
-            encoder = Encoder(model, device=device, threads=threads)
+            encoder, given = load_encoder(lake, model, device, threads, precision)
         info = encoder.info
+        options = embed_options(decode, info.precision)
         check_segment("model name", info.model_name)
-        log.info("encoder %s (%s weights, sha256 %s…) on %s", info.model_name, info.weights, info.sha256[:12],
-                 encoder.provider)
+        log.info("encoder %s (%s weights, sha256 %s…, %s) on %s", info.model_name, info.weights,
+                 info.source_sha256[:12], info.precision, encoder.provider)
         if info.weights == "demo":
             log.warning("this encoder has DEMO weights (seeded random); its embeddings are for trying morphlake only")
-        record.set("encoder", {"model_name": info.model_name, "sha256": info.sha256, "weights": info.weights,
-                               "latent_dim": info.latent_dim, "path": str(info.path),
+        record.set("encoder", {"model_name": info.model_name, "sha256": info.source_sha256, "weights": info.weights,
+                               "latent_dim": info.latent_dim, "path": str(given.path),
                                "weights_origin": info.metadata.get("weights_origin")})
+        record.set("embed_options", {"decode": decode, "precision": info.precision, "value": options,
+                                     "encoder_run": {"path": str(info.path), "sha256": info.sha256}})
+        if options:
+            log.info("embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)",
+                     options)
         record.set("provider", {"requested": device, "used": encoder.provider,
                                 "session_providers": encoder.session.get_providers()})
         plans = {}
         with record.timed("plan"):
             for exp in ledger_experiments(lake, experiments):
-                todo = plan_experiment(lake, exp, info.model_name, info.sha256)
+                todo = plan_experiment(lake, exp, info.model_name, info.source_sha256, options)
                 if todo.num_rows:
                     plans[exp] = todo
         total = sum(t.num_rows for t in plans.values())
         record.count("to_embed", total)
         record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
-        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()})
+        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()},
+                                 options)
         skipped: list[Skipped] = []
         timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
         progress = _progress(total)
         start = time.perf_counter()
         with progress or nullcontext():
             task = progress.add_task("embed", total=total, rate="-") if progress else None
-            for batch in embed_snips(_refs(plans), encoder, batch_size, workers):
+            for batch in embed_snips(_refs(plans), encoder, batch_size, workers, reduced=decode == "reduced"):
                 for ref, reason in batch.failures:
                     item = Skipped("snips", ref.snip_id, ref.path, reason)
                     if not allow_partial:

@@ -18,6 +18,7 @@ META_FIELDS = [
     ("encoder_weights", pa.string()),    # trained | demo (onnx rows); null for legacy_csv rows
     ("model_sha256", pa.string()),       # sha256 of the ONNX file; null for legacy_csv rows
     ("image_fingerprint", pa.string()),  # ledger fingerprint of the image that was embedded
+    ("embed_options", pa.string()),      # e.g. "decode=reduced,precision=int8"; null: legacy-faithful fp32
     ("z_naming", pa.string()),           # flat | bio_nuisance: the legacy store's naming; null for onnx rows
     ("run_id", pa.string()),
 ]

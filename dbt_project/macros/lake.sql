@@ -25,6 +25,12 @@
   {%- if found | int > 0 -%}
     read_parquet({{ sql_literal(pattern) }}, hive_partitioning = false, union_by_name = true)
   {%- else -%}
-    (select {% for name, type in empty_columns.items() %}null::{{ type }} as {{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor %} limit 0)
+    {{ empty_relation(empty_columns) }}
   {%- endif -%}
 {% endmacro %}
+
+
+{#- A relation with these columns (name -> type) and no rows. -#}
+{% macro empty_relation(columns) %}
+  (select {% for name, type in columns.items() %}null::{{ type }} as {{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor %} limit 0)
+{%- endmacro %}

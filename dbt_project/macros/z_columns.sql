@@ -45,7 +45,7 @@
 {#- Column -> type map of the embeddings table, for an empty stand-in before any embeddings exist. -#}
 {% macro embedding_columns() %}
   {%- set cols = {'snip_id': 'varchar', 'experiment_date': 'varchar', 'model_name': 'varchar', 'source': 'varchar',
-                  'encoder_weights': 'varchar', 'model_sha256': 'varchar', 'image_fingerprint': 'varchar',
+                  'encoder_weights': 'varchar', 'model_sha256': 'varchar', 'image_fingerprint': 'varchar', 'embed_options': 'varchar',
                   'z_naming': 'varchar', 'run_id': 'varchar'} -%}
   {%- for kind in ('mu', 'sigma') -%}
     {%- for i in range(var('latent_dim') | int) -%}

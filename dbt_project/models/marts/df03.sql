@@ -19,6 +19,7 @@ joined as (
         embeddings.encoder_weights,
         embeddings.model_sha256,
         embeddings.image_fingerprint,
+        embeddings.embed_options,
         embeddings.run_id as embedding_run_id,
         {{ z_select('embeddings', z_schema) }},
         {{ z_mu_vector('embeddings') }} as z_mu

@@ -1,5 +1,8 @@
 {#- One row per (model_name, snip_id): every model's embeddings, legacy-store and ONNX rows alike. -#}
 with source as (
+    {#- by name with the full column set, so partitions written before a metadata column existed read as null -#}
+    select * from {{ empty_relation(embedding_columns()) }}
+    union all by name
     select * from {{ lake_table('embeddings/*/*/*.parquet', embedding_columns()) }}
 ),
 
