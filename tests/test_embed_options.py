@@ -1,0 +1,114 @@
+"""Embed options beyond the legacy path (--decode reduced, --precision) and the CPU batch layout."""
+
+import io
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from embed.build import write_demo_encoder
+from embed.model import Encoder
+from embed.precision import derive_encoder, drift
+from embed.reader import SnipRef, decode_snip
+from embed.runner import embed_snips
+from morphlake.demo_images import embryo_snip
+from test_embed_cli import EXP, embeddings, last_record
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory):
+    return write_demo_encoder(tmp_path_factory.mktemp("encoder") / "encoder.onnx", "options")
+
+
+def jpeg(image: Image.Image, **kwargs) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=92, **kwargs)
+    return out.getvalue()
+
+
+def test_reduced_decode_is_close_to_legacy_and_only_for_exact_jpeg_multiples():
+    snip = embryo_snip(np.random.default_rng(1), 30, "wt")  # 256x576 (WxH): exactly 2x the model input
+    data = jpeg(snip)
+    legacy, reduced = decode_snip(data).astype(int), decode_snip(data, reduced=True).astype(int)
+    assert reduced.shape == (288, 128)
+    assert 0 < np.abs(legacy - reduced).max() <= 8 and np.abs(legacy - reduced).mean() < 1.0
+    png = io.BytesIO()
+    snip.save(png, format="PNG")
+    assert np.array_equal(decode_snip(png.getvalue(), reduced=True), decode_snip(png.getvalue()))
+    odd = jpeg(snip.resize((200, 450)))  # 9:4 but not a power-of-two multiple: the legacy resize
+    assert np.array_equal(decode_snip(odd, reduced=True), decode_snip(odd))
+
+
+def test_cpu_workers_give_the_same_embeddings_in_order_as_one_worker(tmp_path, demo_file):
+    refs = []
+    rng = np.random.default_rng(0)
+    for i in range(21):
+        path = tmp_path / f"s{i:02d}.jpg"
+        embryo_snip(rng, 20 + i, "wt").save(path, quality=92)
+        refs.append(SnipRef(path.stem, "e", str(path)))
+    encoder = Encoder(demo_file, "cpu")
+    one = list(embed_snips(refs, encoder, batch_size=4, workers=1))
+    many = list(embed_snips(refs, encoder, batch_size=4, workers=3))
+    assert [r.snip_id for b in many for r in b.refs] == [r.snip_id for r in refs]
+    assert np.array_equal(np.concatenate([b.z_mu for b in one]), np.concatenate([b.z_mu for b in many]))
+    assert all(b.infer_s > 0 and b.decode_s > 0 for b in many)
+
+
+@pytest.mark.parametrize("precision, max_abs, min_cos", [("fp16", 0.01, 0.9999), ("int8", 0.5, 0.95)])
+def test_derived_encoders_stay_close_to_fp32(tmp_path, demo_file, precision, max_abs, min_cos):
+    rng = np.random.default_rng(2)
+    pixels = np.stack([np.asarray(embryo_snip(rng, 20 + i, "wt").resize((128, 288)))
+                       for i in range(24)])[:, None]
+    out = derive_encoder(demo_file, precision, tmp_path / f"enc-{precision}.onnx", pixels[:16], "16 test snips")
+    derived = Encoder(out, "cpu")
+    assert derived.info.precision == precision
+    assert derived.info.source_sha256 == Encoder(demo_file, "cpu").info.sha256 != derived.info.sha256
+    worst_abs, worst_cos = drift(Encoder(demo_file, "cpu").run(pixels)[0], derived.run(pixels)[0])
+    assert 0 < worst_abs < max_abs and worst_cos > min_cos
+
+
+def test_embed_options_are_recorded_and_switching_them_re_embeds(cli, ingested, encoder_path):
+    assert cli("embed", "--model", encoder_path, "--lake", ingested).exit_code == 0
+    legacy = embeddings(ingested).filter(pl.col("source") == "onnx")
+    assert legacy["embed_options"].null_count() == legacy.height == 8
+
+    result = cli("embed", "--model", encoder_path, "--decode", "reduced", "--precision", "int8", "--lake", ingested)
+    assert result.exit_code == 0, result.output
+    fast = embeddings(ingested).filter(pl.col("source") == "onnx")
+    assert fast["snip_id"].to_list() == legacy["snip_id"].to_list()
+    assert set(fast["embed_options"]) == {"decode=reduced,precision=int8"}
+    assert set(fast["model_sha256"]) == set(legacy["model_sha256"])  # the file the user passed
+    z = [f"z_mu_{i:02d}" for i in range(100)]
+    assert not np.array_equal(fast.select(z).to_numpy(), legacy.select(z).to_numpy())
+    record = last_record(ingested)
+    assert record["counts"]["embedded"] == 8
+    assert record["embed_options"]["value"] == "decode=reduced,precision=int8"
+    cached = list((ingested / "models").rglob("*-int8.onnx"))
+    assert len(cached) == 1 and record["embed_options"]["encoder_run"]["path"] == str(cached[0])
+    assert "ledger snips" in Encoder(cached[0], "cpu").info.metadata["calibration"]
+
+    before = embeddings(ingested)
+    again = cli("embed", "--model", encoder_path, "--decode", "reduced", "--precision", "int8", "--lake", ingested)
+    assert again.exit_code == 0 and last_record(ingested)["counts"]["embedded"] == 0
+    assert embeddings(ingested).equals(before)
+    assert cli("embed", "--model", encoder_path, "--lake", ingested).exit_code == 0
+    assert last_record(ingested)["counts"]["embedded"] == 8  # back to the legacy-faithful path
+
+
+def test_partitions_written_before_embed_options_count_as_legacy_faithful(cli, ingested, encoder_path):
+    assert cli("embed", "--model", encoder_path, "--lake", ingested).exit_code == 0
+    path = next((ingested / "embeddings").rglob(f"experiment_date={EXP}/*.parquet"))
+    pq.write_table(pq.read_table(path).drop_columns(["embed_options"]), path)
+    assert cli("embed", "--model", encoder_path, "--lake", ingested).exit_code == 0
+    assert last_record(ingested)["counts"]["embedded"] == 0
+    result = cli("build", "--lake", ingested)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_derived_encoder_cannot_be_derived_again(cli, ingested, encoder_path, tmp_path):
+    fp16 = derive_encoder(encoder_path, "fp16", tmp_path / "enc16.onnx")
+    result = cli("embed", "--model", fp16, "--precision", "int8", "--lake", ingested)
+    assert result.exit_code == 1
+    assert "is already a fp16 encoder; it cannot be made int8" in result.output
