@@ -54,6 +54,8 @@ def embed_snips(snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64
     inference share the cores without handing batches between threads (onnxruntime and Pillow both
     release the GIL). On CUDA the threads only decode, and this thread feeds the GPU through IO binding.
     """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     workers = workers or default_workers()
     if encoder.concurrent:
         jobs = ordered_map(lambda chunk: _result(decode_chunk(chunk, batch_size, reduced), encoder),

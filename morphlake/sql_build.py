@@ -111,8 +111,10 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
     with LakeLock(lake.lock_file, "build", record.run_id):
         Transaction.clean_stale(lake)
         # dbt writes a copy of the warehouse in the staging area; readers keep the published one open
-        # meanwhile, and the copy replaces it (one rename) only when the build succeeded.
-        staging = lake.staging_dir / record.run_id
+        # meanwhile, and the copy replaces it (one rename) only when the build succeeded. The path is
+        # the same every build (the lock admits one at a time) so dbt's partial parsing, which
+        # restarts from scratch whenever the profile changes, keeps working (about 2 s per build).
+        staging = lake.staging_dir / "build"
         staged = stage_warehouse(lake, staging)
         env = {"MORPHLAKE_LAKE": str(lake.root), "MORPHLAKE_LAKE_ROOT": str(lake.root),
                "MORPHLAKE_WAREHOUSE": str(staged), "MORPHLAKE_LOCK_HELD": record.run_id}

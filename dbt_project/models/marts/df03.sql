@@ -24,7 +24,10 @@ joined as (
         {{ z_select('embeddings', z_schema) }},
         {{ z_mu_vector('embeddings') }} as z_mu
     from df02
-    inner join embeddings on df02.snip_id = embeddings.snip_id
+    {# experiment_date too: a filter on it (the Parquet export writes one run of experiments at a time)
+        then reaches both sides' files, instead of scanning every embedding to join a few experiments #}
+    inner join embeddings
+        on df02.snip_id = embeddings.snip_id and df02.experiment_date = embeddings.experiment_date
     where df02.use_embryo_flag
 ),
 

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+CHUNK_ROWS = 250_000  # rows per partitioned write: bounds memory, and each write scans only its experiments
 SUMMARY = pa.schema([("experiment_date", pa.string()), ("rows", pa.int64()), ("path", pa.string())])
 
 
@@ -49,16 +50,53 @@ def crash_if_asked(point: str) -> None:
         os._exit(137)
 
 
-def write_partition(relation, path: str) -> int:
-    reader = relation.to_arrow_reader(batch_size=65536)
-    rows = 0
-    with pq.ParquetWriter(path, reader.schema, compression="zstd") as writer:
-        for batch in reader:
-            writer.write_batch(batch)
-            rows += batch.num_rows
-    with open(path, "rb+") as handle:
+def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> list[list[str]]:
+    """Experiments in runs of at most max_rows rows (an experiment larger than that is a run of its own)."""
+    groups, rows = [[]], 0
+    for exp, n in counts:
+        if groups[-1] and rows + n > max_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(exp)
+        rows += n
+    return [g for g in groups if g]
+
+
+def one_file(folder: str, target: str) -> None:
+    """The Parquet file(s) DuckDB wrote for one partition, as the single file `target`, fsynced."""
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet"))
+    if len(files) == 1:
+        os.replace(files[0], target)
+    else:  # DuckDB may write one file per thread into a partition; join them, streaming
+        schema = pq.read_schema(files[0])
+        with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+            for path in files:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+                    writer.write_batch(batch)
+    with open(target, "rb+") as handle:
         os.fsync(handle.fileno())
-    return rows
+
+
+def stage_partitions(df03, session, staging: str, counts: list[tuple[str, int]]) -> list[tuple[str, str, int]]:
+    """Write df03's partitions under staging: one partitioned COPY per run of experiments, so each
+    scan of the lake reads only those experiments' files and memory stays bounded by the run."""
+    staged, rows = [], dict(counts)
+    session.execute("SET preserve_insertion_order = false")  # lets DuckDB stream the partitioned write
+    try:
+        for i, group in enumerate(export_groups(counts)):
+            out = os.path.join(staging, f"run-{i:04d}")
+            part = df03.filter(duckdb.ColumnExpression("experiment_date").isin(
+                *[duckdb.ConstantExpression(exp) for exp in group]))
+            part.write_parquet(out, compression="snappy", partition_by=["experiment_date"],
+                               write_partition_columns=True)
+            for exp in group:
+                target = os.path.join(staging, f"experiment_date={exp}.parquet")
+                one_file(os.path.join(out, f"experiment_date={exp}"), target)
+                staged.append((exp, target, rows[exp]))
+            shutil.rmtree(out)
+    finally:
+        session.execute("RESET preserve_insertion_order")
+    return staged
 
 
 def export(df03, session) -> pa.Table:
@@ -68,16 +106,14 @@ def export(df03, session) -> pa.Table:
     staging = os.path.join(lake, ".staging", f"dbt-df03-export-{os.getpid()}")
     lock = hold_lake_lock(lake)
     try:
-        experiments = sorted(r[0] for r in df03.select("experiment_date").distinct().fetchall())
-        staged = []
-        for exp in experiments:
+        counts = sorted(df03.aggregate("experiment_date, count(*)").fetchall())
+        for exp, _ in counts:
             # experiment names were checked as safe path segments at ingest; check again before using one.
             if not exp or "/" in exp or exp.startswith(".") or "=" in exp:
                 raise RuntimeError(f"experiment_date {exp!r} is not safe as a partition folder name")
-            part = df03.filter(duckdb.ColumnExpression("experiment_date") == duckdb.ConstantExpression(exp))
-            tmp = os.path.join(staging, f"experiment_date={exp}", "part-00000.parquet")
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            staged.append((exp, tmp, write_partition(part, tmp)))
+        os.makedirs(staging, exist_ok=True)
+        staged = stage_partitions(df03, session, staging, counts)
+        experiments = [exp for exp, _ in counts]
         summary = []
         for exp, tmp, rows in staged:
             target = os.path.join(export_dir, f"experiment_date={exp}", "part-00000.parquet")

@@ -1,0 +1,83 @@
+"""Helpers shared by the benchmarks: synthetic snips, medians over interleaved rounds, peak memory, tables."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from embed.reader import SnipRef
+from morphlake.demo_images import embryo_snip
+
+PERTURBATIONS = ["wt", "atf6", "tbxta"]
+
+
+def make_snips(folder: Path, count: int, seed: int = 0) -> list[SnipRef]:
+    """`count` 576x256 demo-generator JPEG snips, 100 per experiment folder."""
+    rng = np.random.default_rng(seed)
+    refs = []
+    for i in range(count):
+        exp = f"2025{i // 100:04d}"
+        path = folder / exp / f"{exp}_A01_e{i % 100 // 10:02d}_t{i % 10:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        embryo_snip(rng, 24 + (i % 40), PERTURBATIONS[i % 3]).save(path, quality=92)
+        refs.append(SnipRef(path.stem, exp, str(path)))
+    return refs
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class Rounds:
+    """Named measurements taken in interleaved rounds; medians damp a shared machine's noise."""
+
+    def __init__(self):
+        self.values: dict[str, list[float]] = {}
+
+    def add(self, name: str, value: float) -> float:
+        self.values.setdefault(name, []).append(value)
+        return value
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.values[name])
+
+    def spread(self, name: str) -> str:
+        v = self.values[name]
+        return f"{min(v):.0f}-{max(v):.0f}" if len(v) > 1 else ""
+
+
+def peak_of(args: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, output) of a child process, read from its own rusage via wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, cwd=cwd)
+    chunks = list(proc.stdout)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not the benchmark's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    output = b"".join(chunks).decode(errors="replace")
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{output[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, output
+
+
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    """A small fixed-width text table."""
+    cells = [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    line = lambda r: "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([title, line(header), *(line(r) for r in cells)])
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

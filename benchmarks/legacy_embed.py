@@ -1,0 +1,38 @@
+"""The lab's legacy embed path, reimplemented for comparison: PyTorch eager, DataLoader with 2 workers, batch 64."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
+from embed.export import reference_module
+
+
+def legacy_encoder(weights: dict[str, np.ndarray], spec: EncoderSpec = EncoderSpec()):
+    """The PyTorch encoder with the given (state-dict layout) weights, in eval mode as the lab ran it."""
+    import torch
+
+    module = reference_module(spec)
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}, strict=False)
+    return module
+
+
+def legacy_embed(module, paths: list[str], batch_size: int = 64, workers: int = 2) -> np.ndarray:
+    """z_mu of every snip the way the legacy script computes it (no torch.no_grad, as there)."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Snips(Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, i):
+            image = Image.open(paths[i]).convert("L").resize((INPUT_WIDTH, INPUT_HEIGHT), Image.BILINEAR)
+            return torch.from_numpy(np.asarray(image, np.float32) / 255.0)[None]
+
+    out = []
+    for x in DataLoader(Snips(), batch_size=batch_size, num_workers=workers):
+        mu, _ = module(x)
+        out.append(mu.detach().numpy())
+    return np.concatenate(out)
