@@ -106,7 +106,13 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
                                               "experiment_date=20250612_30hpf_ctrl_atf6"]
     table = ds.dataset(export, partitioning="hive").to_table()
     assert table.num_rows == 17 and str(table.schema.field("experiment_date").type) == "string"
-    assert str(table.schema.field("z_mu_b_20").type) == "float"
+    assert str(table.schema.field("z_mu_b_20").type) == "float" and "z_mu" not in table.schema.names
+    # the README's way back to the vector, from the exported columns
+    rebuilt = duckdb.sql(f"select snip_id, list_value(*COLUMNS('^z_mu_'))::FLOAT[100] as v "
+                         f"from read_parquet('{export}/*/*.parquet') order by snip_id").fetchall()
+    warehouse = duckdb.connect(str(embedded_lake / "warehouse.duckdb"), read_only=True)
+    assert rebuilt == warehouse.sql("select snip_id, z_mu from df03 order by snip_id").fetchall()
+    warehouse.close()
     frame = pl.scan_parquet(export, hive_partitioning=True).collect()
     assert frame.height == 17 and frame.schema["experiment_date"] == pl.String
     assert frame.filter(pl.col("experiment_date") == "20240626").height == 6
