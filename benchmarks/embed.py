@@ -22,6 +22,7 @@ import numpy as np
 from benchmarks.common import Rounds, make_snips, seconds, table
 from embed.architecture import EncoderSpec
 from embed.build import demo_encoder_weights, write_demo_encoder
+from embed.errors import EmbedError
 from embed.model import CPU, Encoder
 from embed.precision import derive_encoder, drift
 from embed.reader import decode_batches, decode_chunk
@@ -55,7 +56,7 @@ def main() -> None:
     try:
         from benchmarks.legacy_embed import legacy_embed, legacy_encoder
         legacy = None if args.no_legacy else legacy_encoder(demo_encoder_weights(EncoderSpec(), SEED))
-    except ImportError:
+    except EmbedError:  # PyTorch missing: embed.export says so
         legacy = None
         print("PyTorch is not installed (the `export` extra): the legacy path is skipped")
 

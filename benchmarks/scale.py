@@ -2,7 +2,7 @@
 
 Run from the repository root:  .venv/bin/python -m benchmarks.scale [--small 2000] [--large 20000]
 
-One data root holds `--large` demo-generator JPEG snips in experiments of 1,000; a lake is ingested
+One data root holds `--large` demo-generator JPEG snips in experiments of `--per-experiment` (1,000); a lake is ingested
 with the first `--small` of them and another with all. `morphlake embed` runs on each in its own
 process (peak resident memory from wait4 rusage). Linear time means the same time per image; flat
 memory means the two peaks differ by little (the target: within 100 MB).
@@ -25,13 +25,10 @@ from ingest.ledger import SNIP_SUBDIR
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.demo_images import embryo_snip
 
-PER_EXPERIMENT = 1_000
-
-
-def write_snips(root: Path, snips: int) -> list[str]:
+def write_snips(root: Path, snips: int, per_experiment: int) -> list[str]:
     """df02 and one JPEG per row; returns the experiments in order."""
     rng = np.random.default_rng(0)
-    df02 = df02_frame(snips, rng, PER_EXPERIMENT)
+    df02 = df02_frame(snips, rng, per_experiment)
     write_df02(root, df02)
     for i, (snip, exp) in enumerate(df02.select("snip_id", "experiment_date").iter_rows()):
         path = root / SNIP_SUBDIR / exp / f"{snip}.jpg"
@@ -44,16 +41,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=2_000)
     parser.add_argument("--large", type=int, default=20_000)
+    parser.add_argument("--per-experiment", type=int, default=1_000, help="snips per experiment (divides both sizes)")
     args = parser.parse_args()
     morphlake = str(Path(sys.executable).parent / "morphlake")
     results = {}
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-scale-") as tmp:
         root = Path(tmp) / "root"
-        experiments = write_snips(root, args.large)
+        experiments = write_snips(root, args.large, args.per_experiment)
         encoder = write_demo_encoder(Path(tmp) / "encoder.onnx", DEFAULT_MODEL_NAME)
         for n in (args.small, args.large):
             lake = Path(tmp) / f"lake-{n}"
-            chosen = experiments[: -(-n // PER_EXPERIMENT)]
+            chosen = experiments[: -(-n // args.per_experiment)]
             peak_of([morphlake, "ingest", "--root", str(root), "--data-root", str(root), "--lake", str(lake),
                      "--experiments", *chosen])
             wall, mib, _ = peak_of([morphlake, "embed", "--model", str(encoder), "--lake", str(lake)])

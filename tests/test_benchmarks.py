@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end at a tiny size (no timing is asserted: benchmarks measure, tests check)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(name: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_embed_benchmark_reports_bound_options_drift_and_sweeps():
+    pytest.importorskip("torch")
+    out = bench("embed", "--snips", "128", "--rounds", "1")
+    for line in ("shared-core bound", "pipeline, legacy-faithful", "pipeline --decode reduced --precision int8",
+                 "legacy PyTorch path", "max |dz|", "batch-size sweep", "worker / thread sweep"):
+        assert line in out, out
+    legacy_drift = next(l for l in out.splitlines() if l.strip().startswith("legacy PyTorch path (first"))
+    assert float(legacy_drift.split()[-2]) < 1e-4, legacy_drift  # the same weights give the same embeddings
+
+
+def test_df03_benchmark_checks_both_ways_give_the_same_rows():
+    out = bench("df03", "--snips", "3000")
+    assert "pandas read_csv + merge + to_csv" in out and "morphlake build (dbt, from the lake)" in out, out
+    assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"
+
+
+def test_scale_benchmark_runs_the_real_cli():
+    out = bench("scale", "--small", "60", "--large", "120", "--per-experiment", "30")
+    assert "peak memory, large - small" in out and "120 snips" in out, out
