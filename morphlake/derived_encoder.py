@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from embed import Encoder
 from embed.precision import PRECISIONS, derive_encoder
 from embed.reader import SnipRef, decode_chunk
+from ingest.naming import check_segment
 from morphlake.errors import MorphlakeError
 from morphlake.layout import Lake
 
@@ -45,6 +46,7 @@ def load_encoder(lake: Lake, model: Path, device: str, threads: int, precision: 
     if source.info.precision != "fp32":
         raise MorphlakeError(f"{model} is already a {source.info.precision} encoder; it cannot be made {precision}",
                              "pass the fp32 encoder with --precision, or this file without it")
+    check_segment("model name", source.info.model_name)  # it names a folder under <lake>/models/
     path = derived_path(lake, source, precision)
     if not path.is_file():
         calibration, note = None, ""
