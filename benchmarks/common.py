@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -77,7 +75,3 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
     line = lambda r: "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([title, line(header), *(line(r) for r in cells)])
-
-
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -25,10 +25,9 @@ def derived_path(lake: Lake, source: Encoder, precision: str) -> Path:
 def calibration_snips(lake: Lake, count: int = CALIBRATION_SNIPS) -> list[SnipRef]:
     """The first `count` ledger snips in (experiment_date, snip_id) order."""
     refs: list[SnipRef] = []
-    base = lake.table_dir("snips")
-    for folder in sorted(base.glob("experiment_date=*")) if base.is_dir() else []:
-        ledger = pq.read_table(folder / "part-00000.parquet", columns=["snip_id", "path"]).sort_by("snip_id")
-        exp = folder.name.split("=", 1)[1]
+    for exp in lake.partition_values("snips"):
+        ledger = pq.read_table(lake.partition_file("snips", experiment_date=exp), columns=["snip_id", "path"])
+        ledger = ledger.sort_by("snip_id")
         refs += [SnipRef(s, exp, p) for s, p in zip(ledger["snip_id"].to_pylist(), ledger["path"].to_pylist())]
         if len(refs) >= count:
             break

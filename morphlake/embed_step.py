@@ -33,8 +33,7 @@ log = logging.getLogger("morphlake")
 
 
 def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
-    base = lake.table_dir("snips")
-    found = sorted(p.name.split("=", 1)[1] for p in base.glob("experiment_date=*")) if base.is_dir() else []
+    found = lake.partition_values("snips")
     if not found:
         raise MorphlakeError(f"the lake {lake.root} has no snip ledger", "run `morphlake ingest` first")
     if experiments:
@@ -67,8 +66,9 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
     if not path.is_file():
         return ledger
     keys = ["snip_id", "source", "model_sha256", "image_fingerprint", "embed_options"]
-    present = set(pq.read_schema(path).names)  # partitions written before embed_options existed lack it
-    existing = pq.read_table(path, partitioning=None, columns=[k for k in keys if k in present])
+    part = pq.ParquetFile(path)
+    present = set(part.schema_arrow.names)  # partitions written before embed_options existed lack it
+    existing = part.read(columns=[k for k in keys if k in present])
     written = existing["embed_options"] if "embed_options" in present else pa.nulls(existing.num_rows, pa.string())
     same_options = pc.equal(pc.fill_null(written, ""), options or "")
     current = pc.or_kleene(pc.equal(existing["source"], "legacy_csv"),

@@ -46,6 +46,11 @@ class Lake:
     def partition_file(self, table: str, **keys: str) -> Path:
         return self.partition_dir(table, **keys) / PART_FILE
 
+    def partition_values(self, table: str, key: str = "experiment_date") -> list[str]:
+        """The sorted values of a table's first-level partition key (empty when the table has none yet)."""
+        base = self.table_dir(table)
+        return sorted(p.name.split("=", 1)[1] for p in base.glob(f"{key}=*")) if base.is_dir() else []
+
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
