@@ -31,6 +31,32 @@ def _fp16(source: Path) -> onnx.ModelProto:
     return convert_float_to_float16(onnx.load(source), keep_io_types=True)
 
 
+# The int8 recipe, recorded in each copy's metadata (sweep and figures: benchmarks/README.md):
+# - QDQ, uint8 activations, per-channel int8 weights: onnxruntime's fastest CPU kernels (u8s8).
+# - Conv and Relu both quantized, so each activation range is the ReLU's (twice the resolution).
+# - The first two convolutions stay fp32 (24% of the multiply-adds). The first one's input is raw pixels
+#   against one channel's large weights: on CPUs without VNNI the u8s8 kernel (VPMADDUBSW) saturates
+#   there and the embeddings lose their direction (smallest cosine 0.50 under AVX2 alone). The second
+#   one is where most of the remaining rounding came from (smallest cosine 0.9935 -> 0.996).
+# - The heads (Gemm, MatMul) stay fp32: quantizing their outputs rounds z itself to 256 levels.
+FP32_CONVS = 2
+INT8_RECIPE = "qdq u8s8 per-channel; conv+relu int8 but the first 2 convs; heads fp32; minmax calibration"
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every node a stable name (op and output), so nodes can be excluded from quantization by name."""
+    for node in model.graph.node:
+        node.name = node.name or f"{node.op_type.lower()}_{node.output[0]}"
+    return model
+
+
+def _fp32_convs(model: onnx.ModelProto, count: int = FP32_CONVS) -> list[str]:
+    """The first `count` Conv nodes and the Relus that follow them."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv"][:count]
+    outputs = {c.output[0] for c in convs}
+    return [c.name for c in convs] + [n.name for n in model.graph.node if n.op_type == "Relu" and outputs & set(n.input)]
+
+
 def _int8(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -45,10 +71,12 @@ def _int8(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelPro
 
     prepared, quantized = scratch / "prepared.onnx", scratch / "int8.onnx"
     quant_pre_process(str(source), str(prepared))
-    # Per-channel int8 weights, uint8 activations with min/max ranges from the calibration images:
-    # a fixed calibration makes every snip's embedding independent of the other snips in its batch.
+    model = _named(onnx.load(prepared))
+    onnx.save(model, prepared)
+    # A fixed calibration makes every snip's embedding independent of the other snips in its batch.
     quantize_static(str(prepared), str(quantized), Batches(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=["Conv", "Relu"], nodes_to_exclude=_fp32_convs(model))
     return onnx.load(quantized)
 
 
@@ -64,11 +92,25 @@ def derive_encoder(source: Path, precision: str, out: Path, calibration: np.ndar
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".derive-") as scratch:
         model = _fp16(source) if precision == "fp16" else _int8(source, calibration, Path(scratch))
         _set_metadata(model, {"morphlake.precision": precision, "morphlake.derived_from_sha256": file_sha256(source),
-                              "morphlake.calibration": calibration_note if precision == "int8" else ""})
+                              "morphlake.calibration": calibration_note if precision == "int8" else "",
+                              "morphlake.recipe": INT8_RECIPE if precision == "int8" else "fp16, uint8 input, fp32 outputs"})
         staged = Path(scratch) / "derived.onnx"
         onnx.save(model, staged)
         os.replace(staged, out)
     return out
+
+
+def cpu_int8_support() -> str:
+    """Which int8 dot-product instructions this CPU has, as onnxruntime's CPU kernels would use them."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    for flag in ("avx512_vnni", "avx_vnni", "avx2"):
+        if flag in flags:
+            return flag if flag != "avx2" else "avx2 without VNNI"
+    return "no AVX2"
 
 
 def drift(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:

@@ -159,11 +159,17 @@ def ingest(root, data_root, model_name, experiments, lake, allow_partial):
                    "(faster; small drift from the legacy BILINEAR resize, recorded in embed_options).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
               help="int8 runs faster on CPUs, fp16 on GPUs; the copy is made once under <lake>/models/ "
-                   "(int8 calibrates on the ledger's first 128 snips) and recorded in embed_options.")
+                   "(int8 calibrates on the ledger's first 128 snips) and recorded in embed_options. Each run "
+                   "first checks the copy against fp32 on those snips on this machine and refuses it below "
+                   "--min-cosine.")
+@click.option("--min-cosine", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True,
+              help="Smallest cosine between a --precision copy's z_mu and fp32's, on the calibration snips, "
+                   "that the run accepts (the figure goes into the run record).")
 @experiments_option
 @lake_option
 @partial_option
-def embed(model, device, batch_size, workers, threads, decode, precision, experiments, lake, allow_partial):
+def embed(model, device, batch_size, workers, threads, decode, precision, min_cosine, experiments, lake,
+          allow_partial):
     """Embed every ledger snip that has no current embedding for the model.
 
     A snip is current when the legacy store has it, or when an ONNX embedding with the same model sha256
@@ -177,7 +183,7 @@ def embed(model, device, batch_size, workers, threads, decode, precision, experi
 
     the_lake = Lake.at(lake)
     result = run(the_lake, model, device, batch_size, workers, threads, split_names(experiments), allow_partial,
-                 decode, precision)
+                 decode, precision, min_cosine)
     report(result, the_lake)
     sys.exit(result.exit_code)
 

@@ -20,7 +20,7 @@ from embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from ingest.errors import Skipped
 from ingest.latents import z_columns
 from ingest.naming import check_segment
-from morphlake.derived_encoder import load_encoder
+from morphlake.derived_encoder import MIN_COSINE, load_encoder
 from morphlake.embeddings_table import conform, merge, read_partition
 from morphlake.errors import MorphlakeError
 from morphlake.faults import crash_point
@@ -153,7 +153,7 @@ def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
 
 def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, workers: int | None = None,
           threads: int = 1, experiments: list[str] | None = None, allow_partial: bool = False,
-          decode: str = "legacy", precision: str = "fp32") -> StepResult:
+          decode: str = "legacy", precision: str = "fp32", min_cosine: float = MIN_COSINE) -> StepResult:
     """Embed every ledger snip without a current embedding for the model, and publish the partitions."""
     if batch_size < 1:
         raise MorphlakeError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 64")
@@ -161,11 +161,13 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
         raise MorphlakeError(f"unknown decode {decode!r}", f"choose one of: {', '.join(DECODES)}")
     params = {"model": str(Path(model).absolute()), "device": device, "batch_size": batch_size,
               "workers": workers, "threads": threads, "experiments": experiments, "allow_partial": allow_partial,
-              "decode": decode, "precision": precision}
+              "decode": decode, "precision": precision, "min_cosine": min_cosine}
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("load_model"):
-            encoder, given = load_encoder(lake, model, device, threads, precision)
+            loaded = load_encoder(lake, model, device=device, threads=threads, precision=precision,
+                                  min_cosine=min_cosine)
+        encoder, given = loaded.run, loaded.given
         info = encoder.info
         options = embed_options(decode, info.precision)
         check_segment("model name", info.model_name)
@@ -177,7 +179,8 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
                                "latent_dim": info.latent_dim, "path": str(given.path),
                                "weights_origin": info.metadata.get("weights_origin")})
         record.set("embed_options", {"decode": decode, "precision": info.precision, "value": options,
-                                     "encoder_run": {"path": str(info.path), "sha256": info.sha256}})
+                                     "encoder_run": {"path": str(info.path), "sha256": info.sha256},
+                                     "verification": loaded.verification})
         if options:
             log.info("embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)",
                      options)
