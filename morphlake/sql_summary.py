@@ -7,19 +7,24 @@ import duckdb
 from morphlake.layout import Lake
 
 
+def coverage_text(part: int, whole: int) -> str:
+    return f"{part}/{whole}" + (f" ({part / whole:.1%})" if whole else "")
+
+
 def describe_df03(lake: Lake) -> str:
     with duckdb.connect(str(lake.warehouse), read_only=True) as con:
         rows = con.execute("select count(*) from df03").fetchall()[0][0]
         coverage = con.execute(
-            "select experiment_date, usable_rows, embedded_rows, coverage from df03_coverage order by 1").fetchall()
-    usable = sum(r[1] for r in coverage)
-    embedded = sum(r[2] for r in coverage)
+            "select experiment_date, df02_rows, df03_rows, usable_rows, embedded_rows from df03_coverage order by 1"
+        ).fetchall()
+    totals = [sum(r[i] for r in coverage) for i in range(1, 5)]
     lines = [
         f"df03: {rows} rows — view df03 in {lake.warehouse}; Parquet in {lake.root / 'exports' / 'df03'}/",
-        f"coverage: {embedded}/{usable} usable df02 rows have an embedding"
-        + (f" ({embedded / usable:.1%})" if usable else ""),
+        f"coverage: {coverage_text(totals[1], totals[0])} df02 rows have an embedding; "
+        f"usable rows (use_embryo_flag): {coverage_text(totals[3], totals[2])}",
     ]
-    lines += [f"  {exp:<32} {emb:>6}/{use:<6} {'' if cov is None else f'{cov:.1%}'}" for exp, use, emb, cov in coverage]
+    lines += [f"  {exp:<32} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}"
+              for exp, d02, d03, use, emb in coverage]
     lines.append("try:  python -c \"import duckdb; print(duckdb.connect('"
                  f"{lake.warehouse}', read_only=True).sql('select * from df03_coverage'))\"")
     return "\n".join(lines)

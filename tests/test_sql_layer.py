@@ -33,10 +33,11 @@ def edit_partition(path: Path, change) -> None:
 def test_build_passes_on_good_data(cli, embedded_lake):
     result = cli("build", "--lake", embedded_lake)
     assert result.exit_code == 0, result.output
-    assert "df03: 17 rows" in result.output and "coverage: 17/17 usable df02 rows have an embedding" in result.output
+    assert "df03: 18 rows" in result.output
+    assert "coverage: 18/18 (100.0%) df02 rows have an embedding; usable rows (use_embryo_flag): 17/17" in result.output
     record = json.loads(next(embedded_lake.glob("runs/*-build-*.json")).read_text())
     assert record["outcome"] == "complete" and record["dbt"]["counts"].get("pass", 0) > 20
-    assert query(embedded_lake, "select count(*), count(distinct snip_id) from df03") == [(17, 17)]
+    assert query(embedded_lake, "select count(*), count(distinct snip_id) from df03") == [(18, 18)]
     # auto picks the legacy store's naming: bio_nuisance for this model (one of its store files uses it)
     cols = [r[0] for r in query(embedded_lake, "select column_name from (describe df03)")]
     assert {"z_mu_n_00", "z_mu_n_19", "z_mu_b_20", "z_sigma_b_99", "z_mu", "embedding_source"} <= set(cols)
@@ -73,10 +74,11 @@ def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):
     result = cli("build", "--lake", embedded_lake)
     assert result.exit_code == 1
     assert "coverage_df03_coverage_embedded_rows__usable_rows: fail" in result.stderr
+    assert "coverage_all_rows: fail" in result.stderr
     lowered = cli("build", "--lake", embedded_lake, "--coverage-threshold", "0.5")
     assert lowered.exit_code == 0, lowered.output
     warned = cli("build", "--lake", embedded_lake, "--coverage-severity", "warn")
-    assert warned.exit_code == 0 and "coverage: 11/17" in warned.output
+    assert warned.exit_code == 0 and "usable rows (use_embryo_flag): 11/17" in warned.output
 
 
 def test_non_finite_z_value_fails_the_finite_test(cli, embedded_lake):
@@ -95,7 +97,7 @@ def test_warehouse_opens_from_any_directory(cli, embedded_lake, tmp_path):
     code = f"import duckdb; print(duckdb.connect({str(embedded_lake / 'warehouse.duckdb')!r}, read_only=True).execute('select count(*) from df03').fetchall()[0][0])"
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "17"
+    assert out.stdout.strip() == "18"
 
 
 def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
@@ -105,7 +107,7 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     assert [f.parent.name for f in files] == ["experiment_date=20240626", "experiment_date=20250305_24hpf_lmx1b",
                                               "experiment_date=20250612_30hpf_ctrl_atf6"]
     table = ds.dataset(export, partitioning="hive").to_table()
-    assert table.num_rows == 17 and str(table.schema.field("experiment_date").type) == "string"
+    assert table.num_rows == 18 and str(table.schema.field("experiment_date").type) == "string"
     assert str(table.schema.field("z_mu_b_20").type) == "float" and "z_mu" not in table.schema.names
     # the README's way back to the vector, from the exported columns
     rebuilt = duckdb.sql(f"select snip_id, list_value(*COLUMNS('^z_mu_'))::FLOAT[100] as v "
@@ -114,7 +116,7 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     assert rebuilt == warehouse.sql("select snip_id, z_mu from df03 order by snip_id").fetchall()
     warehouse.close()
     frame = pl.scan_parquet(export, hive_partitioning=True).collect()
-    assert frame.height == 17 and frame.schema["experiment_date"] == pl.String
+    assert frame.height == 18 and frame.schema["experiment_date"] == pl.String
     assert frame.filter(pl.col("experiment_date") == "20240626").height == 6
 
     # an experiment leaves df03: its export partition goes, the others are rewritten whole
@@ -122,7 +124,7 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     assert cli("build", "--lake", embedded_lake, "--coverage-severity", "warn").exit_code == 0
     assert sorted(p.name for p in export.iterdir()) == ["experiment_date=20250305_24hpf_lmx1b",
                                                         "experiment_date=20250612_30hpf_ctrl_atf6"]
-    assert pq.read_table(export, partitioning=None).num_rows == 11
+    assert pq.read_table(export, partitioning=None).num_rows == 12
     assert not (embedded_lake / ".staging").exists()
 
 
@@ -143,7 +145,7 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
                           "--log-path", str(embedded_lake / ".dbt-logs")],
                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:]
-    assert query(embedded_lake, "select count(*) from df03") == [(17,)]
+    assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()
 
 

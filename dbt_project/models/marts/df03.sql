@@ -1,5 +1,6 @@
-{#- One row per usable df02 snip (use_embryo_flag) with an embedding of the chosen model (var model_name):
-    df02's columns in their order, the embedding's provenance, the z columns named by var z_schema, and z_mu as FLOAT[D]. -#}
+{#- One row per df02 snip with an embedding of the chosen model (var model_name), whatever its use_embryo_flag
+    (the legacy step's grain: analysts filter on the flag themselves): df02's columns in their order, the
+    embedding's provenance, the z columns named by var z_schema, and z_mu as FLOAT[D]. -#}
 {%- set z_schema = resolve_z_schema(ref('stg_embeddings')) -%}
 
 with df02 as (
@@ -25,10 +26,10 @@ joined as (
         {{ z_mu_vector('embeddings') }} as z_mu
     from df02
     {# experiment_date too: a filter on it (the Parquet export writes one run of experiments at a time)
-        then reaches both sides' files, instead of scanning every embedding to join a few experiments #}
+        then reaches both sides' files, instead of scanning every embedding to join a few experiments.
+        df03_coverage joins the same way, so "has an embedding" means one thing in both. #}
     inner join embeddings
         on df02.snip_id = embeddings.snip_id and df02.experiment_date = embeddings.experiment_date
-    where df02.use_embryo_flag
 ),
 
 final as (
