@@ -18,6 +18,12 @@ from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
 MAX_PIXELS = 4096 * 4096  # snips are 576x256; anything this large is a decompression bomb or a wrong file
 ASPECT = INPUT_HEIGHT / INPUT_WIDTH
 ASPECT_TOLERANCE = 0.02
+# The one place the snip-mode rule lives (ingest records the mode and leaves refusing to this decoder).
+# Legacy preprocessing is Image.open(p).convert("L"): these modes go through that same conversion ...
+CONVERTED_MODES = frozenset({"RGB", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"})
+# ... and these are refused, because convert("L") would silently clip them to 8 bits.
+REFUSED_MODES = {"I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I;16N": "16-bit",
+                 "I": "32-bit integer", "F": "32-bit float"}
 T, R = TypeVar("T"), TypeVar("R")
 
 
@@ -37,9 +43,12 @@ class SnipProblem(Exception):
 def decode_snip(data: bytes, reduced: bool = False) -> np.ndarray:
     """Legacy preprocessing of one encoded image -> uint8 [288, 128].
 
+    Snips in a mode other than "L" are converted with Pillow's convert("L"), exactly as legacy code does;
+    16-bit, 32-bit and float snips are refused (see REFUSED_MODES).
     reduced: let the JPEG decoder scale by 1/2, 1/4 or 1/8 straight to the model input (`Image.draft`)
-    when the snip is that exact multiple of 288x128, instead of decoding in full and resizing with
-    BILINEAR; faster, and not bit-identical to the legacy path (benchmarks/embed.py reports the drift).
+    when the snip is an "L" JPEG of that exact multiple of 288x128, instead of decoding in full and
+    resizing with BILINEAR; faster, and not bit-identical to the legacy path (benchmarks/embed.py reports
+    the drift). Colour JPEGs always take the legacy path.
     """
     try:
         image = Image.open(io.BytesIO(data))
@@ -51,20 +60,32 @@ def decode_snip(data: bytes, reduced: bool = False) -> np.ndarray:
         w, h = image.size
         if w * h > MAX_PIXELS:
             raise SnipProblem(f"oversized image {w}x{h} (more than {MAX_PIXELS} pixels; decompression bomb?)")
-        if image.mode != "L":
-            raise SnipProblem(f"image mode {image.mode!r} ({image.format}); snips must be 8-bit grayscale ('L')")
+        _check_mode(image.mode, image.format)
         if abs((h / w) / ASPECT - 1) > ASPECT_TOLERANCE:
             raise SnipProblem(f"image is {h}x{w} (HxW); snips must have the 9:4 shape of 576x256")
-        if reduced and image.format == "JPEG" and _exact_reduction(w, h):
+        # Only for "L": draft("L") on a colour JPEG makes libjpeg keep its Y channel, which differs from
+        # Pillow's convert("L") wherever the decoded RGB clips (measured: up to 64 grey levels).
+        if reduced and image.format == "JPEG" and image.mode == "L" and _exact_reduction(w, h):
             image.draft("L", (INPUT_WIDTH, INPUT_HEIGHT))
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
             raise SnipProblem(f"image data is damaged or truncated ({exc})") from None
-        if image.size == (INPUT_WIDTH, INPUT_HEIGHT):
-            return np.asarray(image, dtype=np.uint8)
-        resized = image.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.BILINEAR)
-        return np.asarray(resized, dtype=np.uint8)
+        gray = image if image.mode == "L" else image.convert("L")
+        if gray.size != (INPUT_WIDTH, INPUT_HEIGHT):
+            gray = gray.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.BILINEAR)
+        return np.asarray(gray, dtype=np.uint8)
+
+
+def _check_mode(mode: str, fmt: str | None) -> None:
+    """Refuse a mode that the legacy convert("L") would damage or cannot handle."""
+    if mode == "L" or mode in CONVERTED_MODES:
+        return
+    if mode in REFUSED_MODES:
+        raise SnipProblem(f"image mode {mode!r} ({REFUSED_MODES[mode]} {fmt}): converting to 8-bit grayscale "
+                          "would clip it; save the snip as 8-bit grayscale")
+    raise SnipProblem(f"image mode {mode!r} ({fmt}) is not one morphlake converts to grayscale; "
+                      "save the snip as 8-bit grayscale (or RGB)")
 
 
 def _exact_reduction(w: int, h: int) -> bool:

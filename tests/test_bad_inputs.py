@@ -2,8 +2,9 @@
 mode, and a recorded skip (exit 2, listed in the partial manifest) with --allow-partial where skipping
 makes sense; files that cannot be used at all fail in both modes. Never a traceback.
 
-Image cases that fail at decode time (truncated, 16-bit, RGB, CMYK, wrong size, bomb) are in
-test_embed_cli.py::test_bad_snip_fails_strict_and_is_skipped_with_allow_partial.
+Image cases that fail at decode time (truncated, 16-bit, wrong size, bomb) are in
+test_embed_cli.py::test_bad_snip_fails_strict_and_is_skipped_with_allow_partial;
+image modes (converted or refused) in test_snip_modes.py.
 """
 
 from __future__ import annotations
