@@ -77,8 +77,8 @@ def read_metadata_table(
     return typed.filter(keep), skipped
 
 
-def read_df02(path: Path, experiments: list[str] | None = None) -> tuple[pa.Table, list[Skipped]]:
-    """df02 -> (typed table sorted by experiment and snip_id, skipped rows)."""
+def read_df02(path: Path, experiments: list[str] | None = None, *, sort: bool = True) -> tuple[pa.Table, list[Skipped]]:
+    """df02 -> (typed table sorted by experiment and snip_id, or in file order with sort=False; skipped rows)."""
     frame, skipped = read_metadata_table(path, "df02", DF02_COLUMNS, NOT_NULL)
     if experiments:
         known = set(frame["experiment_date"].to_list())
@@ -90,12 +90,12 @@ def read_df02(path: Path, experiments: list[str] | None = None) -> tuple[pa.Tabl
             )
         frame = frame.filter(pl.col("experiment_date").is_in(experiments))
         skipped = [s for s in skipped if any(s.item.startswith(e) for e in experiments)]
-    return to_arrow(frame.sort("experiment_date", "snip_id")), skipped
+    return to_arrow(frame.sort("experiment_date", "snip_id") if sort else frame), skipped
 
 
-def read_train(path: Path, train_name: str) -> tuple[pa.Table, list[Skipped]]:
-    """Training metadata CSV -> (typed table with a train_name column, skipped rows)."""
+def read_train(path: Path, train_name: str, *, sort: bool = True) -> tuple[pa.Table, list[Skipped]]:
+    """Training metadata CSV -> (typed table with a train_name column, by snip_id or in file order; skipped rows)."""
     check_segment("training set name", train_name)
     frame, skipped = read_metadata_table(path, f"train metadata {train_name!r}", {"snip_id": pl.String}, ("snip_id",))
     frame = frame.with_columns(pl.lit(train_name).alias("train_name"))
-    return to_arrow(frame.sort("snip_id")), skipped
+    return to_arrow(frame.sort("snip_id") if sort else frame), skipped

@@ -32,14 +32,17 @@ def list_latent_files(data_root: Path, model_name: str) -> dict[str, Path]:
 
 
 def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
-    """Detect the z naming style; return (style, latent_dim, {old name: flat name})."""
+    """Detect the z naming style; return (style, latent_dim, {old name: flat name}).
+
+    z_sigma may be absent (stores that kept only the means); when present it must match z_mu.
+    """
     parsed = {c: Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
     unknown = [c for c, m in parsed.items() if m is None]
     if unknown:
         raise InputError(f"latent file {path} has unrecognised z column(s): {', '.join(unknown[:5])}",
                          "z columns must be z_mu_00.. / z_sigma_00.. or z_mu_n_00.. / z_mu_b_20..")
     styles = {"bio_nuisance" if m["part"] else "flat" for m in parsed.values()}
-    if len(styles) != 1:
+    if len(styles) > 1:
         raise InputError(f"latent file {path} mixes flat (z_mu_00) and bio/nuisance (z_mu_n_00) column names",
                          "rewrite the file with one naming style")
     rename, indices = {}, {"mu": set(), "sigma": set()}
@@ -47,17 +50,22 @@ def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
         index = int(m["index"])
         indices[m["kind"]].add(index)
         rename[col] = f"z_{m['kind']}_{index:02d}"
+    if indices["sigma"] and not indices["mu"]:
+        raise InputError(f"latent file {path} has z_sigma columns but no z_mu columns",
+                         "the store needs the z_mu_* means (z_sigma_* may be left out, not z_mu_*)")
     dim = len(indices["mu"])
     for kind, got in indices.items():
+        if kind == "sigma" and not got:
+            continue
         if got != set(range(dim)) or len(got) != dim:
             raise InputError(
                 f"latent file {path} has z_{kind} indices {min(got, default=0)}..{max(got, default=-1)} "
-                f"({len(got)} columns) but needs 0..{dim - 1} for both z_mu and z_sigma",
+                f"({len(got)} columns) but needs 0..{dim - 1} for both z_mu and z_sigma (or no z_sigma at all)",
                 "check the file is complete and its z_mu and z_sigma columns match",
             )
     if len(set(rename.values())) != len(rename):
         raise InputError(f"latent file {path} names the same z index twice", "remove the repeated z columns")
-    return styles.pop(), dim, rename
+    return (styles.pop() if styles else "flat"), dim, rename
 
 
 def z_columns(dim: int) -> list[str]:
@@ -66,7 +74,10 @@ def z_columns(dim: int) -> list[str]:
 
 
 def read_latent_file(path: Path, experiment: str, expected_dim: int | None = None) -> tuple[pa.Table, str, list[Skipped]]:
-    """One morph_latents CSV -> (table of snip_id, experiment_date, z_naming, flat float32 z, style, skipped)."""
+    """One morph_latents CSV -> (table of snip_id, experiment_date, z_naming, flat float32 z, style, skipped).
+
+    A store without z_sigma columns gets them as nulls (the means are all such a store kept).
+    """
     check_segment("experiment_date", experiment)
     raw = read_csv_strings(path, "latent")
     if "snip_id" not in raw.columns:
@@ -77,8 +88,9 @@ def read_latent_file(path: Path, experiment: str, expected_dim: int | None = Non
     if expected_dim is not None and dim != expected_dim:
         raise InputError(f"latent file {path} has {dim} latent dims, the model has {expected_dim}",
                          "check the file belongs to this --model-name")
-    frame = raw.rename(rename).select("snip_id", *z_columns(dim)).with_columns(normalise_stem_expr("snip_id"))
-    zs = z_columns(dim)
+    held = set(rename.values())
+    zs = [c for c in z_columns(dim) if c in held]  # what the file holds (maybe no z_sigma)
+    frame = raw.rename(rename).select("snip_id", *zs).with_columns(normalise_stem_expr("snip_id"))
     typed = frame.with_columns(pl.col(zs).cast(pl.Float32, strict=False))
     bad = typed.select(
         pl.any_horizontal([~pl.col(c).is_finite() | pl.col(c).is_null() for c in zs]).alias("bad"),
@@ -100,9 +112,10 @@ def read_latent_file(path: Path, experiment: str, expected_dim: int | None = Non
             reasons.append("snip_id appears more than once in the file")
         skipped.append(Skipped("latents", str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", "; ".join(reasons)))
     keep = ~(bad["bad"] | bad["blank"] | bad["dup"])
+    absent = [pl.lit(None, pl.Float32).alias(c) for c in z_columns(dim) if c not in zs]
     out = typed.filter(keep).with_columns(
-        pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming")
-    ).select("snip_id", "experiment_date", "z_naming", *zs)
+        pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming"), *absent
+    ).select("snip_id", "experiment_date", "z_naming", *z_columns(dim))
     return to_arrow(out.sort("snip_id")), style, skipped
 
 

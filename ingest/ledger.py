@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from ingest.errors import InputError, Skipped
 from ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
 
+log = logging.getLogger("morphlake.ingest")
 SNIP_SUBDIR = Path("training_data") / "bf_embryo_snips"
 LEDGER_SCHEMA = pa.schema([
     ("snip_id", pa.string()),
@@ -59,14 +61,14 @@ def scan_snips(
 ) -> tuple[pa.Table, list[Skipped]]:
     """Ledger rows for one experiment's snip folder, and the files left out (with reasons).
 
-    known_snip_ids: when given, a file whose snip_id is not in it is left out (no df02 row).
+    known_snip_ids: when given, a file whose snip_id is not in it is left out (no df02 row), with a log line.
     previous: path -> earlier ledger row; unchanged files (same size and mtime) reuse its fingerprint.
     """
     folder = snip_dir(data_root, experiment)
     root = Path(data_root).resolve()
     if not folder.is_dir():
         raise InputError(f"no snip folder for experiment {experiment!r}: {folder}", "check --data-root or --experiments")
-    rows, skipped, seen = [], [], {}
+    rows, skipped, seen, orphans = [], [], {}, []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not (path.is_file() or path.is_symlink()):
             continue
@@ -87,7 +89,7 @@ def scan_snips(
             skip("file name is not <embryo_id>_t<NNNN> (e.g. 20240626_C12_e01_t0012.jpg)")
             continue
         if known_snip_ids is not None and snip_id not in known_snip_ids:
-            skip("matches no df02 row; add the row to df02 or remove the file")
+            orphans.append(path.name)  # df02 is the whole table: a row removed from it leaves its image behind
             continue
         if snip_id in seen:
             skip(f"is a second file for the same snip as {seen[snip_id]}; keep one of the two")
@@ -113,6 +115,9 @@ def scan_snips(
             "width": width, "height": height, "mode": mode, "file_size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns, "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real),
         })
+    if orphans:
+        log.info("%s: %d image file(s) match no df02 row and are left out of the ledger: %s%s", folder, len(orphans),
+                 ", ".join(orphans[:5]), " …" if len(orphans) > 5 else "")
     rows.sort(key=lambda r: r["snip_id"])
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
 

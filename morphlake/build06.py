@@ -12,26 +12,31 @@ import duckdb
 from embed.model import Encoder
 from ingest.errors import Skipped
 from morphlake import __version__
-from morphlake.build06_plan import Build06Options, Plan, describe_plan, make_plan
+from morphlake.build06_plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
 from morphlake.embed_step import embed
 from morphlake.errors import MorphlakeError, PartialResult
 from morphlake.faults import crash_point
-from morphlake.ingest_step import ingest, train_files
+from morphlake.ingest_step import ingest
+from morphlake.legacy_store import store_naming, store_sql
 from morphlake.layout import Lake
-from morphlake.legacy_outputs import (check_outputs_free, df03_sql, git_commit, non_finite_count, train_sql,
-                                      write_csv_atomic)
+from morphlake.legacy_outputs import (check_outputs_free, df03_sql, git_commit, missing_sql, non_finite_count,
+                                      train_sql, write_csv_atomic)
 from morphlake.lock import LakeLock
 from morphlake.runs import RunRecord, write_json_atomic
 from morphlake.sql_build import build
+from morphlake.sql_summary import coverage_text
 from morphlake.step import EXIT_COMPLETE, EXIT_PARTIAL
 
 log = logging.getLogger("morphlake")
 COVERAGE_WARNING = 0.95
+GAPS_HINT = ("the legacy store lacks them and --generate-missing-latents only creates missing store files (as the "
+             "legacy step did); pass --allow-partial to write what exists (exit 2, listed beside df03), or "
+             "`morphlake embed` them into the lake first")
 GENERATE_HINT = "pass --generate-missing-latents to embed them, or --allow-partial to write what exists"
 
 
 def missing_latents(plan: Plan) -> list[Skipped]:
-    """One item per experiment with no store file, and per usable snip the store lacks elsewhere."""
+    """One item per experiment with no store file, and per df02 snip the store lacks elsewhere."""
     items = [Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
              for exp in plan.experiments_without_latents]
     for exp, snips in plan.missing.items():
@@ -48,7 +53,7 @@ def fail_on_missing(plan: Plan) -> None:
         parts.append(f"experiment(s) with no latents: {', '.join(without)}")
     if partial:
         parts.append("snips missing from the store: " + ", ".join(f"{e} ({n})" for e, n in partial.items()))
-    raise MorphlakeError(f"{plan.missing_count} usable df02 row(s) have no legacy latents — " + "; ".join(parts),
+    raise MorphlakeError(f"{plan.missing_count} df02 row(s) have no legacy latents — " + "; ".join(parts),
                          GENERATE_HINT)
 
 
@@ -64,9 +69,8 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
     path = source.path
     if source.kind == "state_dict":
         from embed.export import export_onnx
-        from embed.model import file_sha256
 
-        out = opts.lake.root / "models" / opts.model_name / f"encoder-{file_sha256(path)[:16]}.onnx"
+        out = exported_encoder_path(opts.lake, opts.model_name, path)
         if not out.is_file():
             log.info("exporting %s to %s", path, out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,17 +84,14 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
 
 
 def coverage_rows(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> list[tuple]:
-    return con.sql("select experiment_date, usable_rows, embedded_rows, legacy_rows, onnx_rows from df03_coverage "
-                   "where list_contains(?, experiment_date) order by experiment_date", params=[experiments]).fetchall()
+    return con.sql("select experiment_date, df02_rows, df03_rows, usable_rows, embedded_rows, legacy_rows, onnx_rows "
+                   "from df03_coverage where list_contains(?, experiment_date) order by experiment_date",
+                   params=[experiments]).fetchall()
 
 
 def still_missing(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> list[Skipped]:
-    rows = con.sql("""
-        select d.experiment_date, d.snip_id from stg_df02 d
-        left join df03 using (snip_id)
-        where d.use_embryo_flag and df03.snip_id is null and list_contains(?, d.experiment_date)
-        order by 1, 2""", params=[experiments]).fetchall()
-    return [Skipped("df03", snip, exp, "usable df02 row without an embedding") for exp, snip in rows]
+    rows = con.sql(missing_sql(), params=[experiments]).fetchall()
+    return [Skipped("df03", snip, exp, "df02 row without an embedding") for exp, snip in rows]
 
 
 def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
@@ -99,10 +100,10 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
     if opts.dry_run:
         echo(describe_plan(plan, opts))
         return EXIT_COMPLETE
-    check_outputs_free(plan.writes, opts.overwrite)
-    generate = opts.generate_missing_latents and plan.missing_count > 0
+    check_outputs_free(plan.outputs.all(), opts.overwrite)
+    generate = opts.generate_missing_latents and plan.to_embed_count > 0
     if plan.missing_count and not opts.generate_missing_latents and not opts.allow_partial:
-        fail_on_missing(plan)
+        fail_on_missing(plan)  # before touching anything; with generation, the gaps are known after the build
     record = RunRecord("build06", {k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
                                    for k, v in vars(opts).items()})
     skipped: list[Skipped] = [] if opts.generate_missing_latents else missing_latents(plan)
@@ -110,19 +111,24 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
         try:
             encoder = resolve_encoder(plan, opts) if generate else None
             with record.timed("ingest"):
-                step = ingest(opts.lake, opts.root, opts.data_root, opts.model_name, opts.experiments, opts.allow_partial)
+                # a merge reads df02, the store and the training metadata only: no snip folder is needed
+                step = ingest(opts.lake, opts.root, opts.data_root, opts.model_name, opts.experiments,
+                              opts.allow_partial, scan_images=opts.generate_missing_latents)
             skipped += step.skipped
             record.set("ingest_run", step.run_id)
             echo(f"ingest: {step.record['counts'].get('df02_rows')} df02 rows, {step.record['counts'].get('latent_rows')} "
                  f"legacy latent rows")
-            if generate:
+            record.count("planned_to_embed", plan.to_embed_count)
+            if encoder is not None:
                 with record.timed("embed"):
-                    step = embed(opts.lake, encoder, experiments=sorted(plan.missing), allow_partial=opts.allow_partial)
+                    step = embed(opts.lake, encoder, experiments=sorted(e for e, n in plan.to_embed.items() if n),
+                                 allow_partial=opts.allow_partial)
                 skipped += step.skipped
                 record.set("embed_run", step.run_id)
                 record.set("encoder", step.record.get("encoder"))
+                record.count("embedded", step.record["counts"].get("embedded", 0))
                 echo(f"embed: {step.record['counts'].get('embedded', 0)} snip(s) embedded with {encoder} "
-                     f"on {step.record['provider']['used']}")
+                     f"on {step.record['provider']['used']} (planned {plan.to_embed_count})")
             with record.timed("dbt"):
                 built = build(opts.lake, opts.model_name, opts.z_schema, coverage_severity="warn", quiet=True)
             record.set("build_run", built.run_id)
@@ -131,7 +137,7 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
                 raise MorphlakeError(f"dbt build failed: {details or built.record.get('error')}",
                                      f"see {opts.lake.runs_dir / (built.run_id + '.json')}")
             with record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
-                outputs, coverage = write_outputs(con, plan, opts, record, echo, skipped)
+                outputs, coverage, counts = write_outputs(con, plan, opts, record, echo, skipped)
         except BaseException as exc:
             record.set("problems", [s.to_dict() for s in getattr(exc, "skipped", [])] or None)
             record.finish(opts.lake.runs_dir, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -142,54 +148,86 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
         path = record.finish(opts.lake.runs_dir, outcome, skipped=skipped)
     echo(f"build06: {outcome}; run record {path}")
     if skipped:
-        echo(f"  {len(skipped)} item(s) skipped, listed in {record.data['partial_manifest']}")
+        echo(f"  {len(skipped)} item(s) skipped, listed in {plan.outputs.partial_manifest} "
+             f"and {record.data['partial_manifest']}")
     return EXIT_PARTIAL if skipped else EXIT_COMPLETE
 
 
-def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo, skipped: list[Skipped]):
-    """Coverage and finiteness checks, then the legacy CSVs and the sidecar; returns (outputs, coverage)."""
+def report_coverage(con, plan: Plan, echo) -> tuple[dict, int]:
+    """Both coverages (all df02 rows, the legacy step's; and usable rows), with a warning under 95%."""
     rows = coverage_rows(con, plan.experiments)
-    usable = sum(r[1] for r in rows)
-    embedded = sum(r[2] for r in rows)
-    coverage = {"overall": round(embedded / usable, 6) if usable else None,
-                "per_experiment": {r[0]: {"usable": r[1], "embedded": r[2], "legacy": r[3], "onnx": r[4],
-                                          "coverage": round(r[2] / r[1], 6) if r[1] else None} for r in rows}}
-    echo(f"coverage: {embedded}/{usable} usable rows ({embedded / usable:.1%})" if usable else "coverage: no usable rows")
-    for exp, use, emb, *_ in rows:
-        flag = "  WARNING: below 95%" if use and emb / use < COVERAGE_WARNING else ""
-        echo(f"  {exp:<36} {emb:>7}/{use:<7}{'' if not use else f' {emb / use:.1%}'}{flag}")
+    total = [sum(r[i] for r in rows) for i in range(1, 5)]  # df02, df03, usable, usable embedded
+    share = lambda part, whole: round(part / whole, 6) if whole else None  # noqa: E731
+    coverage = {"overall": share(total[1], total[0]), "usable": share(total[3], total[2]),
+                "df02_rows": total[0], "df03_rows": total[1], "usable_rows": total[2], "usable_embedded": total[3],
+                "per_experiment": {r[0]: {"df02_rows": r[1], "df03_rows": r[2], "coverage": share(r[2], r[1]),
+                                          "usable_rows": r[3], "usable_embedded": r[4], "usable_coverage": share(r[4], r[3]),
+                                          "legacy": r[5], "onnx": r[6]} for r in rows}}
+    warn = lambda part, whole: "  WARNING: below 95%" if whole and part / whole < COVERAGE_WARNING else ""  # noqa: E731
+    echo(f"coverage: {coverage_text(total[1], total[0])} df02 rows in df03{warn(total[1], total[0])}; "
+         f"usable rows (use_embryo_flag): {coverage_text(total[3], total[2])}")
+    for exp, d02, d03, use, emb, *_ in rows:
+        echo(f"  {exp:<36} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}{warn(d03, d02)}")
+    return coverage, total[1]
+
+
+def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo, skipped: list[Skipped]):
+    """Coverage and finiteness checks, then the store files, the legacy CSVs, the partial manifest and the
+    sidecar (last: it says the others are complete); returns (outputs, coverage, counts)."""
+    coverage, df03_rows = report_coverage(con, plan, echo)
     missing = still_missing(con, plan.experiments)
     if missing and not opts.allow_partial:
-        raise PartialResult(missing, "usable df02 rows without an embedding")
+        problem = PartialResult(missing, "df02 rows without an embedding")
+        if opts.generate_missing_latents:
+            problem = MorphlakeError(str(problem).split("\n  hint:")[0], GAPS_HINT)
+            problem.skipped = missing
+        raise problem
+    if df03_rows == 0:
+        raise MorphlakeError("no df02 row has an embedding of the model, so df03 would be empty; nothing was written",
+                             GENERATE_HINT.replace(", or --allow-partial to write what exists", ""))
     listed = {s.item for s in skipped} | set(plan.experiments_without_latents)
     skipped += [m for m in missing if m.item not in listed and m.where not in listed]
     bad = non_finite_count(con)
     if bad:
         raise MorphlakeError(f"df03 has {bad} row(s) with non-finite z values; no legacy file was written",
                              "find them with the dbt test finite_values_df03_z_ and re-embed or fix the store")
-    outputs = {}
-    df03 = plan.writes[0]
+    con.register("df02_order", plan.df02_order)
+    if plan.train_order is not None:
+        con.register("train_order", plan.train_order)
+    outputs: dict[str, int] = {}
+    _, nuisance = store_naming(list(plan.latent_files.values()))
+    for exp, target in plan.outputs.store.items():
+        sql, params = store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance)
+        outputs[str(target)] = write_csv_atomic(con, sql, params, target)
+        crash_point("csv")
     sql, params = df03_sql(con, plan.experiments)
-    outputs[str(df03)] = write_csv_atomic(con, sql, params, df03)
+    outputs[str(plan.outputs.df03)] = write_csv_atomic(con, sql, params, plan.outputs.df03)
     crash_point("csv")
-    if opts.train_name:
-        target = opts.root / "training_data" / opts.train_name / "embryo_metadata_with_embeddings.csv"
-        if opts.train_name in train_files(opts.root):
+    if plan.outputs.train:
+        if plan.train_order is not None:
             sql, params = train_sql(con, opts.train_name)
-            outputs[str(target)] = write_csv_atomic(con, sql, params, target)
+            outputs[str(plan.outputs.train)] = write_csv_atomic(con, sql, params, plan.outputs.train)
         else:
             echo(f"  note: no training metadata {opts.root / 'training_data' / opts.train_name}; "
-                 f"{target.name} not written")
-    if opts.export_analysis_copies:
-        for exp in plan.experiments:
-            target = opts.data_root / "metadata" / "metadata_n_embeddings" / opts.model_name / f"df03_{exp}.csv"
-            sql, params = df03_sql(con, [exp])
-            outputs[str(target)] = write_csv_atomic(con, sql, params, target)
-            crash_point("csv")
+                 f"{plan.outputs.train.name} not written")
+    for exp, target in plan.outputs.copies.items():
+        sql, params = df03_sql(con, [exp])
+        outputs[str(target)] = write_csv_atomic(con, sql, params, target)
+        crash_point("csv")
+    counts = {"processed": sum(plan.rows.values()), "succeeded": df03_rows,
+              "skipped": sum(plan.rows.values()) - df03_rows}
+    manifest = plan.outputs.partial_manifest
+    if skipped:
+        write_json_atomic(manifest, {
+            "run_id": record.run_id, "command": "build06", "output": str(plan.outputs.df03), "counts": counts,
+            "skipped_snip_ids": [m.item for m in missing], "skipped": [s.to_dict() for s in skipped]})
+    else:
+        manifest.unlink(missing_ok=True)  # a stale one from an earlier partial run (--overwrite was given)
     shas = [r[0] for r in con.sql("select distinct model_sha256 from df03 where model_sha256 is not null").fetchall()]
-    sidecar = plan.writes[1]
-    write_json_atomic(sidecar, {
+    write_json_atomic(plan.outputs.sidecar, {
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": record.run_id,
+        "outcome": "partial" if skipped else "complete", "counts": counts,
+        "partial_manifest": str(manifest) if skipped else None,
         "model_name": opts.model_name, "model_sha256": shas, "encoder": record.data.get("encoder"),
         "root": str(opts.root), "data_root": str(opts.data_root), "lake": str(opts.lake.root),
         "morphlake_version": __version__, "git_commit": git_commit(),
@@ -197,5 +235,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     })
     for path, n in outputs.items():
         echo(f"wrote {path} ({n} rows)")
-    echo(f"wrote {sidecar}")
-    return outputs, coverage
+    if skipped:
+        echo(f"wrote {manifest}")
+    echo(f"wrote {plan.outputs.sidecar}")
+    return outputs, coverage, counts

@@ -7,18 +7,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ingest import read_df02
+from embed.model import file_sha256
+from ingest import read_df02, read_train, scan_snips
 from ingest.csvfile import read_csv_strings
 from ingest.errors import InputError, Skipped
-from ingest.latents import list_latent_files
+from ingest.latents import latent_store_dir, list_latent_files
 from ingest.ledger import snip_dir
-from ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, normalise_stem_expr
+from ingest.naming import check_segment, normalise_stem_expr
 from morphlake.ingest_step import df02_path, train_files
 from morphlake.layout import Lake
 
 DF03_CSV = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df03.csv"
 SIDECAR_SUFFIX = ".meta.json"
+PARTIAL_SUFFIX = ".partial.json"
 
 
 @dataclass
@@ -47,16 +51,43 @@ class EncoderSource:
 
 
 @dataclass
+class LegacyOutputs:
+    """The files build06 writes in the user's folders (never replaced without --overwrite)."""
+
+    df03: Path
+    train: Path | None = None                                      # with --train-name
+    copies: dict[str, Path] = field(default_factory=dict)          # experiment -> df03_<exp>.csv
+    store: dict[str, Path] = field(default_factory=dict)           # experiment -> generated morph_latents_<exp>.csv
+
+    @property
+    def sidecar(self) -> Path:
+        return self.df03.with_name(self.df03.name + SIDECAR_SUFFIX)
+
+    @property
+    def partial_manifest(self) -> Path:
+        return self.df03.with_name(self.df03.name + PARTIAL_SUFFIX)
+
+    def all(self) -> list[Path]:
+        """Every file a run may write, in the order it writes them."""
+        return [*self.store.values(), self.df03, *([self.train] if self.train else []), *self.copies.values(),
+                self.partial_manifest, self.sidecar]
+
+
+@dataclass
 class Plan:
     experiments: list[str]
-    usable: dict[str, int]                        # experiment -> usable df02 rows
+    rows: dict[str, int]                          # experiment -> df02 rows
+    usable: dict[str, int]                        # experiment -> df02 rows with use_embryo_flag
     latent_files: dict[str, Path]                 # experiment -> legacy store file
-    covered: dict[str, int]                       # experiment -> usable rows the store covers
-    missing: dict[str, list[str]]                 # experiment -> usable snip_ids without latents
-    with_image: dict[str, int]                    # experiment -> missing snips that have an image file
+    covered: dict[str, int]                       # experiment -> df02 rows the store covers
+    missing: dict[str, list[str]]                 # experiment -> df02 snip_ids without store latents
+    to_embed: dict[str, int]                      # experiment -> snips the embed step will run (generation only)
+    embedded_before: dict[str, int]               # experiment -> missing snips the lake already embedded
     encoder: EncoderSource
     reads: list[Path]
-    writes: list[Path]
+    outputs: LegacyOutputs
+    df02_order: pa.Table                          # snip_id, experiment_date, df02_row: df02's file order
+    train_order: pa.Table | None = None           # snip_id, train_row: the training metadata's file order
     df02_skipped: list[Skipped] = field(default_factory=list)
 
     @property
@@ -64,21 +95,32 @@ class Plan:
         return sum(len(v) for v in self.missing.values())
 
     @property
+    def to_embed_count(self) -> int:
+        return sum(self.to_embed.values())
+
+    @property
+    def gaps(self) -> dict[str, list[str]]:
+        """df02 snip_ids that an existing store file lacks, per experiment (never generated)."""
+        return {e: ids for e, ids in self.missing.items() if e in self.latent_files}
+
+    @property
     def experiments_without_latents(self) -> list[str]:
         return [e for e in self.experiments if e not in self.latent_files]
 
 
-def output_paths(opts: Build06Options, experiments: list[str]) -> list[Path]:
+def plan_outputs(opts: Build06Options, experiments: list[str], without_store: list[str]) -> LegacyOutputs:
     """The legacy files this run writes (and must not replace without --overwrite)."""
-    df03 = opts.root / DF03_CSV
-    paths = [df03, df03.with_name(df03.name + SIDECAR_SUFFIX)]
+    outputs = LegacyOutputs(opts.root / DF03_CSV)
     if opts.train_name:
         check_segment("training set name", opts.train_name)
-        paths.append(opts.root / "training_data" / opts.train_name / "embryo_metadata_with_embeddings.csv")
+        outputs.train = opts.root / "training_data" / opts.train_name / "embryo_metadata_with_embeddings.csv"
     if opts.export_analysis_copies:
         folder = opts.data_root / "metadata" / "metadata_n_embeddings" / opts.model_name
-        paths += [folder / f"df03_{exp}.csv" for exp in experiments]
-    return paths
+        outputs.copies = {exp: folder / f"df03_{exp}.csv" for exp in experiments}
+    if opts.generate_missing_latents:
+        store = latent_store_dir(opts.data_root, opts.model_name)
+        outputs.store = {exp: store / f"morph_latents_{exp}.csv" for exp in without_store}
+    return outputs
 
 
 def find_encoder(data_root: Path, model_name: str) -> EncoderSource:
@@ -95,70 +137,142 @@ def find_encoder(data_root: Path, model_name: str) -> EncoderSource:
     return EncoderSource("none", None, f"neither {onnx_file} nor {state} (+ model_config.json) exists")
 
 
-def _image_stems(data_root: Path, experiment: str) -> set[str]:
-    folder = snip_dir(data_root, experiment)
-    if not folder.is_dir():
+def exported_encoder_path(lake: Lake, model_name: str, state_dict: Path) -> Path:
+    """Where an encoder exported on the fly from a state dict lives (in the lake, never the user's folder)."""
+    return lake.root / "models" / model_name / f"encoder-{file_sha256(state_dict)[:16]}.onnx"
+
+
+def encoder_sha256(opts: Build06Options, encoder: EncoderSource) -> str | None:
+    """sha256 of the ONNX file the embed step would run, when it exists already."""
+    if encoder.kind == "onnx":
+        return file_sha256(encoder.path)
+    if encoder.kind == "state_dict":
+        exported = exported_encoder_path(opts.lake, opts.model_name, encoder.path)
+        return file_sha256(exported) if exported.is_file() else None
+    return None
+
+
+def _store_ids(path: Path) -> set[str]:
+    stored = read_csv_strings(path, "latent", columns=["snip_id"])
+    if "snip_id" not in stored.columns:
+        raise InputError(f"latent file {path} lacks the 'snip_id' column", "check the legacy store")
+    return set(stored.select(normalise_stem_expr("snip_id"))["snip_id"].drop_nulls().to_list())
+
+
+def _current_in_lake(lake: Lake, model_name: str, experiment: str, sha256: str | None, *,
+                     ledger: pa.Table, has_store: bool) -> set[str]:
+    """Snips the embed step will count as current: ONNX rows of this encoder file (legacy-faithful options)
+    whose image fingerprint is the ledger's, and legacy rows of an experiment whose store file is gone."""
+    path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
+    if not path.is_file():
         return set()
-    return {normalise_stem(p.name) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
+    part = pq.ParquetFile(path)
+    keys = [k for k in ("snip_id", "source", "model_sha256", "image_fingerprint", "embed_options")
+            if k in part.schema_arrow.names]
+    rows = pl.from_arrow(part.read(columns=keys))
+    if "embed_options" not in rows.columns:
+        rows = rows.with_columns(pl.lit(None, pl.String).alias("embed_options"))
+    fingerprints = dict(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
+    current = set()
+    for snip, source, sha, fingerprint, options in rows.select(*keys[:4], "embed_options").iter_rows():
+        if source == "legacy_csv" and not has_store:
+            current.add(snip)
+        elif source == "onnx" and sha == sha256 and options is None and fingerprints.get(snip) == fingerprint:
+            current.add(snip)
+    return current
+
+
+def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
+    path = lake.partition_file("snips", experiment_date=experiment)
+    if not path.is_file():
+        return {}
+    return {row["path"]: row for row in pq.read_table(path, partitioning=None).to_pylist()}
 
 
 def make_plan(opts: Build06Options) -> Plan:
-    """Read df02, the legacy store's snip ids and the snip folders; write nothing."""
+    """Read df02, the legacy store's snip ids and (only to generate latents) the snip folders; write nothing."""
     check_segment("model name", opts.model_name)
-    df02, skipped = read_df02(df02_path(opts.root), opts.experiments)
+    df02, skipped = read_df02(df02_path(opts.root), opts.experiments, sort=False)
     frame = pl.from_arrow(df02)
+    order = frame.select("snip_id", "experiment_date").with_row_index("df02_row").select(
+        "snip_id", "experiment_date", pl.col("df02_row").cast(pl.Int64))
     experiments = sorted(set(frame["experiment_date"].to_list()))
-    usable = frame.filter(pl.col("use_embryo_flag").fill_null(False))
     latent_files = {e: p for e, p in list_latent_files(opts.data_root, opts.model_name).items() if e in experiments}
-    plan_usable, covered, missing, with_image = {}, {}, {}, {}
+    encoder = find_encoder(opts.data_root, opts.model_name)
+    generate = opts.generate_missing_latents
+    sha = encoder_sha256(opts, encoder) if generate else None
+    rows, usable, covered, missing, to_embed, before = {}, {}, {}, {}, {}, {}
+    known = set(frame["snip_id"].to_list())
     for exp in experiments:
-        ids = usable.filter(pl.col("experiment_date") == exp)["snip_id"].to_list()
-        plan_usable[exp] = len(ids)
-        store = set()
-        if exp in latent_files:
-            stored = read_csv_strings(latent_files[exp], "latent", columns=["snip_id"])
-            if "snip_id" not in stored.columns:
-                raise InputError(f"latent file {latent_files[exp]} lacks the 'snip_id' column", "check the legacy store")
-            store = set(stored.select(normalise_stem_expr("snip_id"))["snip_id"].drop_nulls().to_list())
+        part = frame.filter(pl.col("experiment_date") == exp)
+        ids = part["snip_id"].to_list()
+        rows[exp], usable[exp] = len(ids), int(part["use_embryo_flag"].fill_null(False).sum())
+        store = _store_ids(latent_files[exp]) if exp in latent_files else set()
         lacking = [s for s in ids if s not in store]
         covered[exp] = len(ids) - len(lacking)
-        if lacking:
-            missing[exp] = lacking
-            images = _image_stems(opts.data_root, exp)
-            with_image[exp] = sum(1 for s in lacking if s in images)
-    reads = [df02_path(opts.root), *latent_files.values(), *(snip_dir(opts.data_root, e) for e in experiments)]
+        if not lacking:
+            continue
+        missing[exp] = lacking
+        # the legacy step's generation: "ensure missing morph_latents_<exp>.csv are created"; the gaps of an
+        # existing store file stay gaps (its df03 lacks those rows too)
+        if generate and exp not in latent_files and snip_dir(opts.data_root, exp).is_dir():
+            # the same ledger ingest will write, so the plan's count is what embed then runs
+            ledger, _ = scan_snips(opts.data_root, exp, known, _previous_ledger(opts.lake, exp))
+            current = _current_in_lake(opts.lake, opts.model_name, exp, sha, ledger=ledger,
+                                       has_store=exp in latent_files)
+            imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
+            to_embed[exp] = sum(1 for s in imaged if s not in current)
+            before[exp] = len(imaged) - to_embed[exp]
+    reads = [df02_path(opts.root), *latent_files.values()]
+    train_order = None
     if opts.train_name and opts.train_name in train_files(opts.root):
         reads.append(train_files(opts.root)[opts.train_name])
-    encoder = find_encoder(opts.data_root, opts.model_name)
-    if opts.generate_missing_latents and missing and encoder.path is not None:
-        reads.append(encoder.path)
-    return Plan(experiments, plan_usable, latent_files, covered, missing, with_image, encoder, reads,
-                output_paths(opts, experiments), skipped)
+        train, _ = read_train(train_files(opts.root)[opts.train_name], opts.train_name, sort=False)
+        train_order = pl.from_arrow(train.select(["snip_id"])).with_row_index("train_row").select(
+            "snip_id", pl.col("train_row").cast(pl.Int64)).to_arrow()
+    if generate and missing:
+        reads += [snip_dir(opts.data_root, e) for e in missing]
+        if encoder.path is not None:
+            reads.append(encoder.path)
+    without_store = [e for e in experiments if e not in latent_files]
+    return Plan(experiments, rows, usable, latent_files, covered, missing, to_embed, before, encoder, reads,
+                plan_outputs(opts, experiments, without_store), order.to_arrow(), train_order, skipped)
 
 
 def describe_plan(plan: Plan, opts: Build06Options) -> str:
     """The dry-run report: experiments, latents present and missing, snips to embed, files read and written."""
     lines = [f"build06 dry run (model {opts.model_name}; nothing is written)",
              f"experiments: {len(plan.experiments)}",
-             f"  {'experiment':<36}{'usable':>8}{'latents':>9}{'missing':>9}  store file"]
+             f"  {'experiment':<36}{'df02':>7}{'usable':>8}{'latents':>9}{'missing':>9}  store file"]
     for exp in plan.experiments:
         store = plan.latent_files.get(exp)
-        lines.append(f"  {exp:<36}{plan.usable[exp]:>8}{plan.covered[exp]:>9}{len(plan.missing.get(exp, [])):>9}  "
-                     f"{store.name if store else '(none)'}")
+        lines.append(f"  {exp:<36}{plan.rows[exp]:>7}{plan.usable[exp]:>8}{plan.covered[exp]:>9}"
+                     f"{len(plan.missing.get(exp, [])):>9}  {store.name if store else '(none)'}")
     if plan.experiments_without_latents:
         lines.append(f"experiments with no latents: {', '.join(plan.experiments_without_latents)}")
     if opts.generate_missing_latents:
-        lines.append(f"snips to embed: {sum(plan.with_image.values())} of {plan.missing_count} missing "
-                     f"(the rest have no image file); encoder: {plan.encoder.detail}")
+        generated = sum(len(plan.missing[e]) for e in plan.experiments_without_latents)
+        no_image = generated - plan.to_embed_count - sum(plan.embedded_before.values())
+        lines.append(f"snips to embed: {plan.to_embed_count} of {generated} in experiments without a store file "
+                     f"({sum(plan.embedded_before.values())} already embedded in the lake, {no_image} without an "
+                     f"image file); encoder: {plan.encoder.detail}")
+        lines += [f"  {exp:<36}{n:>7}" for exp, n in plan.to_embed.items() if n]
+        gaps = sum(len(v) for v in plan.gaps.values())
+        if gaps:
+            lines.append(f"df02 rows the existing store files lack: {gaps} (not generated, as in the legacy step; "
+                         "the run fails on them unless --allow-partial)")
     else:
-        lines.append(f"snips without latents: {plan.missing_count} (pass --generate-missing-latents to embed them)")
-    lines.append(f"lake: {opts.lake.root}")
+        lines.append(f"df02 rows without latents: {plan.missing_count} (pass --generate-missing-latents to embed "
+                     "them; no snip folder is read without it)")
+    lines.append(f"lake: {opts.lake.root} (ingest{', embed' if opts.generate_missing_latents else ''}, build: "
+                 "raw/, embeddings/, warehouse.duckdb, exports/df03/, runs/)")
     lines.append("files read:")
     lines += [f"  {p}" for p in plan.reads]
     lines.append("files written:")
-    for path in plan.writes:
+    for path in plan.outputs.all():
         state = ("exists: replaced (--overwrite)" if opts.overwrite else "exists: needs --overwrite") if path.exists() else "new"
-        lines.append(f"  {path}  [{state}]")
+        note = "  (only if the run is partial)" if path == plan.outputs.partial_manifest else ""
+        lines.append(f"  {path}  [{state}]{note}")
     if plan.df02_skipped:
         lines.append(f"df02 rows that would fail the run: {len(plan.df02_skipped)}")
         lines += [f"  - {s}" for s in plan.df02_skipped[:10]]

@@ -123,21 +123,30 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
                    "(default: $MORPHSEQ_DATA_ROOT, else --root).")
 @click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True,
               help="Which legacy latent store to ingest.")
+@click.option("--snips/--no-snips", "scan_images", default=True, show_default=True,
+              help="--no-snips: metadata only (df02, training metadata, the latent store), e.g. where the snip "
+                   "images are not mounted; the snip ledger is left as it is. Also the case when the data root "
+                   "has no training_data/bf_embryo_snips/ at all.")
 @experiments_option
 @lake_option
 @partial_option
-def ingest(root, data_root, model_name, experiments, lake, allow_partial):
+def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_partial):
     """Bring df02, training metadata, the snip ledger and the legacy latent store into the lake.
+
+    df02 is taken whole: without --experiments, experiments no longer in df02 leave raw/df02 (and so
+    df03); their embeddings and ledger stay in the lake (`morphlake status` lists them).
 
     \b
     Example:
       morphlake ingest --root /data/morphseq --data-root /data/morphseq --lake ./lake
+      morphlake ingest --root /data/morphseq --no-snips --lake ./lake   # metadata only
     """
     from morphlake.ingest_step import ingest as run
 
     data_root = data_root or (Path(os.environ["MORPHSEQ_DATA_ROOT"]) if os.environ.get("MORPHSEQ_DATA_ROOT") else root)
     the_lake = Lake.at(lake)
-    result = run(the_lake, root, data_root, model_name, split_names(experiments), allow_partial)
+    result = run(the_lake, root, data_root, model_name, split_names(experiments), allow_partial,
+                 scan_images=scan_images)
     report(result, the_lake)
     sys.exit(result.exit_code)
 

@@ -87,8 +87,11 @@ def _check_root(root: Path) -> None:
                              "choose an empty or new folder with --root")
 
 
-def make_demo_root(root: Path, spec: DemoSpec, model_name: str) -> dict:
-    """Write the demo data root (replacing an earlier demo root there); returns a summary."""
+def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: int = 100) -> dict:
+    """Write the demo data root (replacing an earlier demo root there); returns a summary.
+
+    latent_dim: the demo model's width (the legacy model's 100, or e.g. 16 like the lab's playground model).
+    """
     root = Path(root).absolute()
     _check_root(root)
     if root.exists():
@@ -109,22 +112,24 @@ def make_demo_root(root: Path, spec: DemoSpec, model_name: str) -> dict:
     train_csv.parent.mkdir(parents=True)
     train.select("snip_id", "embryo_id", "experiment_date", "short_pert_name", "predicted_stage_hpf").write_csv(train_csv)
     model_dir = root / "models" / "legacy" / model_name
-    encoder_path = write_demo_encoder(model_dir / "encoder.onnx", model_name, seed=spec.seed)
+    encoder_spec = EncoderSpec(latent_dim=latent_dim)
+    encoder_path = write_demo_encoder(model_dir / "encoder.onnx", model_name, seed=spec.seed, spec=encoder_spec)
     (model_dir / "model_config.json").write_text(json.dumps(
-        {"name": "SeqVAEConfig", "latent_dim": 100, "zn_frac": 0.2, "input_dim": [1, 288, 128],
+        {"name": "SeqVAEConfig", "latent_dim": encoder_spec.latent_dim, "zn_frac": encoder_spec.zn_frac,
+         "input_dim": [1, 288, 128],
          "note": "demo model: the encoder.onnx beside this file has seeded random DEMO weights"}, indent=2))
-    covered = _write_latent_store(root, df02, model_name, encoder_path)
+    covered = _write_latent_store(root, df02, model_name, encoder_path, encoder_spec)
     return {"root": str(root), "experiments": df02["experiment_date"].unique(maintain_order=True).to_list(),
             "snips": df02.height, "latent_store": covered, "encoder": str(encoder_path)}
 
 
-def _write_latent_store(root: Path, df02: pl.DataFrame, model_name: str, encoder_path: Path) -> dict[str, int]:
+def _write_latent_store(root: Path, df02: pl.DataFrame, model_name: str, encoder_path: Path,
+                        spec: EncoderSpec) -> dict[str, int]:
     """Legacy store for the first two experiments (flat, then bio/nuisance names), made by the demo encoder.
 
     The second experiment's store misses each embryo's last time point, so `embed` has work to do.
     """
     encoder = Encoder(encoder_path, device="cpu")
-    spec = EncoderSpec()
     covered = {}
     experiments = df02["experiment_date"].unique(maintain_order=True).to_list()[:2]
     for index, exp in enumerate(experiments):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest.latents import z_columns
 from morphlake.errors import MorphlakeError
-from morphlake.layout import Lake
+from morphlake.layout import PART_FILE, Lake
 
 META_FIELDS = [
     ("snip_id", pa.string()),
@@ -43,6 +45,25 @@ def read_partition(lake: Lake, model_name: str, experiment: str) -> pa.Table | N
 
 def partition_dim(table: pa.Table) -> int:
     return sum(1 for c in table.column_names if c.startswith("z_mu_"))
+
+
+Z_MU = re.compile(r"^z_mu_\d+$")
+
+
+def model_latent_dim(lake: Lake, model_name: str) -> int | None:
+    """The width D of a model's embeddings (z_mu_NN columns in its partitions' Parquet schemas); None when
+    the model has none yet. Partitions of one model that disagree are an error naming both."""
+    found: dict[int, str] = {}  # width -> the first partition holding it
+    for path in sorted(lake.partition_dir("embeddings", model_name=model_name).glob(f"experiment_date=*/{PART_FILE}")):
+        width = sum(1 for name in pq.read_schema(path).names if Z_MU.match(name))
+        found.setdefault(width, lake.relative(path.parent))
+    if len(found) > 1:
+        (a, where_a), (b, where_b) = list(found.items())[:2]
+        raise MorphlakeError(
+            f"the embeddings of model {model_name} have different latent widths: {a} in {where_a}, {b} in {where_b}",
+            "one model has one width: remove the partitions of the other width and re-run `morphlake ingest` / "
+            "`morphlake embed`, or file a model of another size under its own --model-name")
+    return next(iter(found), None)
 
 
 def merge(existing: pa.Table | None, new: pa.Table, replaces: pa.Array | list, where: str) -> pa.Table:

@@ -6,13 +6,14 @@ import json
 import logging
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest import read_df02, read_latent_store, read_train, scan_snips
 from ingest.errors import InputError, Skipped
-from ingest.ledger import snip_dir
+from ingest.ledger import SNIP_SUBDIR, snip_dir
 from morphlake.embeddings_table import conform, merge, partition_dim, read_partition
 from morphlake.layout import Lake
 from morphlake.publish import Transaction
@@ -74,7 +75,10 @@ def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, d
             # The store is re-read in full: drop old legacy rows, keep onnx rows the store does not cover.
             existing = existing.filter(pc.not_equal(existing["source"], "legacy_csv"))
         new = conform(table, partition_dim(table))
-        merged = merge(existing, new, table["snip_id"], where)
+        kept = _store_rows_already_embedded(existing, new)
+        if kept:  # a store file build06 generated from these rows: keep their provenance
+            new = new.filter(pc.invert(pc.is_in(new["snip_id"], value_set=pa.array(sorted(kept), pa.string()))))
+        merged = merge(existing, new, new["snip_id"], where)
         txn.stage("embeddings", {"model_name": model_name, "experiment_date": experiment}, merged,
                   expected_rows=merged.num_rows)
         rows += n
@@ -83,12 +87,70 @@ def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, d
     return skipped
 
 
+def _store_rows_already_embedded(existing: pa.Table | None, store: pa.Table) -> set[str]:
+    """snip_ids whose store row repeats the lake's ONNX row value for value (every z column the store
+    holds, as float32): `build06 --generate-missing-latents` wrote the store file from those rows."""
+    if existing is None or existing.num_rows == 0:
+        return set()
+    zs = [c for c in store.column_names if c.startswith(("z_mu_", "z_sigma_")) and store[c].null_count < store.num_rows]
+    if not zs or any(c not in existing.column_names for c in zs):
+        return set()
+    old = pl.from_arrow(existing.select(["snip_id", *zs]))
+    new = pl.from_arrow(store.select(["snip_id", *zs]))
+    same = new.join(old, on="snip_id", suffix="__lake").filter(
+        pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}__lake")) for c in zs]))
+    return set(same["snip_id"].to_list())
+
+
+def ledger_fingerprints(lake: Lake, experiments: list[str]) -> dict[str, str]:
+    """snip_id -> image fingerprint from the lake's ledger (for a run that does not scan the snips)."""
+    found: dict[str, str] = {}
+    for exp in experiments:
+        path = lake.partition_file("snips", experiment_date=exp)
+        if path.is_file():
+            ledger = pq.read_table(path, columns=["snip_id", "fingerprint"], partitioning=None)
+            found.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
+    return found
+
+
+def _scan_ledger(txn: Transaction, lake: Lake, data_root: Path, exps: list[str], known: set[str],
+                 record: RunRecord) -> tuple[dict[str, str], list[Skipped]]:
+    skipped, fingerprints, snips = [], {}, 0
+    for exp in exps:
+        if not snip_dir(data_root, exp).is_dir():
+            skipped.append(Skipped("snips", exp, str(snip_dir(data_root, exp)),
+                                   "experiment has df02 rows but no snip folder"))
+            continue
+        ledger, bad = scan_snips(data_root, exp, known, _previous_ledger(lake, exp))
+        skipped += bad
+        snips += ledger.num_rows
+        fingerprints.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
+        txn.stage("snips", {"experiment_date": exp}, ledger, expected_rows=ledger.num_rows)
+    record.count("snips", snips)
+    return fingerprints, skipped
+
+
+def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], record: RunRecord) -> None:
+    """df02 is a whole table: experiments no longer in it leave raw/df02 (and so df03); the other tables
+    keep theirs (embeddings are expensive to remake), and `status` lists them as not in df02."""
+    gone = [e for e in lake.partition_values("df02") if e not in exps]
+    for exp in gone:
+        txn.retire("df02", {"experiment_date": exp})
+    if gone:
+        log.info("experiment(s) no longer in df02, removed from raw/df02: %s", ", ".join(gone))
+        record.set("df02_removed_experiments", gone)
+
+
 def ingest(lake: Lake, root: Path, data_root: Path, model_name: str, experiments: list[str] | None = None,
-           allow_partial: bool = False) -> StepResult:
-    """Read every legacy input and publish the lake's raw tables and legacy embeddings."""
+           allow_partial: bool = False, *, scan_images: bool = True) -> StepResult:
+    """Read every legacy input and publish the lake's raw tables and legacy embeddings.
+
+    scan_images=False (or no snip folder under the data root at all, e.g. not mounted) ingests the metadata
+    alone: df02, training metadata and the latent store; the ledger stays as it is.
+    """
     root, data_root = Path(root).absolute(), Path(data_root).absolute()
     params = {"root": str(root), "data_root": str(data_root), "model_name": model_name,
-              "experiments": experiments, "allow_partial": allow_partial}
+              "experiments": experiments, "allow_partial": allow_partial, "scan_images": scan_images}
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("read_df02"):
@@ -110,20 +172,18 @@ def ingest(lake: Lake, root: Path, data_root: Path, model_name: str, experiments
                 skipped += bad
                 txn.stage("train", {"train_name": name}, table, expected_rows=table.num_rows)
                 record.count(f"train_rows:{name}", table.num_rows)
-        fingerprints: dict[str, str] = {}
-        with record.timed("scan_snips"):
-            snips = 0
-            for exp in exps:
-                if not snip_dir(data_root, exp).is_dir():
-                    skipped.append(Skipped("snips", exp, str(snip_dir(data_root, exp)),
-                                           "experiment has df02 rows but no snip folder"))
-                    continue
-                ledger, bad = scan_snips(data_root, exp, known, _previous_ledger(lake, exp))
-                skipped += bad
-                snips += ledger.num_rows
-                fingerprints.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
-                txn.stage("snips", {"experiment_date": exp}, ledger, expected_rows=ledger.num_rows)
-            record.count("snips", snips)
+        if not experiments:
+            _retire_gone_experiments(txn, lake, exps, record)
+        snips_mounted = (data_root / SNIP_SUBDIR).is_dir()
+        if scan_images and snips_mounted:
+            with record.timed("scan_snips"):
+                fingerprints, bad = _scan_ledger(txn, lake, data_root, exps, known, record)
+            skipped += bad
+        else:
+            why = "asked not to scan images" if not scan_images else f"no snip folder {data_root / SNIP_SUBDIR}"
+            log.info("metadata only (%s): the snip ledger is left as it is", why)
+            record.set("snips", f"not scanned: {why}")
+            fingerprints = ledger_fingerprints(lake, exps)
         with record.timed("read_latents"):
             skipped += _stage_latents(txn, lake, record.run_id, model_name, data_root, exps, fingerprints, record)
         return skipped

@@ -62,18 +62,40 @@ def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, pat
     return rows
 
 
+def legacy_columns(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> list[str]:
+    """Select expressions for the legacy CSVs: booleans written as pandas writes them (True/False)."""
+    types = dict(con.sql(f"select column_name, column_type from (describe {relation})").fetchall())
+    return [f"case when {quote(c)} then 'True' when not {quote(c)} then 'False' end as {quote(c)}"
+            if types.get(c) == "BOOLEAN" else quote(c) for c in columns]
+
+
+def z_mu_columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """The relation's z_mu columns (any naming), in their order: the legacy step keeps only the means."""
+    return [c for c in z_columns_of(con, relation) if Z_COLUMN.match(c)["kind"] == "mu"]
+
+
 def df03_sql(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> tuple[str, list]:
-    """df02's columns in their order, then the z columns (named by the build's z_schema)."""
-    cols = columns_of(con, "stg_df02") + z_columns_of(con, "df03")
-    select = ", ".join(quote(c) for c in cols)
-    return f"select {select} from df03 where list_contains(?, experiment_date) order by experiment_date, snip_id", [experiments]
+    """The legacy step's df03: `pd.merge(df02, latents[["snip_id"] + z_mu], on="snip_id", how="inner")`:
+    df02's columns in their order, then the z_mu columns (named by the build's z_schema), in df02's row
+    order (the registered relation df02_order)."""
+    select = ", ".join(legacy_columns(con, "df03", columns_of(con, "stg_df02")) + [quote(c) for c in z_mu_columns_of(con, "df03")])
+    return (f"select {select} from df03 join df02_order o using (snip_id, experiment_date) "
+            f"where list_contains(?, experiment_date) order by o.df02_row"), [experiments]
 
 
 def train_sql(con: duckdb.DuckDBPyConnection, train_name: str) -> tuple[str, list]:
-    z = z_columns_of(con, "train_embeddings")
-    cols = [c for c in columns_of(con, "stg_train") if c != "train_name"] + z
-    select = ", ".join(quote(c) for c in cols)
-    return f"select {select} from train_embeddings where train_name = ? and has_embedding order by snip_id", [train_name]
+    """The training metadata merged the same way, in its file's row order (the relation train_order)."""
+    train_cols = [c for c in columns_of(con, "stg_train") if c != "train_name"]
+    select = ", ".join(legacy_columns(con, "train_embeddings", train_cols)
+                       + [quote(c) for c in z_mu_columns_of(con, "train_embeddings")])
+    return (f"select {select} from train_embeddings join train_order o using (snip_id) "
+            f"where train_name = ? and has_embedding order by o.train_row"), [train_name]
+
+
+def missing_sql() -> str:
+    """df02 rows of the listed experiments that df03 lacks (no embedding of the model)."""
+    return ("select d.experiment_date, d.snip_id from stg_df02 d anti join df03 using (snip_id, experiment_date) "
+            "where list_contains(?, d.experiment_date) order by 1, 2")
 
 
 def git_commit() -> str | None:

@@ -53,9 +53,11 @@ def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows
     for name in data.column_names:
         col = data[name]
         if name.startswith("z_") and pa.types.is_floating(col.type):
-            finite = pc.is_finite(col)
-            if pc.any(pc.invert(pc.fill_null(finite, False))).as_py():
-                raise MorphlakeError(f"{what}: column {name} holds non-finite or missing values",
+            # a null z_sigma is allowed: legacy stores that kept only z_mu have none; NaN and ±inf never are
+            missing_ok = name.startswith("z_sigma_")
+            finite = pc.fill_null(pc.is_finite(col), missing_ok)
+            if pc.any(pc.invert(finite)).as_py():
+                raise MorphlakeError(f"{what}: column {name} holds non-finite{'' if missing_ok else ' or missing'} values",
                                      "check the encoder and its inputs; the lake was not changed")
 
 
@@ -78,6 +80,7 @@ class Transaction:
         self.lake = lake
         self.dir = lake.staging_dir / run_id
         self.staged: list[Staged] = []
+        self.retired: list[Path] = []  # partition folders to remove at publish
 
     def stage(self, table: str, keys: dict[str, str], data: pa.Table, *, unique: str | None = "snip_id",
               expected_rows: int | None = None) -> Staged:
@@ -98,9 +101,16 @@ class Transaction:
         self.staged = [s for s in self.staged if s.target != target] + [item]
         return item
 
+    def retire(self, table: str, keys: dict[str, str]) -> None:
+        """Remove a whole partition at publish (e.g. an experiment no longer in df02)."""
+        folder = self.lake.partition_dir(table, **keys)
+        if folder.is_dir() and folder not in self.retired:
+            self.retired.append(folder)
+
     def publish(self) -> dict[str, list[str]]:
-        """Move every staged partition into place (one atomic rename each); skip unchanged ones."""
-        published, unchanged = [], []
+        """Move every staged partition into place (one atomic rename each), skipping unchanged ones; then
+        remove retired partitions (each moved out of its table with one rename, so it is whole or gone)."""
+        published, unchanged, removed = [], [], []
         crash_point("before-publish")
         for item in self.staged:
             rel = self.lake.relative(item.target.parent)
@@ -112,14 +122,21 @@ class Transaction:
             _fsync_dir(item.target.parent)
             published.append(rel)
             crash_point("publish")
+        for folder in self.retired:
+            trash = self.dir / ".retired" / self.lake.relative(folder)
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(folder, trash)
+            _fsync_dir(folder.parent)
+            removed.append(self.lake.relative(folder))
+            crash_point("publish")
         crash_point("after-publish")
         self.discard()
-        return {"published": published, "unchanged": unchanged}
+        return {"published": published, "unchanged": unchanged, **({"removed": removed} if removed else {})}
 
     def discard(self) -> None:
         """Forget everything staged (the lake is untouched)."""
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.staged = []
+        self.staged, self.retired = [], []
         try:
             self.lake.staging_dir.rmdir()  # only when no other staging is left
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import secrets
@@ -62,6 +63,26 @@ class RunRecord:
             yield
         finally:
             self.data["timings_s"][step] = round(self.data["timings_s"].get(step, 0) + time.perf_counter() - start, 4)
+
+    @contextmanager
+    def notes_from(self, logger: str):
+        """Keep what the libraries log meanwhile (e.g. a CSV's dropped index column) in the record's `notes`."""
+        record = self
+
+        class Collect(logging.Handler):
+            def emit(self, entry: logging.LogRecord) -> None:
+                record.data.setdefault("notes", []).append(entry.getMessage())
+
+        handler, target = Collect(logging.INFO), logging.getLogger(logger)
+        old_level = target.level
+        target.addHandler(handler)
+        if target.getEffectiveLevel() > logging.INFO:
+            target.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            target.removeHandler(handler)
+            target.setLevel(old_level)
 
     def count(self, key: str, value) -> None:
         self.data["counts"][key] = value

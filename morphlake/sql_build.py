@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.naming import check_segment
+from morphlake.embeddings_table import model_latent_dim
 from morphlake.errors import MorphlakeError
 from morphlake.faults import crash_point
 from morphlake.layout import Lake
@@ -21,6 +22,7 @@ from morphlake.step import EXIT_COMPLETE, EXIT_FAILED
 
 log = logging.getLogger("morphlake")
 Z_SCHEMAS = ("auto", "flat", "bio_nuisance")
+LEGACY_LATENT_DIM, LEGACY_ZN_FRAC = 100, 0.2  # the legacy encoder's, for a model with no embeddings / no config
 
 
 def find_project(project_dir: Path | None = None) -> Path:
@@ -89,6 +91,54 @@ def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, c
     return values
 
 
+def shape_vars(model_name: str, shape: dict) -> dict:
+    """latent_dim and zn_frac as dbt vars keyed by model ({model: value}): a width belongs to one model, and
+    dbt's unit tests switch var model_name to a test model of the legacy width (dbt_project.yml says more)."""
+    return {"latent_dim": {model_name: shape["latent_dim"]}, "zn_frac": {model_name: shape["zn_frac"]}}
+
+
+def config_zn_frac(config: Path) -> float | None:
+    """zn_frac from a model_config.json, or None when the file is missing or does not give a share."""
+    try:
+        value = float(json.loads(config.read_text())["zn_frac"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return value if 0 <= value <= 1 else None
+
+
+def model_configs(lake: Lake, model_name: str) -> list[Path]:
+    """model_config.json files the lake's runs point to for this model, newest run first: the model folder
+    of an ingest's data root, and the folder of an embed's encoder (models/legacy/<model>/encoder.onnx)."""
+    found = []
+    for path in sorted(lake.runs_dir.glob("*.json"), reverse=True) if lake.runs_dir.is_dir() else []:
+        if path.name.endswith(".partial.json") or not ("-ingest-" in path.name or "-embed-" in path.name):
+            continue
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        params, encoder = run.get("params") or {}, run.get("encoder") or {}
+        if run.get("command") == "ingest" and params.get("model_name") == model_name and params.get("data_root"):
+            found.append(Path(params["data_root"]) / "models" / "legacy" / model_name / "model_config.json")
+        elif run.get("command") == "embed" and encoder.get("model_name") == model_name and encoder.get("path"):
+            found.append(Path(encoder["path"]).parent / "model_config.json")
+    return found
+
+
+def model_shape(lake: Lake, model_name: str) -> dict:
+    """latent_dim (counted in the model's embeddings; 100 when it has none) and zn_frac (from the model's
+    config, found through the runs that wrote its embeddings; else 0.2), each with where it came from."""
+    dim = model_latent_dim(lake, model_name)
+    shape = {"latent_dim": dim or LEGACY_LATENT_DIM, "latent_dim_from": "embeddings" if dim else "default (no embeddings)",
+             "zn_frac": LEGACY_ZN_FRAC, "zn_frac_from": "default"}
+    for config in model_configs(lake, model_name):
+        value = config_zn_frac(config)
+        if value is not None:
+            shape.update(zn_frac=value, zn_frac_from=str(config))
+            break
+    return shape
+
+
 def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshold: float | None = None,
           coverage_severity: str | None = None, select: list[str] | None = None,
           project_dir: Path | None = None, quiet: bool = False) -> BuildResult:
@@ -101,15 +151,22 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
                                  "select": select, "project_dir": str(project)})
     record.set("lake", str(lake.root))
     lake.root.mkdir(parents=True, exist_ok=True)
-    args = ["build", "--project-dir", str(project), "--profiles-dir", str(project),
-            "--target-path", str(lake.root / ".dbt" / "target"), "--log-path", str(lake.root / ".dbt" / "logs"),
-            "--vars", json.dumps(variables)]
-    if select:
-        args += ["--select", *select]
-    if quiet:
-        args.append("--quiet")
     with LakeLock(lake.lock_file, "build", record.run_id):
         Transaction.clean_stale(lake)
+        try:
+            shape = model_shape(lake, model_name)  # under the lock: the embeddings cannot change meanwhile
+        except MorphlakeError as exc:
+            record.finish(lake.runs_dir, "failed", error=str(exc))
+            raise
+        record.set("latent", shape)
+        variables.update(shape_vars(model_name, shape))  # the record's params hold this same dict
+        args = ["build", "--project-dir", str(project), "--profiles-dir", str(project),
+                "--target-path", str(lake.root / ".dbt" / "target"), "--log-path", str(lake.root / ".dbt" / "logs"),
+                "--vars", json.dumps(variables)]
+        if select:
+            args += ["--select", *select]
+        if quiet:
+            args.append("--quiet")
         # dbt writes a copy of the warehouse in the staging area; readers keep the published one open
         # meanwhile, and the copy replaces it (one rename) only when the build succeeded. The path is
         # the same every build (the lock admits one at a time) so dbt's partial parsing, which

@@ -9,6 +9,19 @@ import pyarrow.parquet as pq
 from morphlake.layout import TABLES, Lake
 
 
+def not_in_df02(lake: Lake) -> list[str]:
+    """Experiments the ledger or the embeddings still hold but df02 no longer lists (kept: they cost to make)."""
+    in_df02 = set(lake.partition_values("df02"))
+    lines = []
+    for table in ("snips", "embeddings"):
+        base = lake.table_dir(table)
+        found = {p.name.split("=", 1)[1] for p in base.rglob("experiment_date=*")} if base.is_dir() else set()
+        gone = sorted(found - in_df02)
+        if gone and in_df02:
+            lines.append(f"  not in df02 (kept in {table}, left out of df03): {', '.join(gone)}")
+    return lines
+
+
 def lake_status(lake: Lake) -> str:
     if not lake.root.is_dir():
         return f"no lake at {lake.root} (run `morphlake ingest` or `morphlake demo`)"
@@ -27,6 +40,7 @@ def lake_status(lake: Lake) -> str:
                 groups[key] = groups.get(key, 0) + pq.ParquetFile(f).metadata.num_rows
         for key, n in groups.items():
             lines.append(f"    {key:<40} {n:>10} rows")
+    lines += not_in_df02(lake)
     runs = sorted(lake.runs_dir.glob("*.json")) if lake.runs_dir.is_dir() else []
     runs = [r for r in runs if not r.name.endswith(".partial.json")][-5:]
     if runs:

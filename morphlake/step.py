@@ -39,7 +39,8 @@ def run_step(lake: Lake, command: str, params: dict, body: StepBody, allow_parti
             log.warning("removed staging left by interrupted run(s): %s", ", ".join(stale))
         txn = Transaction(lake, record.run_id)
         try:
-            skipped = body(txn, record)
+            with record.notes_from("morphlake.ingest"):
+                skipped = body(txn, record)
             if skipped and not allow_partial:
                 raise PartialResult(skipped, "items")
             with record.timed("publish"):

@@ -40,7 +40,11 @@ def test_dry_run_writes_nothing_anywhere(cli, root, lake):
     assert snapshot(root) == before and not lake.exists()
     out = result.output
     assert "experiments with no latents: 20250305_24hpf_lmx1b" in out
-    assert "snips to embed: 7 of 7 missing" in out  # 6 in the unstored experiment, 1 the other store lacks
+    # every df02 row counts (the legacy grain); only the experiment without a store file is generated
+    assert "snips to embed: 6 of 6 in experiments without a store file (0 already embedded" in out
+    assert "df02 rows the existing store files lack: 2 (not generated" in out
+    assert f"{root / STORE / ('morph_latents_' + NO_STORE + '.csv')}  [new]" in out  # generated into the store
+    assert f"lake: {lake} (ingest, embed, build" in out
     assert f"{root / DF03}  [new]" in out and "df03_20240626.csv  [new]" in out
     assert "embryo_metadata_with_embeddings.csv  [new]" in out
     assert "morph_latents_20240626.csv" in out and "files read:" in out
@@ -62,20 +66,20 @@ def test_allow_partial_merges_what_exists(cli, root, lake):
     reasons = {s["item"]: s["reason"] for s in manifest}
     assert reasons[NO_STORE] == "experiment has no latents in the legacy store"
     store_lacks = [k for k in reasons if k.startswith("20250612_30hpf_ctrl_atf6_")]
-    assert len(store_lacks) == 1 and reasons[store_lacks[0]] == "no latents in the legacy store"
+    assert len(store_lacks) == 2 and {reasons[k] for k in store_lacks} == {"no latents in the legacy store"}
     df03, zs = z_frame(root / DF03)
-    assert NO_STORE not in set(df03["experiment_date"]) and df03.height == 10  # the usable rows the store has
+    assert NO_STORE not in set(df03["experiment_date"]) and df03.height == 10  # the df02 rows the store has
     assert "WARNING: below 95%" in result.output
 
 
-def test_generate_fills_everything_and_keeps_store_values_exactly(cli, root, lake):
-    result = b06(cli, root, lake, "--generate-missing-latents")
-    assert result.exit_code == 0, result.output
-    assert "coverage: 17/17 usable rows (100.0%)" in result.output
+def test_generate_fills_missing_store_files_and_keeps_store_values_exactly(cli, root, lake):
+    result = b06(cli, root, lake, "--generate-missing-latents", "--allow-partial")
+    assert result.exit_code == 2, result.output  # the other store's 2 gaps stay gaps, as in the legacy step
+    assert "coverage: 16/18 (88.9%) df02 rows in df03  WARNING: below 95%" in result.output
     df03, zs = z_frame(root / DF03)
     df02 = pl.read_csv(root / "metadata/combined_metadata_files/embryo_metadata_df02.csv", infer_schema=False)
     assert df03.columns[: df02.width] == df02.columns  # df02 columns in their order, then z
-    assert len(zs) == 200 and df03.columns[df02.width:] == zs
+    assert len(zs) == 100 and df03.columns[df02.width:] == zs  # the legacy step keeps z_mu only
     assert zs[0] == "z_mu_n_00" and "z_mu_b_20" in zs  # auto: this model's store used bio/nuisance names
     for store in (root / STORE).glob("*.csv"):
         legacy, _ = z_frame(store)
@@ -83,26 +87,27 @@ def test_generate_fills_everything_and_keeps_store_values_exactly(cli, root, lak
         flat = df03.rename({c: c.replace("_n_", "_").replace("_b_", "_") for c in zs})
         joined = legacy.join(flat, on="snip_id", suffix="_df03")
         assert joined.height > 0
-        for col in ("z_mu_00", "z_mu_57", "z_sigma_99"):
+        for col in ("z_mu_00", "z_mu_57", "z_mu_99"):
             assert (joined[col] == joined[f"{col}_df03"]).all(), (store, col)  # exactly equal (float32)
     lake_rows = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False)
     onnx = lake_rows.filter(pl.col("source") == "onnx")
-    assert set(onnx["experiment_date"]) == {NO_STORE, "20250612_30hpf_ctrl_atf6"}
+    assert set(onnx["experiment_date"]) == {NO_STORE}
     sidecar = json.loads((root / (DF03 + ".meta.json")).read_text())
-    assert sidecar["model_name"] == M and sidecar["coverage"]["overall"] == 1.0
+    assert sidecar["model_name"] == M and sidecar["coverage"]["overall"] == round(16 / 18, 6)
     assert sidecar["model_sha256"] == [onnx["model_sha256"][0]] and sidecar["data_root"] == str(root)
     assert sidecar["parameters"]["generate_missing_latents"] is True and "morphlake_version" in sidecar
 
 
 def test_existing_outputs_need_overwrite(cli, root, lake):
-    assert b06(cli, root, lake, "--generate-missing-latents").exit_code == 0
+    both = ("--experiments", "20240626", NO_STORE)
+    assert b06(cli, root, lake, "--generate-missing-latents", *both).exit_code == 0
     target = root / DF03
     target.write_text("analyst's edited copy\n")
-    refused = b06(cli, root, lake, "--generate-missing-latents")
+    refused = b06(cli, root, lake, "--generate-missing-latents", *both)
     assert refused.exit_code == 1
     assert str(target) in refused.stderr and "pass --overwrite to replace them" in refused.stderr
     assert target.read_text() == "analyst's edited copy\n"
-    assert b06(cli, root, lake, "--generate-missing-latents", "--overwrite").exit_code == 0
+    assert b06(cli, root, lake, "--generate-missing-latents", "--overwrite", *both).exit_code == 0
     assert target.read_text().startswith("snip_id,")
 
 
@@ -119,8 +124,8 @@ def test_train_name_analysis_copies_experiments_and_flat_schema(cli, root, lake)
 
 
 def test_missing_train_name_is_reported_not_fatal(cli, root, lake):
-    result = b06(cli, root, lake, "--generate-missing-latents", "--train-name", "nope")
-    assert result.exit_code == 0 and "no training metadata" in result.output
+    result = b06(cli, root, lake, "--generate-missing-latents", "--train-name", "nope", "--allow-partial")
+    assert result.exit_code == 2 and "no training metadata" in result.output
 
 
 def test_stems_are_normalised_before_joining(cli, root, lake):
@@ -152,20 +157,20 @@ def test_generation_without_an_encoder_says_how_to_get_one(cli, root, lake):
 
 
 def test_compare_equal_and_different(cli, root, lake, tmp_path):
-    assert b06(cli, root, lake, "--generate-missing-latents").exit_code == 0
+    assert b06(cli, root, lake, "--generate-missing-latents", "--allow-partial").exit_code == 2
     df03 = root / DF03
     same = cli("compare", df03, df03)
     assert same.exit_code == 0 and same.output.rstrip().endswith("EQUAL")
     store = root / STORE / "morph_latents_20240626.csv"  # flat names, compared with df03's bio/nuisance names
     vs_store = cli("compare", store, df03)
-    assert vs_store.exit_code == 1 and "rows only in OLD: 0" in vs_store.output and "rows only in NEW: 11" in vs_store.output
+    assert vs_store.exit_code == 1 and "rows only in OLD: 0" in vs_store.output and "rows only in NEW: 10" in vs_store.output
     assert "largest difference: 0 in" in vs_store.output
     changed = tmp_path / "changed.csv"
     frame = pl.read_csv(df03, infer_schema=False)
     frame.with_columns((pl.col("z_mu_b_42").cast(pl.Float64) + 0.25).alias("z_mu_b_42")).head(10).write_csv(changed)
     diff = cli("compare", df03, changed)
     assert diff.exit_code == 1
-    assert "rows only in OLD: 7" in diff.output and "z_mu_42        0.25" in diff.output
+    assert "rows only in OLD: 6" in diff.output and "z_mu_42        0.25" in diff.output
     assert cli("compare", df03, changed, "--tolerance", "0.3").exit_code == 1  # rows still missing
 
 
@@ -185,8 +190,8 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     (folder / "encoder.onnx").unlink()
     weights = demo_encoder_weights(EncoderSpec(), seed=0)  # the demo encoder's weights, as a PyTorch state dict
     torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, folder / "encoder_reformatted.pt")
-    result = b06(cli, root, lake, "--generate-missing-latents")
-    assert result.exit_code == 0, result.output
+    result = b06(cli, root, lake, "--generate-missing-latents", "--allow-partial")
+    assert result.exit_code == 2, result.output
     exported = list((lake / "models" / M).glob("encoder-*.onnx"))
     assert len(exported) == 1 and str(exported[0]) in result.output
     sidecar = json.loads((root / (DF03 + ".meta.json")).read_text())
@@ -199,7 +204,7 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
 
     demo = Encoder(write_demo_encoder(root.parent / "demo.onnx", M, seed=0), "cpu")
     onnx = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False).filter(pl.col("source") == "onnx")
-    assert onnx.height == 8
+    assert onnx.height == 6
     pixels = np.stack([decode_snip((root / "training_data/bf_embryo_snips" / e / f"{s}.jpg").read_bytes())
                        for s, e in onnx.select("snip_id", "experiment_date").iter_rows()])[:, None]
     mu, _ = demo.run(pixels)

@@ -93,7 +93,7 @@ def test_duplicate_snip_id_fails_strict_and_is_skipped_with_allow_partial(cli, r
     skipped = json.loads(manifest.read_text())["skipped"]
     items = {(s["table"], s["item"]) for s in skipped}
     assert ("df02", dup) in items
-    assert ("snips", dup) in items  # its image has no df02 row left
+    assert ("snips", dup) not in items  # its image has no df02 row left: left out of the ledger, not an error
     ids = duckdb.sql(f"select snip_id from read_parquet('{lake}/raw/df02/**/*.parquet')").fetchall()
     assert (dup,) not in ids and len(ids) == 17
 
@@ -144,12 +144,17 @@ def test_experiments_option_limits_the_run(cli, root, lake):
     assert bad.exit_code == 1 and "experiment(s) not in df02" in bad.stderr
 
 
-def test_unknown_snip_file_is_reported(cli, root, lake):
+def test_a_snip_file_without_a_df02_row_is_left_out_and_reported(cli, root, lake):
     folder = root / SNIP_SUBDIR / DIGIT_EXP
-    stray = folder / f"{DIGIT_EXP}_H12_e09_t0000.jpg"
+    stray = folder / f"{DIGIT_EXP}_H12_e09_t0000.jpg"  # e.g. its row was removed from df02
     stray.write_bytes(next(folder.glob("*.jpg")).read_bytes())
     result = cli("ingest", "--root", root, "--lake", lake)
-    assert result.exit_code == 1 and "matches no df02 row" in result.stderr and stray.name[:-4] in result.stderr
+    assert result.exit_code == 0, result.output
+    assert f"1 image file(s) match no df02 row and are left out of the ledger: {stray.name}" in result.output
+    ledger = duckdb.sql(f"select snip_id from read_parquet('{lake}/raw/snips/**/*.parquet')").fetchall()
+    assert (stray.name[:-4],) not in ledger and len(ledger) == 18
+    record = json.loads(next(p for p in (lake / "runs").glob("*-ingest-*.json")).read_text())
+    assert any("match no df02 row" in note for note in record["notes"])
 
 
 def test_crash_before_publish_leaves_lake_unchanged(cli, root, ingested):

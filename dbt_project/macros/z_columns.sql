@@ -1,13 +1,66 @@
-{#- z column names: flat (z_mu_07) or the legacy bio/nuisance view (z_mu_n_07, z_mu_b_20) of the same index. -#}
-{% macro nuisance_dims() %}
-  {{ return((var('latent_dim') | int * var('zn_frac') | float) | int) }}
+{#- z column names: flat (z_mu_07) or the legacy bio/nuisance view (z_mu_n_07, z_mu_b_20) of the same index,
+    for a model of any width D. -#}
+
+{#- A per-model var: a value, or {model: value, …} read for var model_name (none when it is not listed). -#}
+{% macro model_var(name) %}
+  {%- set value = var(name, none) -%}
+  {%- if value is mapping -%}{%- set value = value.get(var('model_name')) -%}{%- endif -%}
+  {{ return(value) }}
 {% endmacro %}
 
 
-{% macro z_name(kind, index, z_schema) %}
+{#- The width D of var model_name's z vectors: var latent_dim when it gives a number, else (auto) counted in
+    the model's embeddings, else the legacy encoder's 100. -#}
+{% macro latent_dim() %}
+  {%- set given = model_var('latent_dim') -%}
+  {%- if given is none or given == 'auto' -%}{{ return(lake_latent_dim(var('model_name'))) }}{%- endif -%}
+  {%- if given is not number or given | int != given or given < 1 -%}
+    {{ exceptions.raise_compiler_error("var latent_dim is '" ~ given ~ "'; give a whole number, {model: number, …} or auto") }}
+  {%- endif -%}
+  {{ return(given | int) }}
+{% endmacro %}
+
+
+{#- How many z_mu_NN columns the Parquet schemas of a model's embeddings partitions hold; 100 when there are
+    none. Partitions of one model that disagree are an error naming both widths. -#}
+{% macro lake_latent_dim(model_name) %}
+  {%- if not execute -%}{{ return(100) }}{%- endif -%}
+  {%- set pattern = lake_root() ~ '/embeddings/model_name=' ~ model_name ~ '/*/*.parquet' -%}
+  {%- set files = run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] -%}
+  {%- if files | int == 0 -%}{{ return(100) }}{%- endif -%}
+  {%- set widths = run_query(
+      "select width, min(file_name) from (select file_name, count(*) filter (where regexp_full_match(name, 'z_mu_[0-9]+')) as width"
+      ~ " from parquet_schema(" ~ sql_literal(pattern) ~ ") group by file_name) group by width order by width") -%}
+  {%- if widths.rows | length > 1 -%}
+    {{ exceptions.raise_compiler_error("the embeddings of model " ~ model_name ~ " have different latent widths: "
+        ~ widths.rows[0][0] ~ " in " ~ widths.rows[0][1] ~ ", " ~ widths.rows[1][0] ~ " in " ~ widths.rows[1][1]
+        ~ "; one model has one width: remove the partitions of the other width and re-run morphlake ingest / embed") }}
+  {%- endif -%}
+  {{ return(widths.rows[0][0] | int) }}
+{% endmacro %}
+
+
+{#- var zn_frac (a number, or {model: number, …}); the legacy 0.2 when the model is not listed. -#}
+{% macro zn_frac() %}
+  {%- set given = model_var('zn_frac') -%}
+  {%- if given is none -%}{{ return(0.2) }}{%- endif -%}
+  {%- if given is not number or given < 0 or given > 1 -%}
+    {{ exceptions.raise_compiler_error("var zn_frac is '" ~ given ~ "'; give a share from 0 to 1, or {model: share, …}") }}
+  {%- endif -%}
+  {{ return(given | float) }}
+{% endmacro %}
+
+
+{#- Nuisance dims are the first floor(D * zn_frac). -#}
+{% macro nuisance_dims(dim=none) %}
+  {{ return(((dim if dim is not none else latent_dim()) * zn_frac()) | int) }}
+{% endmacro %}
+
+
+{% macro z_name(kind, index, z_schema, nuisance) %}
   {%- set idx = '%02d' % index -%}
   {%- if z_schema == 'bio_nuisance' -%}
-    {{ return('z_' ~ kind ~ '_' ~ ('n' if index < nuisance_dims() | int else 'b') ~ '_' ~ idx) }}
+    {{ return('z_' ~ kind ~ '_' ~ ('n' if index < nuisance else 'b') ~ '_' ~ idx) }}
   {%- endif -%}
   {{ return('z_' ~ kind ~ '_' ~ idx) }}
 {% endmacro %}
@@ -26,11 +79,13 @@
 {% endmacro %}
 
 
-{#- `alias.z_mu_00 as <name>, …` for every mean then every log-variance column. -#}
+{#- `alias.z_mu_00 as <name>, …` for every mean then every log-variance column (D of each). -#}
 {% macro z_select(alias, z_schema) %}
+  {%- set dim = latent_dim() -%}
+  {%- set nuisance = nuisance_dims(dim) -%}
   {%- for kind in ('mu', 'sigma') -%}
-    {%- for i in range(var('latent_dim') | int) -%}
-      {{ alias }}.z_{{ kind }}_{{ '%02d' % i }} as {{ z_name(kind, i, z_schema) }}{{ ",\n    " if not (kind == 'sigma' and loop.last) }}
+    {%- for i in range(dim) -%}
+      {{ alias }}.z_{{ kind }}_{{ '%02d' % i }} as {{ z_name(kind, i, z_schema, nuisance) }}{{ ",\n    " if not (kind == 'sigma' and loop.last) }}
     {%- endfor -%}
   {%- endfor -%}
 {% endmacro %}
@@ -38,17 +93,20 @@
 
 {#- The mean as one FLOAT[D] vector, for array_cosine_similarity and friends. -#}
 {% macro z_mu_vector(alias) %}
-  [{%- for i in range(var('latent_dim') | int) -%}{{ alias }}.z_mu_{{ '%02d' % i }}{{ ", " if not loop.last }}{%- endfor -%}]::FLOAT[{{ var('latent_dim') }}]
+  {%- set dim = latent_dim() -%}
+  [{%- for i in range(dim) -%}{{ alias }}.z_mu_{{ '%02d' % i }}{{ ", " if not loop.last }}{%- endfor -%}]::FLOAT[{{ dim }}]
 {%- endmacro %}
 
 
-{#- Column -> type map of the embeddings table, for an empty stand-in before any embeddings exist. -#}
+{#- Column -> type map of the embeddings table, for an empty stand-in before any embeddings exist. Its z
+    columns span var model_name's width and at least the legacy encoder's 100: stg_embeddings holds every
+    model, and the df03 unit tests (a 100-wide test model) bind to its columns in a lake of narrower models. -#}
 {% macro embedding_columns() %}
   {%- set cols = {'snip_id': 'varchar', 'experiment_date': 'varchar', 'model_name': 'varchar', 'source': 'varchar',
                   'encoder_weights': 'varchar', 'model_sha256': 'varchar', 'image_fingerprint': 'varchar', 'embed_options': 'varchar',
                   'z_naming': 'varchar', 'run_id': 'varchar'} -%}
   {%- for kind in ('mu', 'sigma') -%}
-    {%- for i in range(var('latent_dim') | int) -%}
+    {%- for i in range([latent_dim(), 100] | max) -%}
       {%- do cols.update({'z_' ~ kind ~ '_' ~ ('%02d' % i): 'float'}) -%}
     {%- endfor -%}
   {%- endfor -%}

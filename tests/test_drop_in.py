@@ -1,0 +1,256 @@
+"""build06 and ingest as a drop-in on a root written the way the lab writes files, against the legacy step in pandas."""
+
+import io
+import json
+import re
+import shutil
+
+import pandas as pd
+import polars as pl
+import pytest
+from PIL import Image
+
+from ingest.csvfile import read_csv_strings
+from ingest.errors import InputError
+from morphlake import DEFAULT_MODEL_NAME
+
+M = DEFAULT_MODEL_NAME
+DF02 = "metadata/combined_metadata_files/embryo_metadata_df02.csv"
+DF03 = "metadata/combined_metadata_files/embryo_metadata_df03.csv"
+TRAIN = "training_data/20241107_demo_train"
+STORE = f"analysis/latent_embeddings/legacy/{M}"
+SNIPS = "training_data/bf_embryo_snips"
+NO_STORE = "20250305_24hpf_lmx1b"       # no store file
+PARTIAL = "20250612_30hpf_ctrl_atf6"    # its store lacks each embryo's last time point (bio/nuisance names)
+INDEX = re.compile(r"^Unnamed: \d+$")
+
+
+def pandas_round_trip(path, times=1):
+    """Save a CSV as the lab does: pd.read_csv, then to_csv() with its defaults (the index as a first column)."""
+    for _ in range(times):
+        pd.read_csv(path).to_csv(path)
+
+
+FLAGS = {"True": True, "true": True, "1": True, "False": False, "false": False, "0": False}
+
+
+@pytest.fixture
+def lab_root(root):
+    """The tiny demo root with every CSV saved by pandas with its defaults: df02 (flags as bool columns) and the
+    training metadata once (an empty-headed index), the flat store file twice (empty header, then `Unnamed: 0`),
+    the other once. (The demo's df02 mixes True/1/true between experiments; morphlake writes True/False.)"""
+    df02 = pd.read_csv(root / DF02, dtype={c: str for c in ("control_flag", "use_embryo_flag", "dead_flag",
+                                                             "sa_outlier_flag")})
+    df02 = df02.assign(**{c: df02[c].map(FLAGS) for c in df02.columns if c.endswith("_flag")})
+    df02.loc[1, "use_embryo_flag"] = False  # an unusable row the store covers: df03 keeps it
+    df02.to_csv(root / DF02)
+    pandas_round_trip(root / TRAIN / "embryo_metadata_df_train.csv")
+    pandas_round_trip(root / STORE / "morph_latents_20240626.csv", times=2)
+    pandas_round_trip(root / STORE / f"morph_latents_{PARTIAL}.csv")
+    return root
+
+
+def legacy_read(path):
+    """pd.read_csv as the legacy code reads, less the pandas index columns (which morphlake leaves out)."""
+    frame = pd.read_csv(path)
+    return frame.drop(columns=[c for c in frame.columns if INDEX.match(c)])
+
+
+def schema_name(flat, z_schema, nuisance=20):
+    kind, index = flat.rsplit("_", 1)
+    return flat if z_schema == "flat" else f"{kind}_{'n' if int(index) < nuisance else 'b'}_{index}"
+
+
+def legacy_build06(root, experiments=None, z_schema="auto"):
+    """The legacy step in pandas: (df03, training join). df03 = pd.merge(df02, latents[["snip_id"] + z_mu],
+    on="snip_id", how="inner") over every df02 row, z named by the schema policy (`auto`: bio/nuisance
+    when the store uses those names)."""
+    df02 = legacy_read(root / DF02)
+    if experiments:
+        df02 = df02[df02["experiment_date"].astype(str).isin(experiments)]
+    stores = [legacy_read(p) for p in sorted((root / STORE).glob("morph_latents_*.csv"))]
+    if z_schema == "auto":
+        z_schema = "bio_nuisance" if any(c.startswith("z_mu_n_") for s in stores for c in s.columns) else "flat"
+    flat = [s.rename(columns=lambda c: re.sub(r"^z_(mu|sigma)_[nb]_", r"z_\1_", c)) for s in stores]
+    latents = pd.concat(flat, ignore_index=True)
+    dims = sorted(int(c.rsplit("_", 1)[1]) for c in latents.columns if c.startswith("z_mu_"))
+    latents = latents.rename(columns={f"z_mu_{i:02d}": schema_name(f"z_mu_{i:02d}", z_schema) for i in dims})
+    z_mu = [schema_name(f"z_mu_{i:02d}", z_schema) for i in dims]
+    df03 = pd.merge(df02, latents[["snip_id"] + z_mu], on="snip_id", how="inner")
+    train = pd.merge(legacy_read(root / TRAIN / "embryo_metadata_df_train.csv"), latents[["snip_id"] + z_mu],
+                     on="snip_id", how="inner")
+    return df03, train
+
+
+def assert_same_table(ours_path, legacy: pd.DataFrame):
+    """The file morphlake wrote holds what the legacy step's to_csv(index=False) would, read back alike."""
+    ours = pd.read_csv(ours_path)
+    legacy = pd.read_csv(io.StringIO(legacy.to_csv(index=False)))
+    assert list(ours.columns) == list(legacy.columns)
+    pd.testing.assert_frame_equal(ours.reset_index(drop=True), legacy.reset_index(drop=True), check_exact=True)
+
+
+def b06(cli, root, lake, *extra):
+    return cli("build06", "--root", root, "--data-root", root, "--lake", lake, *extra)
+
+
+def records(lake, command):
+    return [json.loads(p.read_text()) for p in sorted((lake / "runs").glob(f"*-{command}-*.json"))
+            if not p.name.endswith(".partial.json")]
+
+
+def test_a_leading_pandas_index_is_left_out_and_other_empty_headers_stay_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"snip_id": ["a", "b"], "x": [1.5, 2.0]}).to_csv(path)
+    assert read_csv_strings(path, "t").columns == ["snip_id", "x"]
+    pandas_round_trip(path)  # ",Unnamed: 0,snip_id,x"
+    assert read_csv_strings(path, "t").columns == ["snip_id", "x"]
+    path.write_text(",snip_id\nfirst,a\n")  # an empty header over values that are not an index
+    with pytest.raises(InputError, match=r"has a column with an empty name \(column 1\)"):
+        read_csv_strings(path, "t")
+    path.write_text("snip_id,,x\na,1,2\n")
+    with pytest.raises(InputError, match=r"has a column with an empty name \(column 2\)"):
+        read_csv_strings(path, "t")
+    path.write_text("Unnamed: 0,snip_id\nfirst,a\n")  # a real column that happens to have that name: kept
+    assert read_csv_strings(path, "t").columns == ["Unnamed: 0", "snip_id"]
+
+
+def test_merge_only_needs_no_images_and_matches_the_legacy_step(cli, lab_root, lake):
+    shutil.rmtree(lab_root / SNIPS)  # operators merge where the snips are not mounted
+    result = b06(cli, lab_root, lake, "--allow-partial", "--train-name", "20241107_demo_train",
+                 "--export-analysis-copies")
+    assert result.exit_code == 2, result.output
+    legacy_df03, legacy_train = legacy_build06(lab_root)
+    assert_same_table(lab_root / DF03, legacy_df03)
+    assert_same_table(lab_root / TRAIN / "embryo_metadata_with_embeddings.csv", legacy_train)
+    for exp in ("20240626", PARTIAL):
+        copy = lab_root / "metadata/metadata_n_embeddings" / M / f"df03_{exp}.csv"
+        assert_same_table(copy, legacy_df03[legacy_df03["experiment_date"].astype(str) == exp])
+    assert not any(c.startswith("z_sigma") for c in pd.read_csv(lab_root / DF03).columns)
+
+    # partial results marked where people look: beside the output, with counts and the skipped ids
+    manifest = json.loads((lab_root / (DF03 + ".partial.json")).read_text())
+    assert manifest["counts"] == {"processed": 18, "succeeded": 10, "skipped": 8}
+    assert len(manifest["skipped_snip_ids"]) == 8 and all(s.startswith((NO_STORE, PARTIAL))
+                                                          for s in manifest["skipped_snip_ids"])
+    sidecar = json.loads((lab_root / (DF03 + ".meta.json")).read_text())
+    assert sidecar["outcome"] == "partial" and sidecar["counts"]["succeeded"] == 10
+    assert sidecar["coverage"]["overall"] == round(10 / 18, 6) and sidecar["coverage"]["usable"] == round(9 / 16, 6)
+    assert "coverage: 10/18 (55.6%) df02 rows in df03  WARNING: below 95%" in result.output
+    ingest_record = records(lake, "ingest")[-1]
+    assert ingest_record["snips"] == "not scanned: asked not to scan images"
+    notes = " ".join(ingest_record["notes"])
+    assert "df02 file" in notes and "left out its leading index column with an empty header" in notes
+    assert "left out its leading index column 'Unnamed: 0'" in notes
+
+
+def test_generated_latents_go_into_the_store_and_read_back_bit_exact(cli, lab_root, lake):
+    strict = b06(cli, lab_root, lake, "--generate-missing-latents")
+    assert strict.exit_code == 1  # the partially covered store's gaps are not generated, as in the legacy step
+    assert "2 df02 rows without an embedding could not be used" in strict.stderr
+    assert "only creates missing store files" in strict.stderr and "--allow-partial" in strict.stderr
+    assert not (lab_root / DF03).exists()
+    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial",
+                 "--train-name", "20241107_demo_train")
+    assert result.exit_code == 2, result.output
+    written = lab_root / STORE / f"morph_latents_{NO_STORE}.csv"
+    assert written.is_file() and not list((lab_root / STORE).glob(".*"))  # no temporary left beside it
+    header = pd.read_csv(written, nrows=0).columns.tolist()
+    assert header[:3] == ["experiment_date", "embryo_id", "snip_id"]
+    assert header[3] == "z_mu_n_00" and "z_sigma_b_99" in header  # the store's bio/nuisance naming
+    assert str(written) in json.loads((lab_root / (DF03 + ".meta.json")).read_text())["outputs"]
+
+    # the legacy step, run on the store as it is now, writes what build06 wrote
+    legacy_df03, legacy_train = legacy_build06(lab_root)
+    assert_same_table(lab_root / DF03, legacy_df03)
+    assert_same_table(lab_root / TRAIN / "embryo_metadata_with_embeddings.csv", legacy_train)
+    assert len(legacy_df03) == 16  # the partially covered experiment's gaps stay gaps
+    assert not legacy_df03["use_embryo_flag"].all()  # whatever the flag: analysts filter on it themselves
+
+    # the next ingest reads the file back bit-exact and keeps the ONNX rows' provenance: nothing changes
+    lake_rows = lambda: pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False)  # noqa: E731
+    before = lake_rows().sort("snip_id")
+    assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
+    after = lake_rows().sort("snip_id")
+    assert after.drop("run_id").equals(before.drop("run_id"))
+    assert set(after.filter(pl.col("experiment_date") == NO_STORE)["source"]) == {"onnx"}
+    store = pl.read_csv(written).rename(lambda c: re.sub(r"^z_(mu|sigma)_[nb]_", r"z_\1_", c))
+    z = [f"z_mu_{i:02d}" for i in range(100)] + [f"z_sigma_{i:02d}" for i in range(100)]
+    onnx = after.filter(pl.col("experiment_date") == NO_STORE).sort("snip_id").select(z)
+    assert store.sort("snip_id").select(pl.col(z).cast(pl.Float32)).equals(onnx)
+
+    first = {p: p.read_bytes() for p in (lab_root / DF03, written)}
+    again = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--overwrite")
+    assert again.exit_code == 2, again.output
+    assert records(lake, "build06")[-1]["counts"]["planned_to_embed"] == 0 and "embed:" not in again.output
+    assert {p: p.read_bytes() for p in first} == first
+
+
+def test_existing_store_files_are_never_replaced(cli, lab_root, lake):
+    written = lab_root / STORE / f"morph_latents_{NO_STORE}.csv"
+    written.write_text("experiment_date,embryo_id,snip_id,z_mu_00\n")  # appears after the plan: refused
+    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--experiments", NO_STORE)
+    assert result.exit_code == 1  # a broken store file: its rows are missing, and strict mode fails
+    assert written.read_text() == "experiment_date,embryo_id,snip_id,z_mu_00\n"
+
+
+def test_the_plan_is_the_run(cli, lab_root, lake, encoder_path):
+    # the unstored experiment is in the lake already, but one of its snips has changed since: the plan knows
+    assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
+    assert cli("embed", "--model", encoder_path, "--experiments", NO_STORE, "--lake", lake).exit_code == 0
+    changed = sorted((lab_root / SNIPS / NO_STORE).glob("*.jpg"))[0]
+    Image.open(changed).save(changed, quality=80)
+    dry = b06(cli, lab_root, lake, "--generate-missing-latents", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert ("snips to embed: 1 of 6 in experiments without a store file (5 already embedded in the lake, "
+            "0 without an image file)") in dry.output
+    assert "df02 rows the existing store files lack: 2 (not generated" in dry.output
+    assert f"lake: {lake} (ingest, embed, build" in dry.output
+    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial")
+    assert result.exit_code == 2, result.output
+    run = records(lake, "build06")[-1]
+    assert run["counts"]["planned_to_embed"] == run["counts"]["embedded"] == 1
+
+
+def test_a_run_in_which_nothing_succeeds_fails(cli, lab_root, lake):
+    result = b06(cli, lab_root, lake, "--allow-partial", "--experiments", NO_STORE)
+    assert result.exit_code == 1
+    assert "no df02 row has an embedding of the model" in result.stderr
+    assert not (lab_root / DF03).exists() and not (lab_root / (DF03 + ".partial.json")).exists()
+
+
+def test_df02_is_a_whole_table(cli, lab_root, lake, encoder_path):
+    assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
+    assert cli("embed", "--model", encoder_path, "--lake", lake).exit_code == 0
+    assert cli("build", "--lake", lake).exit_code == 0
+    df02 = pd.read_csv(lab_root / DF02, index_col=0)
+    dropped_row = df02[df02["experiment_date"].astype(str) == "20240626"]["snip_id"].iloc[0]
+    df02 = df02[(df02["experiment_date"].astype(str) != NO_STORE) & (df02["snip_id"] != dropped_row)]
+    df02.to_csv(lab_root / DF02)
+    assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
+    result = cli("build", "--lake", lake, "--coverage-severity", "warn")
+    assert result.exit_code == 0, result.output
+    import duckdb
+
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from df03 where experiment_date = ?", params=[NO_STORE]).fetchall() == [(0,)]
+        assert con.sql("select count(*) from df03 where snip_id = ?", params=[dropped_row]).fetchall() == [(0,)]
+        assert con.sql("select count(*) from df03").fetchall() == [(11,)]
+    assert not (lake / "exports/df03" / f"experiment_date={NO_STORE}").exists()
+    assert (lake / "embeddings" / f"model_name={M}" / f"experiment_date={NO_STORE}").is_dir()  # kept: costly
+    assert (lake / "raw/snips" / f"experiment_date={NO_STORE}").is_dir()
+    status = cli("status", "--lake", lake)
+    assert f"not in df02 (kept in embeddings, left out of df03): {NO_STORE}" in status.output
+    assert records(lake, "ingest")[-1]["df02_removed_experiments"] == [NO_STORE]
+
+
+def test_ingest_of_metadata_alone(cli, lab_root, lake):
+    assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
+    ledger = sorted((lake / "raw/snips").rglob("*.parquet"))
+    before = {p: p.read_bytes() for p in ledger}
+    shutil.rmtree(lab_root / SNIPS)
+    result = cli("ingest", "--root", lab_root, "--lake", lake)
+    assert result.exit_code == 0, result.output
+    assert "metadata only (no snip folder" in result.output
+    assert {p: p.read_bytes() for p in ledger} == before
+    assert cli("ingest", "--root", lab_root, "--no-snips", "--lake", lake).exit_code == 0
