@@ -41,17 +41,17 @@ def main() -> None:
     for n in args.snips:
         with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-df03-") as tmp:
             root, lake = Path(tmp) / "root", Path(tmp) / "lake"
-            usable = write_data_root(root, n)
+            df02_rows = write_data_root(root, n)
             legacy_s, legacy_mb, out = peak_of([sys.executable, "-m", "benchmarks.legacy_df03", str(root / DF02_RELPATH),
                                                 str(latent_store_dir(root, DEFAULT_MODEL_NAME)), str(Path(tmp) / "df03.csv")])
-            assert int(out.split()[-1]) == usable, out
+            assert int(out.split()[-1]) == df02_rows, out
             ingest_s, ingest_mb, _ = peak_of([morphlake, "ingest", "--root", str(root), "--data-root", str(root),
                                              "--lake", str(lake)])
             build_s, build_mb, _ = peak_of([morphlake, "build", "--lake", str(lake)])
             export_s = node_seconds(lake, "model.morphlake.df03_export")
             rebuild_s, rebuild_mb, _ = peak_of([morphlake, "build", "--lake", str(lake)])
             exported = duckdb.sql(f"select count(*) from read_parquet('{lake}/exports/df03/*/*.parquet')").fetchall()[0][0]
-            assert exported == usable, (exported, usable)
+            assert exported == df02_rows, (exported, df02_rows)
         rows += [
             [f"{n:,} snips: pandas read_csv + merge + to_csv", legacy_s, legacy_mb, 1.0, 1.0],
             [f"{n:,} snips: morphlake build (dbt, from the lake)", build_s, build_mb, legacy_s / build_s, build_mb / legacy_mb],

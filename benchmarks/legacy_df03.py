@@ -16,8 +16,8 @@ def legacy_df03(df02_csv: Path, latent_folder: Path, out_csv: Path) -> int:
     df02 = pd.read_csv(df02_csv)
     latents = pd.concat([pd.read_csv(p) for p in sorted(Path(latent_folder).glob("morph_latents_*.csv"))],
                         ignore_index=True)
-    usable = df02[df02["use_embryo_flag"].astype(str).str.lower().isin(["true", "1"])]
-    df03 = usable.merge(latents.drop(columns=["experiment_date", "embryo_id"]), on="snip_id", how="inner")
+    z_mu = [c for c in latents.columns if c.startswith("z_mu_")]
+    df03 = pd.merge(df02, latents[["snip_id"] + z_mu], on="snip_id", how="inner")  # every df02 row, z_mu only
     df03.to_csv(out_csv, index=False)
     return len(df03)
 

@@ -47,7 +47,7 @@ def write_df02(root: Path, df02: pl.DataFrame) -> None:
 
 
 def write_data_root(root: Path, snips: int, seed: int = 0) -> int:
-    """df02 CSV + latent store CSVs (random z) + empty snip folders; returns the number of usable rows."""
+    """df02 CSV + latent store CSVs (random z) + empty snip folders; returns the number of df02 rows (df03's)."""
     rng = np.random.default_rng(seed)
     df02 = df02_frame(snips, rng)
     write_df02(root, df02)
@@ -58,4 +58,4 @@ def write_data_root(root: Path, snips: int, seed: int = 0) -> int:
         z = rng.standard_normal((part.height, 2 * DIM), dtype=np.float32)
         part.hstack(pl.DataFrame(z, schema=names)).write_csv(store / f"morph_latents_{exp}.csv")
         (root / SNIP_SUBDIR / exp).mkdir(parents=True)  # images are not part of this benchmark
-    return int(df02["use_embryo_flag"].sum())
+    return df02.height

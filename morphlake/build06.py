@@ -20,7 +20,7 @@ from morphlake.ingest_step import ingest
 from morphlake.legacy_store import store_naming, store_sql
 from morphlake.layout import Lake
 from morphlake.legacy_outputs import (check_outputs_free, df03_sql, git_commit, missing_sql, non_finite_count,
-                                      train_sql, write_csv_atomic)
+                                      train_sql, write_csv_atomic, z_mu_columns_of)
 from morphlake.lock import LakeLock
 from morphlake.runs import RunRecord, write_json_atomic
 from morphlake.sql_build import build
@@ -197,7 +197,8 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     outputs: dict[str, int] = {}
     _, nuisance = store_naming(list(plan.latent_files.values()))
     for exp, target in plan.outputs.store.items():
-        sql, params = store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance)
+        sql, params = store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance,
+                                dim=len(z_mu_columns_of(con, "df03")))
         outputs[str(target)] = write_csv_atomic(con, sql, params, target)
         crash_point("csv")
     sql, params = df03_sql(con, plan.experiments)

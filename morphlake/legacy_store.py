@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 
 from ingest.csvfile import INDEX_HEADER, read_header
-from ingest.latents import z_naming
+from ingest.latents import z_columns, z_naming
 from morphlake.legacy_outputs import quote
 
 STORE_KEYS = ("experiment_date", "embryo_id", "snip_id")
@@ -32,15 +32,14 @@ def store_name(flat: str, nuisance: int | None) -> str:
     return f"{kind}_{'n' if int(index) < nuisance else 'b'}_{index}"
 
 
-def store_sql(con: duckdb.DuckDBPyConnection, *, model_name: str, experiment: str,
+def store_sql(con: duckdb.DuckDBPyConnection, *, model_name: str, experiment: str, dim: int,
               nuisance: int | None) -> tuple[str, list]:
     """One experiment's embeddings of the model as a store file: experiment_date, embryo_id, snip_id, then every
     z_mu and (where the model has them) z_sigma column, one row per df02 snip with an embedding."""
     where = "e.model_name = ? and e.experiment_date = ?"
-    zs = [c for c in con.sql("select * from stg_embeddings limit 0").columns if c.startswith(("z_mu_", "z_sigma_"))]
     has_sigma = con.sql(f"select count(z_sigma_00) from stg_embeddings e where {where}",
-                        params=[model_name, experiment]).fetchall()[0][0] if "z_sigma_00" in zs else 0
-    zs = [c for c in zs if c.startswith("z_mu_") or has_sigma]
+                        params=[model_name, experiment]).fetchall()[0][0]
+    zs = z_columns(dim) if has_sigma else z_columns(dim)[:dim]
     select = ", ".join(["e.experiment_date, d.embryo_id, e.snip_id"]
                        + [f"e.{quote(c)} as {quote(store_name(c, nuisance))}" for c in zs])
     return (f"select {select} from stg_embeddings e join stg_df02 d using (snip_id, experiment_date) "

@@ -58,7 +58,7 @@ def test_duckdb_reader_keeps_working_during_a_build(cli, embedded_lake):
     result = cli("build", "--lake", embedded_lake, "--z-schema", "flat")
     assert result.exit_code == 0, result.output  # the build does not need the reader to let go
     seen = finish(reader, stop)
-    assert seen["reads"] > 10 and seen["counts"] == [17] and seen["errors"] == []
+    assert seen["reads"] > 10 and seen["counts"] == [18] and seen["errors"] == []
 
 
 def test_polars_reader_keeps_working_during_an_ingest(cli, root, ingested):

@@ -31,7 +31,7 @@ def command_args(command: str, root: Path, lake: Path) -> list[str]:
     if command == "embed":
         return ["embed", "--model", str(root / ENCODER), "--lake", str(lake), "--batch-size", "4"]
     return ["build06", "--root", str(root), "--data-root", str(root), "--lake", str(lake),
-            "--generate-missing-latents", "--export-analysis-copies", "--overwrite"]
+            "--generate-missing-latents", "--export-analysis-copies", "--overwrite", "--allow-partial"]
 
 
 def run(args: list[str], crash: str | None = None, kill_after: float | None = None) -> int:
@@ -93,6 +93,10 @@ def assert_same_lake(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]
             assert abs(diff).max() <= 1e-5, key
 
 
+# build06 exits 2: the tiny root's partially covered store keeps its gaps, as the legacy step does
+EXPECTED = {"ingest": 0, "embed": 0, "build06": 2}
+
+
 def prepare(command: str, template: Path, workdir: Path) -> tuple[Path, Path]:
     root, lake = workdir / "root", workdir / "lake"
     shutil.copytree(template, root, symlinks=True)
@@ -107,7 +111,7 @@ def reference(demo_template, tmp_path_factory):
     refs = {}
     for command in ("ingest", "embed", "build06"):
         root, lake = prepare(command, demo_template, tmp_path_factory.mktemp(f"ref-{command}"))
-        assert run(command_args(command, root, lake)) == 0, run.last_output
+        assert run(command_args(command, root, lake)) == EXPECTED[command], run.last_output
         refs[command] = (lake_state(lake), (root / DF03).read_bytes() if command == "build06" else None)
     return refs
 
@@ -143,9 +147,9 @@ def test_killed_run_leaves_a_readable_lake_and_the_next_run_finishes_it(
     if crash:
         assert code == 137, run.last_output  # the point was reached and the process died there
     else:
-        assert code in (0, -signal.SIGKILL), run.last_output
+        assert code in (EXPECTED[command], -signal.SIGKILL), run.last_output
     check_invariants(lake, root)
-    assert run(args) == 0, run.last_output  # the lock of the dead process does not block
+    assert run(args) == EXPECTED[command], run.last_output  # the lock of the dead process does not block
     check_invariants(lake, root)
     want_lake, want_df03 = reference[command]
     assert_same_lake(lake_state(lake), want_lake)

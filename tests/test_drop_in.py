@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 
+import duckdb
 import pandas as pd
 import polars as pl
 import pytest
@@ -12,7 +13,9 @@ from PIL import Image
 
 from ingest.csvfile import read_csv_strings
 from ingest.errors import InputError
+from conftest import TINY
 from morphlake import DEFAULT_MODEL_NAME
+from morphlake.demo_data import make_demo_root
 
 M = DEFAULT_MODEL_NAME
 DF02 = "metadata/combined_metadata_files/embryo_metadata_df02.csv"
@@ -34,20 +37,25 @@ def pandas_round_trip(path, times=1):
 FLAGS = {"True": True, "true": True, "1": True, "False": False, "false": False, "0": False}
 
 
-@pytest.fixture
-def lab_root(root):
-    """The tiny demo root with every CSV saved by pandas with its defaults: df02 (flags as bool columns) and the
-    training metadata once (an empty-headed index), the flat store file twice (empty header, then `Unnamed: 0`),
-    the other once. (The demo's df02 mixes True/1/true between experiments; morphlake writes True/False.)"""
+def write_like_the_lab(root, model=M):
+    """Every CSV saved by pandas with its defaults: df02 (flags as bool columns) and the training metadata once (an
+    empty-headed index), the flat store file twice (empty header, then `Unnamed: 0`), the other once. (The demo's
+    df02 mixes True/1/true between experiments; morphlake writes True/False.)"""
     df02 = pd.read_csv(root / DF02, dtype={c: str for c in ("control_flag", "use_embryo_flag", "dead_flag",
                                                              "sa_outlier_flag")})
     df02 = df02.assign(**{c: df02[c].map(FLAGS) for c in df02.columns if c.endswith("_flag")})
     df02.loc[1, "use_embryo_flag"] = False  # an unusable row the store covers: df03 keeps it
     df02.to_csv(root / DF02)
     pandas_round_trip(root / TRAIN / "embryo_metadata_df_train.csv")
-    pandas_round_trip(root / STORE / "morph_latents_20240626.csv", times=2)
-    pandas_round_trip(root / STORE / f"morph_latents_{PARTIAL}.csv")
+    store = root / STORE.replace(M, model)
+    pandas_round_trip(store / "morph_latents_20240626.csv", times=2)
+    pandas_round_trip(store / f"morph_latents_{PARTIAL}.csv")
     return root
+
+
+@pytest.fixture
+def lab_root(root):
+    return write_like_the_lab(root)
 
 
 def legacy_read(path):
@@ -61,21 +69,22 @@ def schema_name(flat, z_schema, nuisance=20):
     return flat if z_schema == "flat" else f"{kind}_{'n' if int(index) < nuisance else 'b'}_{index}"
 
 
-def legacy_build06(root, experiments=None, z_schema="auto"):
+def legacy_build06(root, experiments=None, z_schema="auto", model=M):
     """The legacy step in pandas: (df03, training join). df03 = pd.merge(df02, latents[["snip_id"] + z_mu],
     on="snip_id", how="inner") over every df02 row, z named by the schema policy (`auto`: bio/nuisance
     when the store uses those names)."""
     df02 = legacy_read(root / DF02)
     if experiments:
         df02 = df02[df02["experiment_date"].astype(str).isin(experiments)]
-    stores = [legacy_read(p) for p in sorted((root / STORE).glob("morph_latents_*.csv"))]
+    stores = [legacy_read(p) for p in sorted((root / STORE.replace(M, model)).glob("morph_latents_*.csv"))]
     if z_schema == "auto":
         z_schema = "bio_nuisance" if any(c.startswith("z_mu_n_") for s in stores for c in s.columns) else "flat"
     flat = [s.rename(columns=lambda c: re.sub(r"^z_(mu|sigma)_[nb]_", r"z_\1_", c)) for s in stores]
     latents = pd.concat(flat, ignore_index=True)
     dims = sorted(int(c.rsplit("_", 1)[1]) for c in latents.columns if c.startswith("z_mu_"))
-    latents = latents.rename(columns={f"z_mu_{i:02d}": schema_name(f"z_mu_{i:02d}", z_schema) for i in dims})
-    z_mu = [schema_name(f"z_mu_{i:02d}", z_schema) for i in dims]
+    nuisance = int(len(dims) * 0.2)
+    latents = latents.rename(columns={f"z_mu_{i:02d}": schema_name(f"z_mu_{i:02d}", z_schema, nuisance) for i in dims})
+    z_mu = [schema_name(f"z_mu_{i:02d}", z_schema, nuisance) for i in dims]
     df03 = pd.merge(df02, latents[["snip_id"] + z_mu], on="snip_id", how="inner")
     train = pd.merge(legacy_read(root / TRAIN / "embryo_metadata_df_train.csv"), latents[["snip_id"] + z_mu],
                      on="snip_id", how="inner")
@@ -230,8 +239,6 @@ def test_df02_is_a_whole_table(cli, lab_root, lake, encoder_path):
     assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
     result = cli("build", "--lake", lake, "--coverage-severity", "warn")
     assert result.exit_code == 0, result.output
-    import duckdb
-
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select count(*) from df03 where experiment_date = ?", params=[NO_STORE]).fetchall() == [(0,)]
         assert con.sql("select count(*) from df03 where snip_id = ?", params=[dropped_row]).fetchall() == [(0,)]
@@ -254,3 +261,31 @@ def test_ingest_of_metadata_alone(cli, lab_root, lake):
     assert "metadata only (no snip folder" in result.output
     assert {p: p.read_bytes() for p in ledger} == before
     assert cli("ingest", "--root", lab_root, "--no-snips", "--lake", lake).exit_code == 0
+
+
+def test_a_16_dim_model_with_a_z_mu_only_store_in_each_mode(cli, tmp_path, lake):
+    model, root = "playground16", tmp_path / "root16"
+    make_demo_root(root, TINY, model, latent_dim=16)
+    write_like_the_lab(root, model)
+    store = root / STORE.replace(M, model)
+    flat = store / "morph_latents_20240626.csv"
+    frame = pd.read_csv(flat, index_col=0)
+    frame.drop(columns=[c for c in frame.columns if c.startswith("z_sigma")]).to_csv(flat)  # z_mu only
+    snips = tmp_path / "snips-unmounted"
+    shutil.move(root / SNIPS, snips)
+    merge = b06(cli, root, lake, "--model-name", model, "--allow-partial")
+    assert merge.exit_code == 2, merge.output
+    assert_same_table(root / DF03, legacy_build06(root, model=model)[0])
+    assert [c for c in pd.read_csv(root / DF03).columns if c.startswith("z_")][-1] == "z_mu_b_15"
+
+    shutil.move(snips, root / SNIPS)
+    generate = b06(cli, root, lake, "--model-name", model, "--allow-partial", "--generate-missing-latents",
+                   "--overwrite")
+    assert generate.exit_code == 2, generate.output
+    written = pd.read_csv(store / f"morph_latents_{NO_STORE}.csv")
+    assert [c for c in written.columns if c.startswith("z_")][-1] == "z_sigma_b_15"  # the model has z_sigma
+    df03, _ = legacy_build06(root, model=model)
+    assert len(df03) == 16
+    assert_same_table(root / DF03, df03)
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("select distinct typeof(z_mu) from df03").fetchall() == [("FLOAT[16]",)]
