@@ -11,8 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from embed.reader import SnipRef
-from morphlake.demo_images import embryo_snip
+from morphlake.embed.reader import SnipRef
+from morphlake.demo.images import embryo_snip
 
 PERTURBATIONS = ["wt", "atf6", "tbxta"]
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import Rounds, make_snips, seconds, table
-from embed.architecture import EncoderSpec
-from embed.build import demo_encoder_weights, write_demo_encoder
-from embed.errors import EmbedError
-from embed.model import CPU, Encoder
-from embed.precision import derive_encoder, drift
-from embed.reader import decode_batches, decode_chunk
-from embed.runner import embed_snips
+from morphlake.embed.architecture import EncoderSpec
+from morphlake.embed.build import demo_encoder_weights, write_demo_encoder
+from morphlake.embed.errors import EmbedError
+from morphlake.embed.model import CPU, Encoder
+from morphlake.embed.precision import derive_encoder, drift
+from morphlake.embed.reader import decode_batches, decode_chunk
+from morphlake.embed.runner import embed_snips
 
 SEED = 0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
-from embed.export import reference_module
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
+from morphlake.embed.export import reference_module
 
 
 def legacy_encoder(weights: dict[str, np.ndarray], spec: EncoderSpec = EncoderSpec()):

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ingest.latents import latent_store_dir
-from ingest.ledger import SNIP_SUBDIR
+from morphlake.ingest.latents import latent_store_dir
+from morphlake.ingest.ledger import SNIP_SUBDIR
 from morphlake import DEFAULT_MODEL_NAME
-from morphlake.ingest_step import DF02_RELPATH
+from morphlake.steps.ingest_step import DF02_RELPATH
 
 PER_EXPERIMENT = 10_000
 DIM = 100

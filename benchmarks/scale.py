@@ -20,10 +20,10 @@ import numpy as np
 
 from benchmarks.common import PERTURBATIONS, peak_of, table
 from benchmarks.legacy_root import df02_frame, write_df02
-from embed.build import write_demo_encoder
-from ingest.ledger import SNIP_SUBDIR
+from morphlake.embed.build import write_demo_encoder
+from morphlake.ingest.ledger import SNIP_SUBDIR
 from morphlake import DEFAULT_MODEL_NAME
-from morphlake.demo_images import embryo_snip
+from morphlake.demo.images import embryo_snip
 
 def write_snips(root: Path, snips: int, per_experiment: int) -> list[str]:
     """df02 and one JPEG per row; returns the experiments in order."""

@@ -9,11 +9,11 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
-from embed.demo_weights import demo_metadata, demo_weights
-from embed.onnx_graph import build_encoder_model
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
+from morphlake.embed.demo_weights import demo_metadata, demo_weights
+from morphlake.embed.onnx_graph import build_encoder_model
 
-DEMO_BACKGROUND = 205  # grey level of the demo snips' background (morphlake.demo_images)
+DEMO_BACKGROUND = 205  # grey level of the demo snips' background (morphlake.demo.images)
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embed.architecture import EncoderSpec
+from morphlake.embed.architecture import EncoderSpec
 
 
 def demo_weights(spec: EncoderSpec, seed: int = 0) -> dict[str, np.ndarray]:

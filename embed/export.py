@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.architecture import CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING, STRIDE, EncoderSpec
-from embed.build import write_trained_encoder
-from embed.errors import EmbedError, EncoderFileError
-from embed.model import Encoder, file_sha256
-from embed.onnx_graph import check_weights
+from morphlake.embed.architecture import CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING, STRIDE, EncoderSpec
+from morphlake.embed.build import write_trained_encoder
+from morphlake.embed.errors import EmbedError, EncoderFileError
+from morphlake.embed.model import Encoder, file_sha256
+from morphlake.embed.onnx_graph import check_weights
 
 TOLERANCE = 1e-5
 

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from embed.architecture import (ARCHITECTURE, BN_EPS, CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING,
+from morphlake.embed.architecture import (ARCHITECTURE, BN_EPS, CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING,
                                 PREPROCESSING, STRIDE, EncoderSpec)
-from embed.errors import EncoderFileError
+from morphlake.embed.errors import EncoderFileError
 
 OPSET = 17
 INPUT_NAME, MU_NAME, LOGVAR_NAME = "image", "z_mu", "z_logvar"

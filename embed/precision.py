@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from embed.errors import EmbedError
-from embed.model import file_sha256
-from embed.onnx_graph import INPUT_NAME
+from morphlake.embed.errors import EmbedError
+from morphlake.embed.model import file_sha256
+from morphlake.embed.onnx_graph import INPUT_NAME
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_BATCH = 32

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 from PIL import Image
 
-from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
 
 MAX_PIXELS = 4096 * 4096  # snips are 576x256; anything this large is a decompression bomb or a wrong file
 ASPECT = INPUT_HEIGHT / INPUT_WIDTH

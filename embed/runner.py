@@ -9,8 +9,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from embed.model import Encoder
-from embed.reader import DecodedBatch, SnipRef, chunks, decode_batches, decode_chunk, ordered_map
+from morphlake.embed.model import Encoder
+from morphlake.embed.reader import DecodedBatch, SnipRef, chunks, decode_batches, decode_chunk, ordered_map
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.errors import InputError
+from morphlake.ingest.errors import InputError
 
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "None", "none", "null", "NULL"]
 # pandas' `to_csv()` writes the index as a first column with an empty header; read back and saved

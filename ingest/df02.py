@@ -7,10 +7,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ingest.coerce import coerce, to_arrow
-from ingest.csvfile import read_csv_strings
-from ingest.errors import InputError, Skipped
-from ingest.naming import check_segment, normalise_stem_expr
+from morphlake.ingest.coerce import coerce, to_arrow
+from morphlake.ingest.csvfile import read_csv_strings
+from morphlake.ingest.errors import InputError, Skipped
+from morphlake.ingest.naming import check_segment, normalise_stem_expr
 
 DF02_COLUMNS: dict[str, pl.DataType] = {
     "snip_id": pl.String,

@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ingest.coerce import to_arrow
-from ingest.csvfile import read_csv_strings
-from ingest.errors import InputError, Skipped
-from ingest.naming import check_segment, normalise_stem_expr
+from morphlake.ingest.coerce import to_arrow
+from morphlake.ingest.csvfile import read_csv_strings
+from morphlake.ingest.errors import InputError, Skipped
+from morphlake.ingest.naming import check_segment, normalise_stem_expr
 
 LATENT_FILE = re.compile(r"^morph_latents_(?P<experiment>.+)\.csv$")
 Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")

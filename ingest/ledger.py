@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
-from ingest.errors import InputError, Skipped
-from ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
+from morphlake.ingest.errors import InputError, Skipped
+from morphlake.ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
 
 log = logging.getLogger("morphlake.ingest")
 SNIP_SUBDIR = Path("training_data") / "bf_embryo_snips"

@@ -7,7 +7,7 @@ from pathlib import PurePath
 
 import polars as pl
 
-from ingest.errors import InputError
+from morphlake.ingest.errors import InputError
 
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 SAFE_SEGMENT_HELP = "ASCII letters, digits, '_', '-' and '.', starting with a letter or digit, no '..'"

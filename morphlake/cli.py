@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from embed.errors import EmbedError
-from ingest.errors import InputError
+from morphlake.embed.errors import EmbedError
+from morphlake.ingest.errors import InputError
 from morphlake import DEFAULT_MODEL_NAME, __version__
-from morphlake.layout import Lake
-from morphlake.step import EXIT_FAILED, StepResult
+from morphlake.lake.layout import Lake
+from morphlake.steps.lifecycle import EXIT_FAILED, StepResult
 
 log = logging.getLogger("morphlake")
 
@@ -104,8 +104,8 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
     Example:
       morphlake demo --root ./demo-data --lake ./lake --seed 0
     """
-    from morphlake.demo_data import DemoSpec, make_demo_root
-    from morphlake.pipeline import run_demo_pipeline
+    from morphlake.demo.data_root import DemoSpec, make_demo_root
+    from morphlake.demo.pipeline import run_demo_pipeline
 
     spec = DemoSpec(seed=seed, embryos=embryos, timepoints=timepoints, experiments=n_experiments)
     summary = make_demo_root(root, spec, model_name)
@@ -141,7 +141,7 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
       morphlake ingest --root /data/morphseq --data-root /data/morphseq --lake ./lake
       morphlake ingest --root /data/morphseq --no-snips --lake ./lake   # metadata only
     """
-    from morphlake.ingest_step import ingest as run
+    from morphlake.steps.ingest_step import ingest as run
 
     data_root = data_root or (Path(os.environ["MORPHSEQ_DATA_ROOT"]) if os.environ.get("MORPHSEQ_DATA_ROOT") else root)
     the_lake = Lake.at(lake)
@@ -188,7 +188,7 @@ def embed(model, device, batch_size, workers, threads, decode, precision, min_co
     Example:
       morphlake embed --model demo-data/models/legacy/20241107_ds_sweep01_optimum/encoder.onnx --lake ./lake
     """
-    from morphlake.embed_step import embed as run
+    from morphlake.steps.embed_step import embed as run
 
     the_lake = Lake.at(lake)
     result = run(the_lake, model, device, batch_size, workers, threads, split_names(experiments), allow_partial,
@@ -218,7 +218,7 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, sele
     Example:
       morphlake build --lake ./lake --z-schema bio_nuisance
     """
-    from morphlake.sql_build import build as run
+    from morphlake.steps.build_step import build as run
 
     the_lake = Lake.at(lake)
     quiet = ctx.find_root().params.get("quiet", False)
@@ -229,7 +229,7 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, sele
 
 
 def report_build(result, lake: Lake) -> None:
-    from morphlake.sql_summary import describe_df03
+    from morphlake.report.summary import describe_df03
 
     if result.exit_code == 0:
         click.echo(describe_df03(lake))
@@ -262,7 +262,7 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
       morphlake export-onnx --state-dict models/legacy/20241107_ds_sweep01_optimum/encoder_reformatted.pt \\
           --config models/legacy/20241107_ds_sweep01_optimum/model_config.json -o encoder.onnx
     """
-    from embed.export import export_onnx as run
+    from morphlake.embed.export import export_onnx as run
 
     output = output or state_dict.parent / "encoder.onnx"
     config = config or state_dict.parent / "model_config.json"
@@ -304,8 +304,8 @@ def build06(root, data_root, model_name, experiments, generate_missing_latents, 
       morphlake build06 --root /data/morphseq --data-root /data/morphseq \\
           --model-name 20241107_ds_sweep01_optimum --generate-missing-latents --dry-run
     """
-    from morphlake.build06 import run_build06
-    from morphlake.build06_plan import Build06Options
+    from morphlake.legacy.build06 import run_build06
+    from morphlake.legacy.plan import Build06Options
 
     if data_root is None:
         if not os.environ.get("MORPHSEQ_DATA_ROOT"):
@@ -336,7 +336,7 @@ def compare(old, new, key, tolerance):
     Example:
       morphlake compare old/embryo_metadata_df03.csv metadata/combined_metadata_files/embryo_metadata_df03.csv
     """
-    from morphlake.compare import compare as run, describe
+    from morphlake.legacy.compare import compare as run, describe
 
     result = run(old, new, key)
     click.echo(describe(result, old, new, tolerance))
@@ -352,7 +352,7 @@ def status(lake):
     Example:
       morphlake status --lake ./lake
     """
-    from morphlake.status import lake_status
+    from morphlake.report.status import lake_status
 
     click.echo(lake_status(Lake.at(lake)))
 

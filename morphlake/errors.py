@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.errors import InputError
+from morphlake.ingest.errors import InputError
 
 
 class MorphlakeError(InputError):

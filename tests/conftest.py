@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.cli import main
-from morphlake.demo_data import DemoSpec, make_demo_root
+from morphlake.demo.data_root import DemoSpec, make_demo_root
 
 TINY = DemoSpec(seed=0, embryos=2, timepoints=3, experiments=3)
 

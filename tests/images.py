@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from morphlake.demo_images import embryo_snip
+from morphlake.demo.images import embryo_snip
 
 
 def good_jpeg(path: Path, seed: int = 0) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from embed.architecture import BN_EPS, CHANNELS, KERNEL, PADDING, STRIDE
+from morphlake.embed.architecture import BN_EPS, CHANNELS, KERNEL, PADDING, STRIDE
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

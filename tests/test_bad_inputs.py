@@ -18,9 +18,9 @@ import polars as pl
 import pytest
 
 import images
-from ingest.ledger import SNIP_SUBDIR
+from morphlake.ingest.ledger import SNIP_SUBDIR
 from morphlake import DEFAULT_MODEL_NAME
-from morphlake.ingest_step import DF02_RELPATH
+from morphlake.steps.ingest_step import DF02_RELPATH
 
 EXP = "20240626"
 STORE = Path("analysis/latent_embeddings/legacy") / DEFAULT_MODEL_NAME

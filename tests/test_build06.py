@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ingest.naming import normalise_stem
+from morphlake.ingest.naming import normalise_stem
 from morphlake import DEFAULT_MODEL_NAME
 
 M = DEFAULT_MODEL_NAME
@@ -183,8 +183,8 @@ def test_another_model_name_finds_no_store(cli, root, lake):
 @pytest.mark.export
 def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     torch = pytest.importorskip("torch")
-    from embed.architecture import EncoderSpec
-    from embed.build import demo_encoder_weights
+    from morphlake.embed.architecture import EncoderSpec
+    from morphlake.embed.build import demo_encoder_weights
 
     folder = root / "models/legacy" / M
     (folder / "encoder.onnx").unlink()
@@ -198,9 +198,9 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     assert sidecar["encoder"]["weights"] == "trained" and "encoder_reformatted.pt" in sidecar["encoder"]["weights_origin"]
     assert not (root / "models/legacy" / M / "encoder.onnx").exists()  # nothing written in the user's folders
     # same weights as the demo encoder, so the generated rows equal what the demo encoder gives
-    from embed.build import write_demo_encoder
-    from embed.model import Encoder
-    from embed.reader import decode_snip
+    from morphlake.embed.build import write_demo_encoder
+    from morphlake.embed.model import Encoder
+    from morphlake.embed.reader import decode_snip
 
     demo = Encoder(write_demo_encoder(root.parent / "demo.onnx", M, seed=0), "cpu")
     onnx = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False).filter(pl.col("source") == "onnx")

@@ -7,7 +7,7 @@ import textwrap
 
 import polars as pl
 
-from morphlake.ingest_step import DF02_RELPATH
+from morphlake.steps.ingest_step import DF02_RELPATH
 
 READER = textwrap.dedent("""
     import sys, time

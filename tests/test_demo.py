@@ -3,9 +3,9 @@
 import polars as pl
 import pytest
 
-from ingest.errors import InputError
-from morphlake.demo_data import DemoSpec, make_demo_root
-from morphlake.ingest_step import DF02_RELPATH
+from morphlake.ingest.errors import InputError
+from morphlake.demo.data_root import DemoSpec, make_demo_root
+from morphlake.steps.ingest_step import DF02_RELPATH
 
 SPEC = DemoSpec(seed=3, embryos=1, timepoints=2, experiments=2)
 

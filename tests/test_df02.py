@@ -5,8 +5,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ingest.df02 import DF02_COLUMNS, read_df02, read_train
-from ingest.errors import InputError
+from morphlake.ingest.df02 import DF02_COLUMNS, read_df02, read_train
+from morphlake.ingest.errors import InputError
 
 HEADER = list(DF02_COLUMNS) + ["extra_count", "extra_ratio", "qc_flag", "note_id"]
 

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from ingest.csvfile import read_csv_strings
-from ingest.errors import InputError
+from morphlake.ingest.csvfile import read_csv_strings
+from morphlake.ingest.errors import InputError
 from conftest import TINY
 from morphlake import DEFAULT_MODEL_NAME
-from morphlake.demo_data import make_demo_root
+from morphlake.demo.data_root import make_demo_root
 
 M = DEFAULT_MODEL_NAME
 DF02 = "metadata/combined_metadata_files/embryo_metadata_df02.csv"

@@ -9,10 +9,10 @@ import pytest
 
 import images
 from conftest import lake_files
-from embed.build import write_demo_encoder
-from embed.model import Encoder
-from embed.reader import decode_snip
-from ingest.ledger import SNIP_SUBDIR
+from morphlake.embed.build import write_demo_encoder
+from morphlake.embed.model import Encoder
+from morphlake.embed.reader import decode_snip
+from morphlake.ingest.ledger import SNIP_SUBDIR
 from morphlake import DEFAULT_MODEL_NAME
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover
@@ -147,7 +147,7 @@ def test_symlink_outside_the_data_root_is_refused(cli, root, lake, tmp_path):
 
 
 def test_cuda_requested_but_missing_is_an_error(cli, ingested, encoder_path, monkeypatch):
-    import embed.model as model_module
+    import morphlake.embed.model as model_module
 
     monkeypatch.setattr(model_module, "cuda_driver_present", lambda: False)
     before = lake_files(ingested)

@@ -11,12 +11,12 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from embed.build import write_demo_encoder
-from embed.model import Encoder
-from embed.precision import derive_encoder, drift
-from embed.reader import SnipRef, decode_snip
-from embed.runner import embed_snips
-from morphlake.demo_images import embryo_snip
+from morphlake.embed.build import write_demo_encoder
+from morphlake.embed.model import Encoder
+from morphlake.embed.precision import derive_encoder, drift
+from morphlake.embed.reader import SnipRef, decode_snip
+from morphlake.embed.runner import embed_snips
+from morphlake.demo.images import embryo_snip
 from conftest import lake_files
 from test_embed_cli import EXP, embeddings, last_record
 

@@ -4,12 +4,12 @@ import numpy as np
 import onnx
 import pytest
 
-from embed.architecture import EncoderSpec
-from embed.build import demo_encoder_weights, write_demo_encoder
-from embed.demo_weights import demo_weights
-from embed.errors import DeviceUnavailable, EncoderFileError
-from embed.model import Encoder
-from embed.onnx_graph import build_encoder_model, check_weights
+from morphlake.embed.architecture import EncoderSpec
+from morphlake.embed.build import demo_encoder_weights, write_demo_encoder
+from morphlake.embed.demo_weights import demo_weights
+from morphlake.embed.errors import DeviceUnavailable, EncoderFileError
+from morphlake.embed.model import Encoder
+from morphlake.embed.onnx_graph import build_encoder_model, check_weights
 from reference_encoder import reference_encoder
 
 SPEC = EncoderSpec()
@@ -118,7 +118,7 @@ def test_wrong_input_shape_is_refused(tmp_path, demo_file):
 
 
 def test_cuda_requested_without_gpu_fails(demo_file, monkeypatch):
-    import embed.model as model_module
+    import morphlake.embed.model as model_module
 
     monkeypatch.setattr(model_module, "cuda_driver_present", lambda: False)
     with pytest.raises(DeviceUnavailable, match="--device cuda was asked for"):
@@ -133,7 +133,7 @@ def test_graph_rejects_nothing_valid():
 
 
 def test_demo_encoder_maps_blank_background_to_zero(demo_file):
-    from embed.build import DEMO_BACKGROUND
+    from morphlake.embed.build import DEMO_BACKGROUND
 
     blank = np.full((1, 1, 288, 128), DEMO_BACKGROUND, np.uint8)
     mu, logvar = Encoder(demo_file, "cpu").run(blank)

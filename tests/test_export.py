@@ -5,9 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from embed.architecture import EncoderSpec  # noqa: E402
-from embed.export import reference_module  # noqa: E402
-from embed.model import Encoder  # noqa: E402
+from morphlake.embed.architecture import EncoderSpec  # noqa: E402
+from morphlake.embed.export import reference_module  # noqa: E402
+from morphlake.embed.model import Encoder  # noqa: E402
 
 pytestmark = pytest.mark.export
 MODEL = "20241107_ds_sweep01_optimum"

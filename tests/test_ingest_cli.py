@@ -11,8 +11,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from conftest import lake_files
-from ingest.ledger import SNIP_SUBDIR
-from morphlake.ingest_step import DF02_RELPATH
+from morphlake.ingest.ledger import SNIP_SUBDIR
+from morphlake.steps.ingest_step import DF02_RELPATH
 
 DIGIT_EXP = "20240626"
 
@@ -199,7 +199,7 @@ def test_second_writer_fails_at_once_naming_the_holder(cli, root, lake):
 
 
 def hold_lock_in_another_process(lake, command, run_id):
-    code = ("import sys, time; from morphlake.layout import Lake; from morphlake.lock import LakeLock\n"
+    code = ("import sys, time; from morphlake.lake.layout import Lake; from morphlake.lake.lock import LakeLock\n"
             f"with LakeLock(Lake.at({str(lake)!r}).lock_file, {command!r}, {run_id!r}):\n"
             "    print('ready', flush=True); time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

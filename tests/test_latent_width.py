@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import TINY, Cli
-from embed.architecture import bio_nuisance_name
-from ingest.errors import InputError
-from ingest.latents import Z_COLUMN, latent_store_dir, read_latent_file, z_columns
-from morphlake.demo_data import make_demo_root
-from morphlake.embeddings_table import model_latent_dim
+from morphlake.embed.architecture import bio_nuisance_name
+from morphlake.ingest.errors import InputError
+from morphlake.ingest.latents import Z_COLUMN, latent_store_dir, read_latent_file, z_columns
+from morphlake.demo.data_root import make_demo_root
+from morphlake.lake.embeddings_table import model_latent_dim
 from morphlake.errors import MorphlakeError
-from morphlake.layout import Lake
-from morphlake.publish import check_partition
+from morphlake.lake.layout import Lake
+from morphlake.lake.publish import check_partition
 
 D, NUISANCE = 16, 3  # the playground model: floor(16 * 0.2) = 3 nuisance dims
 MODEL = "playground16"

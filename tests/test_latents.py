@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from embed.architecture import bio_nuisance_name
-from ingest.errors import InputError
-from ingest.latents import read_latent_file, read_latent_store, z_columns
+from morphlake.embed.architecture import bio_nuisance_name
+from morphlake.ingest.errors import InputError
+from morphlake.ingest.latents import read_latent_file, read_latent_store, z_columns
 
 DIM = 6
 

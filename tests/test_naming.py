@@ -2,8 +2,8 @@
 
 import pytest
 
-from ingest.errors import InputError
-from ingest.naming import check_segment, is_safe_segment, normalise_stem, parse_snip_id
+from morphlake.ingest.errors import InputError
+from morphlake.ingest.naming import check_segment, is_safe_segment, normalise_stem, parse_snip_id
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -42,6 +42,6 @@ def test_safe_segments_pass(good):
 def test_polars_normalisation_matches_python(name):
     import polars as pl
 
-    from ingest.naming import normalise_stem_expr
+    from morphlake.ingest.naming import normalise_stem_expr
 
     assert pl.DataFrame({"s": [name]}).select(normalise_stem_expr("s"))["s"][0] == normalise_stem(name)

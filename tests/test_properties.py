@@ -6,10 +6,10 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embed.architecture import bio_nuisance_name
-from ingest.df02 import DF02_COLUMNS, read_df02
-from ingest.latents import z_naming
-from ingest.naming import is_safe_segment, normalise_stem, normalise_stem_expr, parse_snip_id
+from morphlake.embed.architecture import bio_nuisance_name
+from morphlake.ingest.df02 import DF02_COLUMNS, read_df02
+from morphlake.ingest.latents import z_naming
+from morphlake.ingest.naming import is_safe_segment, normalise_stem, normalise_stem_expr, parse_snip_id
 
 SEGMENT = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,24}", fullmatch=True)
 WELL = st.builds(lambda r, c: f"{r}{c:02d}", st.sampled_from("ABCDEFGH"), st.integers(1, 12))

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 import images
-from embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
-from embed.model import Encoder
-from embed.reader import SnipProblem, decode_snip, fingerprint
-from ingest.ledger import SNIP_SUBDIR
-from morphlake.demo_images import embryo_snip
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
+from morphlake.embed.model import Encoder
+from morphlake.embed.reader import SnipProblem, decode_snip, fingerprint
+from morphlake.ingest.ledger import SNIP_SUBDIR
+from morphlake.demo.images import embryo_snip
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover: all its snips are embedded
 

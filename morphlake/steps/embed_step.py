@@ -16,18 +16,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
-from ingest.errors import Skipped
-from ingest.latents import z_columns
-from ingest.naming import check_segment
-from morphlake.derived_encoder import MIN_COSINE, load_encoder
-from morphlake.embeddings_table import conform, merge, read_partition
+from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
+from morphlake.ingest.errors import Skipped
+from morphlake.ingest.latents import z_columns
+from morphlake.ingest.naming import check_segment
+from morphlake.steps.derived_encoder import MIN_COSINE, load_encoder
+from morphlake.lake.embeddings_table import conform, merge, read_partition
 from morphlake.errors import MorphlakeError
-from morphlake.faults import crash_point
-from morphlake.layout import Lake
-from morphlake.publish import Transaction
-from morphlake.runs import RunRecord
-from morphlake.step import StepResult, run_step
+from morphlake.lake.faults import crash_point
+from morphlake.lake.layout import Lake
+from morphlake.lake.publish import Transaction
+from morphlake.lake.runs import RunRecord
+from morphlake.steps.lifecycle import StepResult, run_step
 
 log = logging.getLogger("morphlake")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.csvfile import read_csv_strings
-from ingest.errors import InputError
-from ingest.latents import z_naming
-from ingest.naming import normalise_stem_expr
+from morphlake.ingest.csvfile import read_csv_strings
+from morphlake.ingest.errors import InputError
+from morphlake.ingest.latents import z_naming
+from morphlake.ingest.naming import normalise_stem_expr
 
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from embed.architecture import EncoderSpec, bio_nuisance_name
-from embed.build import write_demo_encoder
-from embed.model import Encoder
-from embed.reader import decode_snip
-from ingest.latents import latent_store_dir
-from ingest.ledger import SNIP_SUBDIR
-from morphlake.demo_images import embryo_snip
+from morphlake.embed.architecture import EncoderSpec, bio_nuisance_name
+from morphlake.embed.build import write_demo_encoder
+from morphlake.embed.model import Encoder
+from morphlake.embed.reader import decode_snip
+from morphlake.ingest.latents import latent_store_dir
+from morphlake.ingest.ledger import SNIP_SUBDIR
+from morphlake.demo.images import embryo_snip
 from morphlake.errors import MorphlakeError
-from morphlake.ingest_step import DF02_RELPATH, TRAIN_CSV
+from morphlake.steps.ingest_step import DF02_RELPATH, TRAIN_CSV
 
 MARKER = ".morphlake-demo"
 DEMO_EXPERIMENTS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ingest.latents import Z_COLUMN
+from morphlake.ingest.latents import Z_COLUMN
 from morphlake.errors import MorphlakeError
 
 

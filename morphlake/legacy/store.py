@@ -6,9 +6,9 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.csvfile import INDEX_HEADER, read_header
-from ingest.latents import z_columns, z_naming
-from morphlake.legacy_outputs import quote
+from morphlake.ingest.csvfile import INDEX_HEADER, read_header
+from morphlake.ingest.latents import z_columns, z_naming
+from morphlake.legacy.outputs import quote
 
 STORE_KEYS = ("experiment_date", "embryo_id", "snip_id")
 

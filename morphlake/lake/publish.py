@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from morphlake.errors import MorphlakeError
-from morphlake.faults import crash_point
-from morphlake.layout import PART_FILE, Lake
+from morphlake.lake.faults import crash_point
+from morphlake.lake.layout import PART_FILE, Lake
 
 VOLATILE_COLUMNS = ("run_id",)  # differ between runs without the data changing
 

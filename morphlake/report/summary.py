@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from morphlake.layout import Lake
+from morphlake.lake.layout import Lake
 
 
 def coverage_text(part: int, whole: int) -> str:

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest.latents import z_columns
+from morphlake.ingest.latents import z_columns
 from morphlake.errors import MorphlakeError
-from morphlake.layout import PART_FILE, Lake
+from morphlake.lake.layout import PART_FILE, Lake
 
 META_FIELDS = [
     ("snip_id", pa.string()),

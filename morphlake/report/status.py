@@ -6,7 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from morphlake.layout import TABLES, Lake
+from morphlake.lake.layout import TABLES, Lake
 
 
 def not_in_df02(lake: Lake) -> list[str]:

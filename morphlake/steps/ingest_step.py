@@ -11,14 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest import read_df02, read_latent_store, read_train, scan_snips
-from ingest.errors import InputError, Skipped
-from ingest.ledger import SNIP_SUBDIR, snip_dir
-from morphlake.embeddings_table import conform, merge, partition_dim, read_partition
-from morphlake.layout import Lake
-from morphlake.publish import Transaction
-from morphlake.runs import RunRecord
-from morphlake.step import StepResult, run_step
+from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
+from morphlake.ingest.errors import InputError, Skipped
+from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
+from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
+from morphlake.lake.layout import Lake
+from morphlake.lake.publish import Transaction
+from morphlake.lake.runs import RunRecord
+from morphlake.steps.lifecycle import StepResult, run_step
 
 log = logging.getLogger("morphlake")
 

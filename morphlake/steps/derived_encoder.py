@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from embed import Encoder
-from embed.precision import PRECISIONS, cpu_int8_support, derive_encoder, drift
-from embed.reader import SnipRef, decode_chunk
-from ingest.naming import check_segment
+from morphlake.embed import Encoder
+from morphlake.embed.precision import PRECISIONS, cpu_int8_support, derive_encoder, drift
+from morphlake.embed.reader import SnipRef, decode_chunk
+from morphlake.ingest.naming import check_segment
 from morphlake.errors import MorphlakeError
-from morphlake.layout import Lake
+from morphlake.lake.layout import Lake
 
 log = logging.getLogger("morphlake")
 CALIBRATION_SNIPS = 128

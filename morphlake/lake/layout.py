@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.naming import check_segment
+from morphlake.ingest.naming import check_segment
 
 PART_FILE = "part-00000.parquet"
 TABLES = {

@@ -10,15 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.naming import check_segment
-from morphlake.embeddings_table import model_latent_dim
+from morphlake.ingest.naming import check_segment
+from morphlake.lake.embeddings_table import model_latent_dim
 from morphlake.errors import MorphlakeError
-from morphlake.faults import crash_point
-from morphlake.layout import Lake
-from morphlake.lock import LakeLock
-from morphlake.publish import Transaction
-from morphlake.runs import RunRecord
-from morphlake.step import EXIT_COMPLETE, EXIT_FAILED
+from morphlake.lake.faults import crash_point
+from morphlake.lake.layout import Lake
+from morphlake.lake.lock import LakeLock
+from morphlake.lake.publish import Transaction
+from morphlake.lake.runs import RunRecord
+from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_FAILED
 
 log = logging.getLogger("morphlake")
 Z_SCHEMAS = ("auto", "flat", "bio_nuisance")
@@ -27,7 +27,7 @@ LEGACY_LATENT_DIM, LEGACY_ZN_FRAC = 100, 0.2  # the legacy encoder's, for a mode
 
 def find_project(project_dir: Path | None = None) -> Path:
     """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, or dbt_project/ beside the packages."""
-    candidates = [project_dir, os.environ.get("MORPHLAKE_DBT_PROJECT"), Path(__file__).resolve().parents[1] / "dbt_project"]
+    candidates = [project_dir, os.environ.get("MORPHLAKE_DBT_PROJECT"), Path(__file__).resolve().parents[2] / "dbt_project"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "dbt_project.yml").is_file():
             return Path(candidate).resolve()

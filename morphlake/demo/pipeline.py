@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from morphlake.embed_step import embed
-from morphlake.ingest_step import ingest
-from morphlake.layout import Lake
-from morphlake.sql_build import build
-from morphlake.sql_summary import describe_df03
-from morphlake.step import EXIT_COMPLETE, EXIT_FAILED
+from morphlake.steps.embed_step import embed
+from morphlake.steps.ingest_step import ingest
+from morphlake.lake.layout import Lake
+from morphlake.steps.build_step import build
+from morphlake.report.summary import describe_df03
+from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_FAILED
 
 
 def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, echo: Callable[[str], None]) -> int:

@@ -10,15 +10,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embed.model import file_sha256
-from ingest import read_df02, read_train, scan_snips
-from ingest.csvfile import read_csv_strings
-from ingest.errors import InputError, Skipped
-from ingest.latents import latent_store_dir, list_latent_files
-from ingest.ledger import snip_dir
-from ingest.naming import check_segment, normalise_stem_expr
-from morphlake.ingest_step import df02_path, train_files
-from morphlake.layout import Lake
+from morphlake.embed.model import file_sha256
+from morphlake.ingest import read_df02, read_train, scan_snips
+from morphlake.ingest.csvfile import read_csv_strings
+from morphlake.ingest.errors import InputError, Skipped
+from morphlake.ingest.latents import latent_store_dir, list_latent_files
+from morphlake.ingest.ledger import snip_dir
+from morphlake.ingest.naming import check_segment, normalise_stem_expr
+from morphlake.steps.ingest_step import df02_path, train_files
+from morphlake.lake.layout import Lake
 
 DF03_CSV = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df03.csv"
 SIDECAR_SUFFIX = ".meta.json"

@@ -9,23 +9,23 @@ from typing import Callable
 
 import duckdb
 
-from embed.model import Encoder
-from ingest.errors import Skipped
+from morphlake.embed.model import Encoder
+from morphlake.ingest.errors import Skipped
 from morphlake import __version__
-from morphlake.build06_plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
-from morphlake.embed_step import embed
+from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
+from morphlake.steps.embed_step import embed
 from morphlake.errors import MorphlakeError, PartialResult
-from morphlake.faults import crash_point
-from morphlake.ingest_step import ingest
-from morphlake.legacy_store import store_naming, store_sql
-from morphlake.layout import Lake
-from morphlake.legacy_outputs import (check_outputs_free, df03_sql, git_commit, missing_sql, non_finite_count,
+from morphlake.lake.faults import crash_point
+from morphlake.steps.ingest_step import ingest
+from morphlake.legacy.store import store_naming, store_sql
+from morphlake.lake.layout import Lake
+from morphlake.legacy.outputs import (check_outputs_free, df03_sql, git_commit, missing_sql, non_finite_count,
                                       train_sql, write_csv_atomic, z_mu_columns_of)
-from morphlake.lock import LakeLock
-from morphlake.runs import RunRecord, write_json_atomic
-from morphlake.sql_build import build
-from morphlake.sql_summary import coverage_text
-from morphlake.step import EXIT_COMPLETE, EXIT_PARTIAL
+from morphlake.lake.lock import LakeLock
+from morphlake.lake.runs import RunRecord, write_json_atomic
+from morphlake.steps.build_step import build
+from morphlake.report.summary import coverage_text
+from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_PARTIAL
 
 log = logging.getLogger("morphlake")
 COVERAGE_WARNING = 0.95
@@ -68,7 +68,7 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
             "(needs: pip install 'morphlake[export]')")
     path = source.path
     if source.kind == "state_dict":
-        from embed.export import export_onnx
+        from morphlake.embed.export import export_onnx
 
         out = exported_encoder_path(opts.lake, opts.model_name, path)
         if not out.is_file():

@@ -6,12 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ingest.errors import Skipped
+from morphlake.ingest.errors import Skipped
 from morphlake.errors import PartialResult
-from morphlake.layout import Lake
-from morphlake.lock import LakeLock
-from morphlake.publish import Transaction
-from morphlake.runs import RunRecord
+from morphlake.lake.layout import Lake
+from morphlake.lake.lock import LakeLock
+from morphlake.lake.publish import Transaction
+from morphlake.lake.runs import RunRecord
 
 log = logging.getLogger("morphlake")
 

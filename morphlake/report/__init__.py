@@ -1,0 +1,1 @@
+"""What morphlake shows people: `status` and the summary after a build."""

@@ -1,0 +1,1 @@
+"""The writing steps (ingest, embed, build) and the run lifecycle they share."""
