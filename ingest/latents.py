@@ -131,6 +131,7 @@ def read_latent_store(data_root: Path, model_name: str, experiments: list[str] |
                       expected_dim: int | None = None, skip_bad_files: bool = False):
     """Yield (experiment, table, style, skipped) for each latent file of the model (optionally filtered).
 
+    expected_dim: the model's width; None takes the first readable file's, and every other file must agree.
     skip_bad_files: a file that cannot be used at all yields (experiment, None, None, [why]) instead of raising.
     """
     check_segment("model name", model_name)
@@ -138,7 +139,9 @@ def read_latent_store(data_root: Path, model_name: str, experiments: list[str] |
         if experiments is not None and experiment not in experiments:
             continue
         try:
-            yield (experiment, *read_latent_file(path, experiment, expected_dim))
+            table, style, skipped = read_latent_file(path, experiment, expected_dim)
+            expected_dim = expected_dim or sum(1 for c in table.column_names if c.startswith("z_mu_"))
+            yield experiment, table, style, skipped
         except InputError as exc:
             if not skip_bad_files:
                 raise

@@ -58,11 +58,14 @@ def scan_snips(
     experiment: str,
     known_snip_ids: set[str] | None = None,
     previous: dict[str, dict] | None = None,
+    *,
+    fingerprint: bool = True,
 ) -> tuple[pa.Table, list[Skipped]]:
     """Ledger rows for one experiment's snip folder, and the files left out (with reasons).
 
     known_snip_ids: when given, a file whose snip_id is not in it is left out (no df02 row), with a log line.
     previous: path -> earlier ledger row; unchanged files (same size and mtime) reuse its fingerprint.
+    fingerprint: False leaves the fingerprints of files not in `previous` null (headers only, for counting).
     """
     folder = snip_dir(data_root, experiment)
     root = Path(data_root).resolve()
@@ -113,7 +116,7 @@ def scan_snips(
         rows.append({
             "snip_id": snip_id, "experiment_date": experiment, "path": str(path), "format": fmt,
             "width": width, "height": height, "mode": mode, "file_size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real),
+            "mtime_ns": stat.st_mtime_ns, "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real) if fingerprint else None,
         })
     if orphans:
         log.info("%s: %d image file(s) match no df02 row and are left out of the ledger: %s%s", folder, len(orphans),

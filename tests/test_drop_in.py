@@ -76,7 +76,8 @@ def legacy_build06(root, experiments=None, z_schema="auto", model=M):
     df02 = legacy_read(root / DF02)
     if experiments:
         df02 = df02[df02["experiment_date"].astype(str).isin(experiments)]
-    stores = [legacy_read(p) for p in sorted((root / STORE.replace(M, model)).glob("morph_latents_*.csv"))]
+    files = sorted((root / STORE.replace(M, model)).glob("morph_latents_*.csv"))
+    stores = [legacy_read(p) for p in files if not experiments or p.stem.removeprefix("morph_latents_") in experiments]
     if z_schema == "auto":
         z_schema = "bio_nuisance" if any(c.startswith("z_mu_n_") for s in stores for c in s.columns) else "flat"
     flat = [s.rename(columns=lambda c: re.sub(r"^z_(mu|sigma)_[nb]_", r"z_\1_", c)) for s in stores]
@@ -156,8 +157,9 @@ def test_merge_only_needs_no_images_and_matches_the_legacy_step(cli, lab_root, l
 def test_generated_latents_go_into_the_store_and_read_back_bit_exact(cli, lab_root, lake):
     strict = b06(cli, lab_root, lake, "--generate-missing-latents")
     assert strict.exit_code == 1  # the partially covered store's gaps are not generated, as in the legacy step
-    assert "2 df02 rows without an embedding could not be used" in strict.stderr
+    assert f"2 df02 row(s) are missing from existing store files: {PARTIAL} (2)" in strict.stderr
     assert "only creates missing store files" in strict.stderr and "--allow-partial" in strict.stderr
+    assert not (lake / "embeddings").exists()  # refused before touching anything
     assert not (lab_root / DF03).exists()
     result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial",
                  "--train-name", "20241107_demo_train")
@@ -212,7 +214,7 @@ def test_the_plan_is_the_run(cli, lab_root, lake, encoder_path):
     dry = b06(cli, lab_root, lake, "--generate-missing-latents", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert ("snips to embed: 1 of 6 in experiments without a store file (5 already embedded in the lake, "
-            "0 without an image file)") in dry.output
+            "0 without a usable image file)") in dry.output
     assert "df02 rows the existing store files lack: 2 (not generated" in dry.output
     assert f"lake: {lake} (ingest, embed, build" in dry.output
     result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial")
@@ -224,7 +226,7 @@ def test_the_plan_is_the_run(cli, lab_root, lake, encoder_path):
 def test_a_run_in_which_nothing_succeeds_fails(cli, lab_root, lake):
     result = b06(cli, lab_root, lake, "--allow-partial", "--experiments", NO_STORE)
     assert result.exit_code == 1
-    assert "no df02 row has an embedding of the model" in result.stderr
+    assert "no df02 row has latents of the model, so df03 would be empty; nothing was written" in result.stderr
     assert not (lab_root / DF03).exists() and not (lab_root / (DF03 + ".partial.json")).exists()
 
 
@@ -289,3 +291,82 @@ def test_a_16_dim_model_with_a_z_mu_only_store_in_each_mode(cli, tmp_path, lake)
     assert_same_table(root / DF03, df03)
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select distinct typeof(z_mu) from df03").fetchall() == [("FLOAT[16]",)]
+
+
+def test_the_csvs_hold_the_store_not_what_else_the_lake_holds(cli, lab_root, lake, encoder_path):
+    assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
+    fast = cli("embed", "--model", encoder_path, "--precision", "int8", "--lake", lake)  # fills every gap, int8
+    assert fast.exit_code == 0, fast.output
+    result = b06(cli, lab_root, lake, "--allow-partial")
+    assert result.exit_code == 2, result.output
+    assert_same_table(lab_root / DF03, legacy_build06(lab_root)[0])  # 10 rows: the store's, no int8 row
+    manifest = json.loads((lab_root / (DF03 + ".partial.json")).read_text())
+    assert manifest["counts"] == {"processed": 18, "succeeded": 10, "skipped": 8}
+    assert len(manifest["skipped_snip_ids"]) == 8
+
+
+def test_a_generated_store_file_is_written_whole_or_not_at_all(cli, lab_root, lake):
+    next((lab_root / SNIPS / NO_STORE).glob("*.jpg")).unlink()
+    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--experiments", NO_STORE)
+    assert result.exit_code == 1  # nothing else to write: the only experiment's store file is incomplete
+    assert not (lab_root / STORE / f"morph_latents_{NO_STORE}.csv").exists()
+    both = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial",
+               "--experiments", NO_STORE, "20240626")
+    assert both.exit_code == 2, both.output
+    assert not (lab_root / STORE / f"morph_latents_{NO_STORE}.csv").exists()
+    skipped = json.loads((lab_root / (DF03 + ".partial.json")).read_text())["skipped"]
+    assert any(s["item"] == NO_STORE and s["reason"].startswith("store file not written: 1 of 6 df02 rows")
+               for s in skipped)
+    assert_same_table(lab_root / DF03, legacy_build06(lab_root, experiments=[NO_STORE, "20240626"])[0])
+
+
+def test_a_store_file_generated_alone_takes_the_stores_naming(cli, lab_root, lake):
+    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--experiments", NO_STORE)
+    assert result.exit_code == 0, result.output
+    header = pd.read_csv(lab_root / STORE / f"morph_latents_{NO_STORE}.csv", nrows=0).columns
+    assert "z_mu_n_00" in header and "z_mu_00" not in header  # the other files' naming, not the filter's
+
+
+def test_the_csv_columns_are_the_files_own(cli, lab_root, lake):
+    other = lab_root / "training_data/other_train"
+    other.mkdir()
+    pd.DataFrame({"snip_id": ["x_A01_e01_t0000"], "extra_col": [1]}).to_csv(other / "embryo_metadata_df_train.csv")
+    df02 = pd.read_csv(lab_root / DF02, index_col=0)
+    df02.insert(2, "new_qc", 1.5)
+    df02.to_csv(lab_root / DF02)
+    result = b06(cli, lab_root, lake, "--allow-partial", "--train-name", "20241107_demo_train",
+                 "--experiments", "20240626")
+    assert result.exit_code == 0, result.output
+    legacy_df03, legacy_train = legacy_build06(lab_root, experiments=["20240626"])
+    assert pd.read_csv(lab_root / DF03).columns[2] == "new_qc"
+    assert_same_table(lab_root / DF03, legacy_df03)
+    assert_same_table(lab_root / TRAIN / "embryo_metadata_with_embeddings.csv", legacy_train)
+
+
+def test_without_a_model_config_the_store_gives_the_width(cli, tmp_path, lake):
+    model, root = "playground16", tmp_path / "root16"
+    make_demo_root(root, TINY, model, latent_dim=16)
+    shutil.rmtree(root / "models")
+    result = b06(cli, root, lake, "--model-name", model, "--allow-partial")
+    assert result.exit_code == 2, result.output
+    assert pd.read_csv(root / DF03).columns[-1] == "z_mu_b_15"
+
+
+def test_a_legacy_file_that_appears_meanwhile_is_not_replaced(tmp_path):
+    from morphlake.legacy.outputs import write_csv_atomic
+
+    target = tmp_path / "df03.csv"
+    target.write_text("someone else's\n")
+    with duckdb.connect() as con, pytest.raises(InputError, match="appeared while build06 ran; it was not replaced"):
+        write_csv_atomic(con, "select 1 as a", [], target, replace=False)
+    assert target.read_text() == "someone else's\n" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_a_data_root_with_neither_snips_nor_store_is_a_mistake(cli, lab_root, lake, tmp_path):
+    elsewhere = tmp_path / "not-a-data-root"
+    elsewhere.mkdir()
+    result = cli("ingest", "--root", lab_root, "--data-root", elsewhere, "--lake", lake)
+    assert result.exit_code == 1
+    assert "has neither training_data/bf_embryo_snips/ nor analysis/latent_embeddings/" in result.stderr
+    assert "check --data-root" in result.stderr and "--no-snips" in result.stderr
+    assert cli("ingest", "--root", lab_root, "--data-root", elsewhere, "--no-snips", "--lake", lake).exit_code == 0

@@ -19,8 +19,10 @@ from morphlake.lake.faults import crash_point
 from morphlake.steps.ingest_step import ingest
 from morphlake.legacy.store import store_naming, store_sql
 from morphlake.lake.layout import Lake
-from morphlake.legacy.outputs import (check_outputs_free, df03_sql, git_commit, missing_sql, non_finite_count,
-                                      train_sql, write_csv_atomic, z_mu_columns_of)
+from morphlake.ingest.latents import list_latent_files
+from morphlake.legacy.outputs import (check_outputs_free, coverage_sql, df03_sql, git_commit, missing_sql,
+                                      non_finite_count, register_legacy_rows, train_sql, write_csv_atomic,
+                                      z_mu_columns_of)
 from morphlake.lake.lock import LakeLock
 from morphlake.lake.runs import RunRecord, write_json_atomic
 from morphlake.steps.build_step import build
@@ -29,16 +31,18 @@ from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_PARTIAL
 
 log = logging.getLogger("morphlake")
 COVERAGE_WARNING = 0.95
-GAPS_HINT = ("the legacy store lacks them and --generate-missing-latents only creates missing store files (as the "
-             "legacy step did); pass --allow-partial to write what exists (exit 2, listed beside df03), or "
-             "`morphlake embed` them into the lake first")
+GAPS_HINT = ("--generate-missing-latents only creates missing store files, as the legacy step did; pass "
+             "--allow-partial to write what the store holds (exit 2, listed beside df03), or complete those store "
+             "files (or move one away and run again: its experiment is then generated whole)")
 GENERATE_HINT = "pass --generate-missing-latents to embed them, or --allow-partial to write what exists"
 
 
-def missing_latents(plan: Plan) -> list[Skipped]:
-    """One item per experiment with no store file, and per df02 snip the store lacks elsewhere."""
-    items = [Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
-             for exp in plan.experiments_without_latents]
+def missing_latents(plan: Plan, *, gaps_only: bool = False) -> list[Skipped]:
+    """One item per experiment with no store file (unless they are being generated), and per df02 snip an
+    existing store file lacks."""
+    items = [] if gaps_only else [
+        Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
+        for exp in plan.experiments_without_latents]
     for exp, snips in plan.missing.items():
         if exp in plan.latent_files:
             items += [Skipped("latents", s, str(plan.latent_files[exp]), "no latents in the legacy store") for s in snips]
@@ -83,15 +87,9 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
     return path
 
 
-def coverage_rows(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> list[tuple]:
-    return con.sql("select experiment_date, df02_rows, df03_rows, usable_rows, embedded_rows, legacy_rows, onnx_rows "
-                   "from df03_coverage where list_contains(?, experiment_date) order by experiment_date",
-                   params=[experiments]).fetchall()
-
-
-def still_missing(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> list[Skipped]:
-    rows = con.sql(missing_sql(), params=[experiments]).fetchall()
-    return [Skipped("df03", snip, exp, "df02 row without an embedding") for exp, snip in rows]
+def still_missing(con: duckdb.DuckDBPyConnection) -> list[Skipped]:
+    rows = con.sql(missing_sql()).fetchall()
+    return [Skipped("df03", snip, exp, "df02 row without latents") for exp, snip in rows]
 
 
 def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
@@ -102,11 +100,18 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
         return EXIT_COMPLETE
     check_outputs_free(plan.outputs.all(), opts.overwrite)
     generate = opts.generate_missing_latents and plan.to_embed_count > 0
-    if plan.missing_count and not opts.generate_missing_latents and not opts.allow_partial:
-        fail_on_missing(plan)  # before touching anything; with generation, the gaps are known after the build
+    if generate and plan.encoder.kind == "none":
+        resolve_encoder(plan, opts)  # says how to get one
+    if not opts.allow_partial:  # before touching anything
+        if not opts.generate_missing_latents and plan.missing_count:
+            fail_on_missing(plan)
+        if opts.generate_missing_latents and plan.gaps:
+            raise MorphlakeError(f"{sum(len(v) for v in plan.gaps.values())} df02 row(s) are missing from existing "
+                                 "store files: " + ", ".join(f"{e} ({len(v)})" for e, v in plan.gaps.items()),
+                                 GAPS_HINT)
     record = RunRecord("build06", {k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
                                    for k, v in vars(opts).items()})
-    skipped: list[Skipped] = [] if opts.generate_missing_latents else missing_latents(plan)
+    skipped: list[Skipped] = missing_latents(plan, gaps_only=opts.generate_missing_latents)
     with LakeLock(opts.lake.lock_file, "build06", record.run_id):
         try:
             encoder = resolve_encoder(plan, opts) if generate else None
@@ -153,10 +158,10 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
     return EXIT_PARTIAL if skipped else EXIT_COMPLETE
 
 
-def report_coverage(con, plan: Plan, echo) -> tuple[dict, int]:
-    """Both coverages (all df02 rows, the legacy step's; and usable rows), with a warning under 95%."""
-    rows = coverage_rows(con, plan.experiments)
-    total = [sum(r[i] for r in rows) for i in range(1, 5)]  # df02, df03, usable, usable embedded
+def report_coverage(con, echo) -> tuple[dict, int]:
+    """Both coverages of the legacy df03 (all df02 rows, the legacy step's; and usable rows), warning under 95%."""
+    rows = con.sql(coverage_sql()).fetchall()
+    total = [sum(r[i] for r in rows) for i in range(1, 5)]  # df02, df03, usable, usable in df03
     share = lambda part, whole: round(part / whole, 6) if whole else None  # noqa: E731
     coverage = {"overall": share(total[1], total[0]), "usable": share(total[3], total[2]),
                 "df02_rows": total[0], "df03_rows": total[1], "usable_rows": total[2], "usable_embedded": total[3],
@@ -171,19 +176,37 @@ def report_coverage(con, plan: Plan, echo) -> tuple[dict, int]:
     return coverage, total[1]
 
 
+def store_files_to_write(con, plan: Plan, skipped: list[Skipped]) -> list[str]:
+    """Experiments whose generated store file can be written: every df02 row has an embedding now (a partial
+    file would count as the experiment's store and never be completed); the others are listed as skipped."""
+    complete = []
+    for exp, target in plan.outputs.store.items():
+        have = con.sql("select count(*) from df03 join df02_order using (snip_id, experiment_date) "
+                       "where experiment_date = ?", params=[exp]).fetchall()[0][0]
+        if have == plan.rows[exp]:
+            complete.append(exp)
+        else:
+            skipped.append(Skipped("latents", exp, str(target), f"store file not written: {plan.rows[exp] - have} "
+                                   f"of {plan.rows[exp]} df02 rows have no embedding (listed here)"))
+    return complete
+
+
 def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo, skipped: list[Skipped]):
     """Coverage and finiteness checks, then the store files, the legacy CSVs, the partial manifest and the
     sidecar (last: it says the others are complete); returns (outputs, coverage, counts)."""
-    coverage, df03_rows = report_coverage(con, plan, echo)
-    missing = still_missing(con, plan.experiments)
+    con.register("df02_order", plan.df02_order)
+    generated = store_files_to_write(con, plan, skipped)
+    register_legacy_rows(con, order=plan.df02_order, stored=plan.stored, generated=generated,
+                         train_order=plan.train_order)
+    coverage, df03_rows = report_coverage(con, echo)
+    missing = still_missing(con)
     if missing and not opts.allow_partial:
-        problem = PartialResult(missing, "df02 rows without an embedding")
-        if opts.generate_missing_latents:
-            problem = MorphlakeError(str(problem).split("\n  hint:")[0], GAPS_HINT)
-            problem.skipped = missing
+        problem = MorphlakeError(str(PartialResult(missing, "df02 rows without latents")).split("\n  hint:")[0],
+                                 GAPS_HINT if opts.generate_missing_latents else GENERATE_HINT)
+        problem.skipped = missing
         raise problem
     if df03_rows == 0:
-        raise MorphlakeError("no df02 row has an embedding of the model, so df03 would be empty; nothing was written",
+        raise MorphlakeError("no df02 row has latents of the model, so df03 would be empty; nothing was written",
                              GENERATE_HINT.replace(", or --allow-partial to write what exists", ""))
     listed = {s.item for s in skipped} | set(plan.experiments_without_latents)
     skipped += [m for m in missing if m.item not in listed and m.where not in listed]
@@ -191,29 +214,30 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     if bad:
         raise MorphlakeError(f"df03 has {bad} row(s) with non-finite z values; no legacy file was written",
                              "find them with the dbt test finite_values_df03_z_ and re-embed or fix the store")
-    con.register("df02_order", plan.df02_order)
-    if plan.train_order is not None:
-        con.register("train_order", plan.train_order)
+    # an earlier run's sidecar and manifest (there only with --overwrite) must not outlive a crash below
+    plan.outputs.sidecar.unlink(missing_ok=True)
+    plan.outputs.partial_manifest.unlink(missing_ok=True)
     outputs: dict[str, int] = {}
-    _, nuisance = store_naming(list(plan.latent_files.values()))
-    for exp, target in plan.outputs.store.items():
-        sql, params = store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance,
-                                dim=len(z_mu_columns_of(con, "df03")))
-        outputs[str(target)] = write_csv_atomic(con, sql, params, target)
+    write = lambda sql_params, target: write_csv_atomic(con, *sql_params, target, replace=opts.overwrite)  # noqa: E731
+    _, nuisance = store_naming(list(list_latent_files(opts.data_root, opts.model_name).values()))
+    dim = len(z_mu_columns_of(con, "df03"))
+    for exp in generated:
+        target = plan.outputs.store[exp]
+        outputs[str(target)] = write(store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance,
+                                               dim=dim), target)
         crash_point("csv")
-    sql, params = df03_sql(con, plan.experiments)
-    outputs[str(plan.outputs.df03)] = write_csv_atomic(con, sql, params, plan.outputs.df03)
+    outputs[str(plan.outputs.df03)] = write(df03_sql(con, plan.experiments, columns=plan.df02_columns),
+                                            plan.outputs.df03)
     crash_point("csv")
     if plan.outputs.train:
         if plan.train_order is not None:
-            sql, params = train_sql(con, opts.train_name)
-            outputs[str(plan.outputs.train)] = write_csv_atomic(con, sql, params, plan.outputs.train)
+            outputs[str(plan.outputs.train)] = write(train_sql(con, opts.train_name, columns=plan.train_columns),
+                                                     plan.outputs.train)
         else:
             echo(f"  note: no training metadata {opts.root / 'training_data' / opts.train_name}; "
                  f"{plan.outputs.train.name} not written")
     for exp, target in plan.outputs.copies.items():
-        sql, params = df03_sql(con, [exp])
-        outputs[str(target)] = write_csv_atomic(con, sql, params, target)
+        outputs[str(target)] = write(df03_sql(con, [exp], columns=plan.df02_columns), target)
         crash_point("csv")
     counts = {"processed": sum(plan.rows.values()), "succeeded": df03_rows,
               "skipped": sum(plan.rows.values()) - df03_rows}
@@ -222,9 +246,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
         write_json_atomic(manifest, {
             "run_id": record.run_id, "command": "build06", "output": str(plan.outputs.df03), "counts": counts,
             "skipped_snip_ids": [m.item for m in missing], "skipped": [s.to_dict() for s in skipped]})
-    else:
-        manifest.unlink(missing_ok=True)  # a stale one from an earlier partial run (--overwrite was given)
-    shas = [r[0] for r in con.sql("select distinct model_sha256 from df03 where model_sha256 is not null").fetchall()]
+    shas = [r[0] for r in con.sql("select distinct model_sha256 from legacy_rows where model_sha256 is not null").fetchall()]
     write_json_atomic(plan.outputs.sidecar, {
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": record.run_id,
         "outcome": "partial" if skipped else "complete", "counts": counts,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from morphlake.ingest.latents import Z_COLUMN
 from morphlake.errors import MorphlakeError
@@ -41,8 +42,10 @@ def remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path) -> int:
-    """Stream a query into a CSV next to `path`, then rename it into place; returns the row count."""
+def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path, *,
+                     replace: bool = True) -> int:
+    """Stream a query into a CSV next to `path`, then rename it into place; returns the row count.
+    replace=False never replaces a file that appeared meanwhile (a hard link fails where a rename would not)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -56,7 +59,14 @@ def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, pat
                 pl.from_arrow(con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()).write_csv(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise MorphlakeError(f"{path} appeared while build06 ran; it was not replaced",
+                                     "move it away, or pass --overwrite to replace it") from None
     finally:
         tmp.unlink(missing_ok=True)
     return rows
@@ -74,28 +84,54 @@ def z_mu_columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [c for c in z_columns_of(con, relation) if Z_COLUMN.match(c)["kind"] == "mu"]
 
 
-def df03_sql(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> tuple[str, list]:
+def register_legacy_rows(con: duckdb.DuckDBPyConnection, *, order: pa.Table, stored: pa.Table,
+                         generated: list[str], train_order: pa.Table | None) -> None:
+    """Temp views for the legacy files: df02_order (df02's file order), and legacy_rows: the df03 rows whose
+    latents the store holds (its files, and the ones this run generates) — the legacy step's merge, which
+    leaves out what the lake holds beyond the store (e.g. rows `morphlake embed --precision int8` made)."""
+    con.register("df02_order", order)
+    con.register("store_keys", stored)
+    if train_order is not None:
+        con.register("train_order", train_order)
+    con.sql("create or replace temp view legacy_rows as "
+            "select df03.* from df03 join store_keys using (snip_id, experiment_date) "
+            "union all by name select * from df03 where list_contains(?, experiment_date)".replace("?", _list(generated)))
+
+
+def _list(values: list[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]::varchar[]"
+
+
+def df03_sql(con: duckdb.DuckDBPyConnection, experiments: list[str], *, columns: list[str]) -> tuple[str, list]:
     """The legacy step's df03: `pd.merge(df02, latents[["snip_id"] + z_mu], on="snip_id", how="inner")`:
-    df02's columns in their order, then the z_mu columns (named by the build's z_schema), in df02's row
-    order (the registered relation df02_order)."""
-    select = ", ".join(legacy_columns(con, "df03", columns_of(con, "stg_df02")) + [quote(c) for c in z_mu_columns_of(con, "df03")])
-    return (f"select {select} from df03 join df02_order o using (snip_id, experiment_date) "
+    df02's columns in its file's order, then the z_mu columns (named by the build's z_schema), in df02's row
+    order, over legacy_rows."""
+    select = ", ".join(legacy_columns(con, "df03", columns) + [quote(c) for c in z_mu_columns_of(con, "df03")])
+    return (f"select {select} from legacy_rows join df02_order o using (snip_id, experiment_date) "
             f"where list_contains(?, experiment_date) order by o.df02_row"), [experiments]
 
 
-def train_sql(con: duckdb.DuckDBPyConnection, train_name: str) -> tuple[str, list]:
-    """The training metadata merged the same way, in its file's row order (the relation train_order)."""
-    train_cols = [c for c in columns_of(con, "stg_train") if c != "train_name"]
-    select = ", ".join(legacy_columns(con, "train_embeddings", train_cols)
+def train_sql(con: duckdb.DuckDBPyConnection, train_name: str, *, columns: list[str]) -> tuple[str, list]:
+    """The training metadata (its file's columns and row order) merged the same way on snip_id."""
+    select = ", ".join(legacy_columns(con, "train_embeddings", columns)
                        + [quote(c) for c in z_mu_columns_of(con, "train_embeddings")])
     return (f"select {select} from train_embeddings join train_order o using (snip_id) "
-            f"where train_name = ? and has_embedding order by o.train_row"), [train_name]
+            f"where train_name = ? and snip_id in (select snip_id from legacy_rows) order by o.train_row"), [train_name]
+
+
+def coverage_sql() -> str:
+    """Per experiment: df02 rows, rows in the legacy df03, usable rows and usable rows in it, by source."""
+    return ("select o.experiment_date, count(*), count(l.snip_id), count(*) filter (where d.use_embryo_flag), "
+            "count(l.snip_id) filter (where d.use_embryo_flag), "
+            "count(*) filter (where l.embedding_source = 'legacy_csv'), count(*) filter (where l.embedding_source = 'onnx') "
+            "from df02_order o join stg_df02 d using (snip_id, experiment_date) "
+            "left join legacy_rows l using (snip_id, experiment_date) group by 1 order by 1")
 
 
 def missing_sql() -> str:
-    """df02 rows of the listed experiments that df03 lacks (no embedding of the model)."""
-    return ("select d.experiment_date, d.snip_id from stg_df02 d anti join df03 using (snip_id, experiment_date) "
-            "where list_contains(?, d.experiment_date) order by 1, 2")
+    """df02 rows (of this run's df02) that the legacy df03 lacks."""
+    return ("select o.experiment_date, o.snip_id from df02_order o anti join legacy_rows using (snip_id, experiment_date) "
+            "order by o.df02_row")
 
 
 def git_commit() -> str | None:
@@ -108,9 +144,9 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def non_finite_count(con: duckdb.DuckDBPyConnection) -> int:
-    cols = z_columns_of(con, "df03")
+def non_finite_count(con: duckdb.DuckDBPyConnection, relation: str = "legacy_rows") -> int:
+    cols = z_mu_columns_of(con, relation)
     if not cols:
         return 0
     condition = " or ".join(f"not isfinite({quote(c)})" for c in cols)
-    return con.sql(f"select count(*) from df03 where {condition}").fetchall()[0][0]
+    return con.sql(f"select count(*) from {relation} where {condition}").fetchall()[0][0]

@@ -87,7 +87,10 @@ class Plan:
     reads: list[Path]
     outputs: LegacyOutputs
     df02_order: pa.Table                          # snip_id, experiment_date, df02_row: df02's file order
+    df02_columns: list[str]                       # df02's columns in its file's order (no pandas index)
+    stored: pa.Table                              # snip_id, experiment_date: the df02 rows the store covers
     train_order: pa.Table | None = None           # snip_id, train_row: the training metadata's file order
+    train_columns: list[str] = field(default_factory=list)
     df02_skipped: list[Skipped] = field(default_factory=list)
 
     @property
@@ -189,6 +192,13 @@ def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
     return {row["path"]: row for row in pq.read_table(path, partitioning=None).to_pylist()}
 
 
+def _needs_fingerprints(lake: Lake, model_name: str, experiment: str) -> bool:
+    """Whether the lake holds ONNX rows of this experiment, whose images the plan must fingerprint to know
+    if they are current (else the count needs only the file headers, as ingest would read them)."""
+    path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
+    return path.is_file() and "onnx" in pq.read_table(path, columns=["source"], partitioning=None)["source"].to_pylist()
+
+
 def make_plan(opts: Build06Options) -> Plan:
     """Read df02, the legacy store's snip ids and (only to generate latents) the snip folders; write nothing."""
     check_segment("model name", opts.model_name)
@@ -201,15 +211,15 @@ def make_plan(opts: Build06Options) -> Plan:
     encoder = find_encoder(opts.data_root, opts.model_name)
     generate = opts.generate_missing_latents
     sha = encoder_sha256(opts, encoder) if generate else None
-    rows, usable, covered, missing, to_embed, before = {}, {}, {}, {}, {}, {}
+    rows, usable, covered, missing, to_embed, before, stored = {}, {}, {}, {}, {}, {}, []
     known = set(frame["snip_id"].to_list())
-    for exp in experiments:
-        part = frame.filter(pl.col("experiment_date") == exp)
+    for (exp,), part in sorted(frame.partition_by("experiment_date", as_dict=True).items()):
         ids = part["snip_id"].to_list()
         rows[exp], usable[exp] = len(ids), int(part["use_embryo_flag"].fill_null(False).sum())
         store = _store_ids(latent_files[exp]) if exp in latent_files else set()
         lacking = [s for s in ids if s not in store]
         covered[exp] = len(ids) - len(lacking)
+        stored += [(s, exp) for s in ids if s in store]
         if not lacking:
             continue
         missing[exp] = lacking
@@ -217,26 +227,31 @@ def make_plan(opts: Build06Options) -> Plan:
         # existing store file stay gaps (its df03 lacks those rows too)
         if generate and exp not in latent_files and snip_dir(opts.data_root, exp).is_dir():
             # the same ledger ingest will write, so the plan's count is what embed then runs
-            ledger, _ = scan_snips(opts.data_root, exp, known, _previous_ledger(opts.lake, exp))
+            hashed = _needs_fingerprints(opts.lake, opts.model_name, exp)
+            ledger, _ = scan_snips(opts.data_root, exp, known, _previous_ledger(opts.lake, exp), fingerprint=hashed)
             current = _current_in_lake(opts.lake, opts.model_name, exp, sha, ledger=ledger,
-                                       has_store=exp in latent_files)
+                                       has_store=False) if hashed else set()
             imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
             to_embed[exp] = sum(1 for s in imaged if s not in current)
             before[exp] = len(imaged) - to_embed[exp]
     reads = [df02_path(opts.root), *latent_files.values()]
-    train_order = None
+    train_order, train_columns = None, []
     if opts.train_name and opts.train_name in train_files(opts.root):
         reads.append(train_files(opts.root)[opts.train_name])
         train, _ = read_train(train_files(opts.root)[opts.train_name], opts.train_name, sort=False)
+        train_columns = [c for c in train.column_names if c != "train_name"]
         train_order = pl.from_arrow(train.select(["snip_id"])).with_row_index("train_row").select(
             "snip_id", pl.col("train_row").cast(pl.Int64)).to_arrow()
     if generate and missing:
-        reads += [snip_dir(opts.data_root, e) for e in missing]
+        reads += [snip_dir(opts.data_root, e) for e in missing if e not in latent_files]
         if encoder.path is not None:
             reads.append(encoder.path)
     without_store = [e for e in experiments if e not in latent_files]
+    stored_table = pa.table({"snip_id": pa.array([s for s, _ in stored], pa.string()),
+                             "experiment_date": pa.array([e for _, e in stored], pa.string())})
     return Plan(experiments, rows, usable, latent_files, covered, missing, to_embed, before, encoder, reads,
-                plan_outputs(opts, experiments, without_store), order.to_arrow(), train_order, skipped)
+                plan_outputs(opts, experiments, without_store), order.to_arrow(), frame.columns, stored_table,
+                train_order, train_columns, skipped)
 
 
 def describe_plan(plan: Plan, opts: Build06Options) -> str:
@@ -254,7 +269,7 @@ def describe_plan(plan: Plan, opts: Build06Options) -> str:
         generated = sum(len(plan.missing[e]) for e in plan.experiments_without_latents)
         no_image = generated - plan.to_embed_count - sum(plan.embedded_before.values())
         lines.append(f"snips to embed: {plan.to_embed_count} of {generated} in experiments without a store file "
-                     f"({sum(plan.embedded_before.values())} already embedded in the lake, {no_image} without an "
+                     f"({sum(plan.embedded_before.values())} already embedded in the lake, {no_image} without a usable "
                      f"image file); encoder: {plan.encoder.detail}")
         lines += [f"  {exp:<36}{n:>7}" for exp, n in plan.to_embed.items() if n]
         gaps = sum(len(v) for v in plan.gaps.values())

@@ -9,6 +9,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.embeddings_table import model_latent_dim
@@ -106,10 +107,10 @@ def config_zn_frac(config: Path) -> float | None:
     return value if 0 <= value <= 1 else None
 
 
-def model_configs(lake: Lake, model_name: str) -> list[Path]:
-    """model_config.json files the lake's runs point to for this model, newest run first: the model folder
-    of an ingest's data root, and the folder of an embed's encoder (models/legacy/<model>/encoder.onnx)."""
-    found = []
+def model_configs(lake: Lake, model_name: str) -> Iterator[Path]:
+    """model_config.json files the lake's runs point to for this model, newest run first (read lazily: the
+    first usable one ends the search): the model folder of an ingest's data root, and the folder of an
+    embed's encoder (models/legacy/<model>/encoder.onnx)."""
     for path in sorted(lake.runs_dir.glob("*.json"), reverse=True) if lake.runs_dir.is_dir() else []:
         if path.name.endswith(".partial.json") or not ("-ingest-" in path.name or "-embed-" in path.name):
             continue
@@ -119,10 +120,9 @@ def model_configs(lake: Lake, model_name: str) -> list[Path]:
             continue
         params, encoder = run.get("params") or {}, run.get("encoder") or {}
         if run.get("command") == "ingest" and params.get("model_name") == model_name and params.get("data_root"):
-            found.append(Path(params["data_root"]) / "models" / "legacy" / model_name / "model_config.json")
+            yield Path(params["data_root"]) / "models" / "legacy" / model_name / "model_config.json"
         elif run.get("command") == "embed" and encoder.get("model_name") == model_name and encoder.get("path"):
-            found.append(Path(encoder["path"]).parent / "model_config.json")
-    return found
+            yield Path(encoder["path"]).parent / "model_config.json"
 
 
 def model_shape(lake: Lake, model_name: str) -> dict:

@@ -15,6 +15,8 @@ from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snip
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
 from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
+from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
+from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
@@ -24,7 +26,6 @@ log = logging.getLogger("morphlake")
 
 DF02_RELPATH = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df02.csv"
 TRAIN_CSV = "embryo_metadata_df_train.csv"
-LEGACY_LATENT_DIM = 100
 
 
 def df02_path(root: Path) -> Path:
@@ -37,13 +38,14 @@ def train_files(root: Path) -> dict[str, Path]:
     return {p.parent.name: p for p in sorted(base.glob(f"*/{TRAIN_CSV}"))} if base.is_dir() else {}
 
 
-def model_latent_dim(data_root: Path, model_name: str) -> int:
-    """latent_dim from the model folder's model_config.json, else the legacy encoder's 100."""
+def model_latent_dim(data_root: Path, model_name: str, lake: Lake | None = None) -> int | None:
+    """latent_dim from the model folder's model_config.json, else the width of the model's embeddings in the
+    lake, else None (the store's first file decides, and the others must agree)."""
     config = Path(data_root) / "models" / "legacy" / model_name / "model_config.json"
     try:
-        return int(json.loads(config.read_text()).get("latent_dim", LEGACY_LATENT_DIM))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return LEGACY_LATENT_DIM
+        return int(json.loads(config.read_text())["latent_dim"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return lake_latent_dim(lake, model_name) if lake is not None else None
 
 
 def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
@@ -56,7 +58,7 @@ def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
 def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, data_root: Path,
                    experiments: list[str], fingerprints: dict[str, str], record: RunRecord) -> list[Skipped]:
     skipped, rows, styles = [], 0, {}
-    dim = model_latent_dim(data_root, model_name)
+    dim = model_latent_dim(data_root, model_name, lake)
     for experiment, table, style, bad in read_latent_store(data_root, model_name, experiments, expected_dim=dim,
                                                            skip_bad_files=True):
         skipped += bad
@@ -175,13 +177,17 @@ def ingest(lake: Lake, root: Path, data_root: Path, model_name: str, experiments
         if not experiments:
             _retire_gone_experiments(txn, lake, exps, record)
         snips_mounted = (data_root / SNIP_SUBDIR).is_dir()
+        if scan_images and not snips_mounted and not (data_root / "analysis" / "latent_embeddings").is_dir():
+            raise MorphlakeError(f"the data root {data_root} has neither {SNIP_SUBDIR}/ nor analysis/latent_embeddings/",
+                                 "check --data-root (or MORPHSEQ_DATA_ROOT); to ingest df02 and the training "
+                                 "metadata alone, pass --no-snips")
         if scan_images and snips_mounted:
             with record.timed("scan_snips"):
                 fingerprints, bad = _scan_ledger(txn, lake, data_root, exps, known, record)
             skipped += bad
         else:
             why = "asked not to scan images" if not scan_images else f"no snip folder {data_root / SNIP_SUBDIR}"
-            log.info("metadata only (%s): the snip ledger is left as it is", why)
+            (log.info if not scan_images else log.warning)("metadata only (%s): the snip ledger is left as it is", why)
             record.set("snips", f"not scanned: {why}")
             fingerprints = ledger_fingerprints(lake, exps)
         with record.timed("read_latents"):
