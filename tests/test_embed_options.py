@@ -94,7 +94,8 @@ def test_embed_options_are_recorded_and_switching_them_re_embeds(cli, ingested, 
     cached = list((ingested / "models").rglob("*-int8.onnx"))
     assert len(cached) == 1 and record["embed_options"]["encoder_run"]["path"] == str(cached[0])
     check = record["embed_options"]["verification"]
-    assert check["snips"] == 18 and check["bound_min_cosine"] == 0.99  # every ledger snip of the tiny root
+    # the 8 snips this run embeds; all among the tiny root's 18 calibration snips, so checked in-sample
+    assert check["snips"] == 8 and check["held_out_from_calibration"] is False and check["bound_min_cosine"] == 0.99
     assert 0.99 <= check["min_cosine"] <= 1 and 0 < check["max_abs_dz"] < 0.15
     assert "ledger snips" in Encoder(cached[0], "cpu").info.metadata["calibration"]
 
@@ -135,12 +136,24 @@ def test_a_copy_that_drifts_on_this_machine_is_refused_and_nothing_is_embedded(c
     onnx.save(model, cached)
 
     result = cli("embed", "--model", encoder_path, "--precision", "int8", "--decode", "reduced", "--lake", ingested)
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
     assert re.search(r"the int8 copy models/\S+-int8\.onnx drifts from the fp32 encoder on this machine: "
-                     r"smallest cosine -?[0-9.]+ \(largest \|dz\| [0-9.e+-]+\) on 18 ledger snips, "
+                     r"smallest cosine -?[0-9.]+ \(largest \|dz\| [0-9.e+-]+\) on 8 snips of this run \(all among the "
+                     r"calibration snips\), "
                      r"below the bound 0\.99 \(CPU: [^)]+\)", message), message
     assert "embed without --precision (fp32, legacy-faithful)" in message and "--min-cosine" in message
     assert lake_files(ingested) == before
     record = last_record(ingested)
     assert record["outcome"] == "failed" and "drifts from the fp32 encoder" in record["error"]
+
+
+def test_a_copy_is_checked_on_snips_held_out_from_its_calibration_when_the_run_has_them(cli, ingested):
+    from morphlake.lake.layout import Lake
+    from morphlake.steps.derived_encoder import calibration_snips, verification_snips
+
+    lake = Lake.at(ingested)
+    calibrated = calibration_snips(lake)
+    new = [SnipRef(f"{EXP}_H12_e09_t{i:04d}", EXP, "/nowhere.jpg") for i in range(3)]
+    assert verification_snips(lake, calibrated[:5] + new) == (new, True)
+    assert verification_snips(lake, calibrated[:5]) == (calibrated[:5], False)

@@ -22,11 +22,14 @@ MIN_COSINE = 0.99  # a reduced-precision copy whose z_mu points elsewhere than f
 
 @dataclass
 class LoadedEncoder:
-    """The encoder `embed` runs, the file the user passed, and how a derived copy verified on this machine."""
+    """The encoder `embed` runs and the file the user passed (the same unless --precision made a copy)."""
 
     run: Encoder
     given: Encoder
-    verification: dict | None = None
+
+    @property
+    def derived(self) -> bool:
+        return self.run is not self.given
 
 
 def derived_path(lake: Lake, source: Encoder, precision: str) -> Path:
@@ -45,11 +48,9 @@ def calibration_snips(lake: Lake, count: int = CALIBRATION_SNIPS) -> list[SnipRe
     return refs[:count]
 
 
-def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precision: str,
-                 min_cosine: float = MIN_COSINE) -> LoadedEncoder:
+def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precision: str) -> LoadedEncoder:
     """The encoder to run. fp16/int8 copies are made once and reused, so every run of the lake embeds with
-    the same copy (int8 calibrates on the ledger's first snips), and each run first checks the copy against
-    the fp32 encoder on this machine: kernels differ between CPUs (int8 without VNNI can saturate)."""
+    the same copy (int8 calibrates on the ledger's first snips); `verify` checks a copy before it embeds."""
     if precision not in PRECISIONS:
         raise MorphlakeError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     source = Encoder(model, device=device, threads=threads)
@@ -60,15 +61,15 @@ def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precisio
                              "pass the fp32 encoder with --precision, or this file without it")
     check_segment("model name", source.info.model_name)  # it names a folder under <lake>/models/
     path = derived_path(lake, source, precision)
-    batch = _calibration_batch(lake, precision)
     if not path.is_file():
+        batch = _calibration_batch(lake, precision)
         note = f"{batch.n} ledger snips, {batch.refs[0].snip_id} .. {batch.refs[-1].snip_id}"
         log.info("making the %s copy of %s at %s", precision, source.info.model_name, lake.relative(path))
         derive_encoder(source.path, precision, path, batch.pixels[: batch.n] if precision == "int8" else None, note)
     derived = Encoder(path, device=device, threads=threads)
     if derived.info.source_sha256 != source.info.sha256:
         raise MorphlakeError(f"{path} was not derived from {model}", f"delete {path} and re-run")
-    return LoadedEncoder(derived, source, verify(derived, source, batch, lake=lake, min_cosine=min_cosine))
+    return LoadedEncoder(derived, source)
 
 
 def _calibration_batch(lake: Lake, precision: str):
@@ -80,19 +81,37 @@ def _calibration_batch(lake: Lake, precision: str):
     return batch
 
 
-def verify(derived: Encoder, source: Encoder, batch, *, lake: Lake, min_cosine: float) -> dict:
-    """Compare the copy with the fp32 encoder on the calibration snips; refuse it below `min_cosine`."""
+VERIFY_SNIPS = 128
+
+
+def verification_snips(lake: Lake, todo: list[SnipRef]) -> tuple[list[SnipRef], bool]:
+    """Up to VERIFY_SNIPS of the snips this run embeds, held out from the calibration snips when there are
+    such (else the run's own snips, in-sample); and whether they are held out."""
+    calibrated = {r.snip_id for r in calibration_snips(lake)}
+    held_out = [r for r in todo if r.snip_id not in calibrated][:VERIFY_SNIPS]
+    return (held_out, True) if held_out else (todo[:VERIFY_SNIPS], False)
+
+
+def verify(loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine: float = MIN_COSINE) -> dict:
+    """Before a --precision copy embeds anything: compare it with the fp32 encoder, on this machine, on snips
+    this run embeds (CPU kernels differ: int8 without VNNI can saturate); refuse it below `min_cosine`."""
+    derived, source = loaded.run, loaded.given
+    refs, held_out = verification_snips(lake, todo)
+    batch = decode_chunk(refs, max(1, len(refs)))
+    if not batch.n:
+        return {"snips": 0, "note": "no readable snip to check the copy on (the run embeds none either)"}
     pixels = batch.pixels[: batch.n]
     worst_abs, worst_cos = drift(source.run(pixels)[0], derived.run(pixels)[0])
-    figures = {"snips": batch.n, "min_cosine": round(worst_cos, 6), "max_abs_dz": round(worst_abs, 6),
-               "bound_min_cosine": min_cosine, "provider": derived.provider, "cpu_int8": cpu_int8_support(),
-               "recipe": derived.info.metadata.get("recipe", "")}
-    log.info("%s copy checked against fp32 on %d ledger snips on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
-             derived.info.precision, batch.n, derived.provider, figures["cpu_int8"], worst_cos, worst_abs)
+    figures = {"snips": batch.n, "held_out_from_calibration": held_out, "min_cosine": round(worst_cos, 6),
+               "max_abs_dz": round(worst_abs, 6), "bound_min_cosine": min_cosine, "provider": derived.provider,
+               "cpu_int8": cpu_int8_support(), "recipe": derived.info.metadata.get("recipe", "")}
+    where = f"{batch.n} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
+    log.info("%s copy checked against fp32 on %s on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
+             derived.info.precision, where, derived.provider, figures["cpu_int8"], worst_cos, worst_abs)
     if not worst_cos >= min_cosine:  # NaN fails too
         raise MorphlakeError(
             f"the {derived.info.precision} copy {lake.relative(derived.path)} drifts from the fp32 encoder on this "
-            f"machine: smallest cosine {worst_cos:.4f} (largest |dz| {worst_abs:.3g}) on {batch.n} ledger snips, "
+            f"machine: smallest cosine {worst_cos:.4f} (largest |dz| {worst_abs:.3g}) on {where}, "
             f"below the bound {min_cosine} (CPU: {figures['cpu_int8']})",
             "embed without --precision (fp32, legacy-faithful); or --decode reduced alone for speed; "
             "or delete the copy to remake it; or accept the drift with a lower --min-cosine")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
@@ -20,7 +21,7 @@ from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import z_columns
 from morphlake.ingest.naming import check_segment
-from morphlake.steps.derived_encoder import MIN_COSINE, load_encoder
+from morphlake.steps.derived_encoder import MIN_COSINE, VERIFY_SNIPS, load_encoder, verify
 from morphlake.lake.embeddings_table import conform, merge, read_partition
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
@@ -165,8 +166,7 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("load_model"):
-            loaded = load_encoder(lake, model, device=device, threads=threads, precision=precision,
-                                  min_cosine=min_cosine)
+            loaded = load_encoder(lake, model, device=device, threads=threads, precision=precision)
         encoder, given = loaded.run, loaded.given
         info = encoder.info
         options = embed_options(decode, info.precision)
@@ -179,8 +179,7 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
                                "latent_dim": info.latent_dim, "path": str(given.path),
                                "weights_origin": info.metadata.get("weights_origin")})
         record.set("embed_options", {"decode": decode, "precision": info.precision, "value": options,
-                                     "encoder_run": {"path": str(info.path), "sha256": info.sha256},
-                                     "verification": loaded.verification})
+                                     "encoder_run": {"path": str(info.path), "sha256": info.sha256}})
         if options:
             log.info("embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)",
                      options)
@@ -193,6 +192,10 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
                 if todo.num_rows:
                     plans[exp] = todo
         total = sum(t.num_rows for t in plans.values())
+        if loaded.derived and total:
+            with record.timed("verify_copy"):
+                todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
+                record.data["embed_options"]["verification"] = verify(loaded, todo, lake=lake, min_cosine=min_cosine)
         record.count("to_embed", total)
         record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
