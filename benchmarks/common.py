@@ -6,13 +6,13 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from morphlake.embed.reader import SnipRef
 from morphlake.demo.images import embryo_snip
+from morphlake.embed.reader import SnipRef
 
 PERTURBATIONS = ["wt", "atf6", "tbxta"]
 
@@ -57,8 +57,9 @@ class Rounds:
 def peak_of(args: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MiB, output) of a child process, read from its own rusage via wait4."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, cwd=cwd)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
+    )
     chunks = list(proc.stdout)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not the benchmark's
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -73,5 +74,8 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     """A small fixed-width text table."""
     cells = [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    line = lambda r: "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    def line(r: list[str]) -> str:
+        return "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
     return "\n".join([title, line(header), *(line(r) for r in cells)])

@@ -55,6 +55,7 @@ def main() -> None:
     cores, bs = os.cpu_count() or 1, args.batch_size
     try:
         from benchmarks.legacy_embed import legacy_embed, legacy_encoder
+
         legacy = None if args.no_legacy else legacy_encoder(demo_encoder_weights(EncoderSpec(), SEED))
     except EmbedError:  # PyTorch missing: embed.export says so
         legacy = None
@@ -69,8 +70,8 @@ def main() -> None:
         calibration = decode_chunk(refs[:128], 128).pixels
         int8 = derive_encoder(fp32, "int8", folder / "int8.onnx", calibration, "128 benchmark snips")
         fp16 = derive_encoder(fp32, "fp16", folder / "fp16.onnx")
-        one = Encoder(fp32, device=args.device)                    # 1 intra-op thread: the pipeline's encoder
-        allcores = Encoder(fp32, device=args.device, threads=0)    # onnxruntime's own parallelism
+        one = Encoder(fp32, device=args.device)  # 1 intra-op thread: the pipeline's encoder
+        allcores = Encoder(fp32, device=args.device, threads=0)  # onnxruntime's own parallelism
         quant = Encoder(int8, device=args.device)
         half = Encoder(fp16, device=args.device)
         provider = one.provider
@@ -80,9 +81,14 @@ def main() -> None:
         variants = {  # name -> (encoder, reduced decode)
             "pipeline, legacy-faithful": (one, False),
             "pipeline --decode reduced": (one, True),
-            f"pipeline --precision {'fp16' if provider != CPU else 'int8'}": (half if provider != CPU else quant, False),
-            f"pipeline --decode reduced --precision {'fp16' if provider != CPU else 'int8'}":
-                (half if provider != CPU else quant, True),
+            f"pipeline --precision {'fp16' if provider != CPU else 'int8'}": (
+                half if provider != CPU else quant,
+                False,
+            ),
+            f"pipeline --decode reduced --precision {'fp16' if provider != CPU else 'int8'}": (
+                half if provider != CPU else quant,
+                True,
+            ),
         }
         reference = z_mu(refs, one, bs, cores)  # warms the page cache and onnxruntime too
         drifts = {name: drift(reference, z_mu(refs, enc, bs, cores, red)) for name, (enc, red) in variants.items()}
@@ -102,7 +108,9 @@ def main() -> None:
                 r.add("scale_decode", side_by_side(lambda: decode_chunk(refs[:512], 512), cores))
                 r.add("scale_infer", side_by_side(lambda: [one.run(pixels) for _ in range(8)], cores))
             r.add("decode only (all cores)", n / seconds(lambda: list(decode_batches(refs, bs, cores))))
-            r.add("model only (all cores)", batches * bs / seconds(lambda: [allcores.run(pixels) for _ in range(batches)]))
+            r.add(
+                "model only (all cores)", batches * bs / seconds(lambda: [allcores.run(pixels) for _ in range(batches)])
+            )
             if provider != CPU:
                 r.add("bound", min(r.values["decode only (all cores)"][-1], r.values["model only (all cores)"][-1]))
             for name, (enc, red) in variants.items():
@@ -122,32 +130,61 @@ def main() -> None:
 
     bound = r.median("bound")
     base = r.median("legacy PyTorch path") if legacy is not None else None
-    rows = [["shared-core bound" if provider == CPU else "bound (slower of decode, model)", bound, r.spread("bound"),
-             "", bound / base if base else "-"]]
+    rows = [
+        [
+            "shared-core bound" if provider == CPU else "bound (slower of decode, model)",
+            bound,
+            r.spread("bound"),
+            "",
+            bound / base if base else "-",
+        ]
+    ]
 
     for name in ["decode only (all cores)", "model only (all cores)", *variants, "legacy PyTorch path"]:
         if name not in r.values:
             continue
         share = f"{r.median(f'share:{name}'):.0%}" if f"share:{name}" in r.values else ""
         rows.append([name, r.median(name), r.spread(name), share, r.median(name) / base if base else "-"])
-    print(f"embed benchmark: {n} snips 576x256 JPEG, batch {bs}, {cores} cores, {provider}, "
-          f"median of {args.rounds} rounds")
-    print(f"  per image on one core: decode {r.median('decode_1') * 1e3:.2f} ms, "
-          f"inference {r.median('infer_1') * 1e3:.2f} ms")
+    print(
+        f"embed benchmark: {n} snips 576x256 JPEG, batch {bs}, {cores} cores, {provider}, "
+        f"median of {args.rounds} rounds"
+    )
+    print(
+        f"  per image on one core: decode {r.median('decode_1') * 1e3:.2f} ms, "
+        f"inference {r.median('infer_1') * 1e3:.2f} ms"
+    )
     if provider == CPU:
-        print(f"  machine: {cores} copies side by side reach {r.median('scale_decode'):.2f}x one copy's decode and "
-              f"{r.median('scale_infer'):.2f}x its inference throughput (the bound assumes {cores:.2f}x)")
+        print(
+            f"  machine: {cores} copies side by side reach {r.median('scale_decode'):.2f}x one copy's decode and "
+            f"{r.median('scale_infer'):.2f}x its inference throughput (the bound assumes {cores:.2f}x)"
+        )
     print(table("", ["", "images/s", "range", "of bound", "x legacy"], rows))
     faithful = next(iter(variants))
     if provider == CPU:
-        print(f"  {faithful}: {r.median(f'share:{faithful}'):.0%} of the shared-core bound (median of per-round shares)")
-    print(table("\ndrift from the legacy-faithful pipeline (z_mu, all benchmark snips)",
-                ["", "max |dz|", "min cosine"],
-                [[name, f"{a:.2e}", f"{c:.6f}"] for name, (a, c) in drifts.items()]))
-    print(table(f"\nbatch-size sweep ({cores} workers, 1 thread each)", ["batch", "images/s"],
-                [[str(b), v] for b, v in sweep_batch.items()]))
-    print(table(f"\nworker / thread sweep (batch {bs})", ["workers x intra-op threads", "images/s"],
-                [[f"{w} x {t}", v] for (w, t), v in sweep_workers.items()]))
+        print(
+            f"  {faithful}: {r.median(f'share:{faithful}'):.0%} of the shared-core bound (median of per-round shares)"
+        )
+    print(
+        table(
+            "\ndrift from the legacy-faithful pipeline (z_mu, all benchmark snips)",
+            ["", "max |dz|", "min cosine"],
+            [[name, f"{a:.2e}", f"{c:.6f}"] for name, (a, c) in drifts.items()],
+        )
+    )
+    print(
+        table(
+            f"\nbatch-size sweep ({cores} workers, 1 thread each)",
+            ["batch", "images/s"],
+            [[str(b), v] for b, v in sweep_batch.items()],
+        )
+    )
+    print(
+        table(
+            f"\nworker / thread sweep (batch {bs})",
+            ["workers x intra-op threads", "images/s"],
+            [[f"{w} x {t}", v] for (w, t), v in sweep_workers.items()],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from morphlake import DEFAULT_MODEL_NAME
 from morphlake.ingest.latents import latent_store_dir
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake import DEFAULT_MODEL_NAME
 from morphlake.steps.ingest_step import DF02_RELPATH
 
 PER_EXPERIMENT = 10_000
@@ -21,20 +21,31 @@ def df02_frame(snips: int, rng: np.random.Generator, per_experiment: int = PER_E
     """df02 rows: experiments of `per_experiment` snips, embryos of 100 time points, 1 in 50 rows unusable."""
     frame = pl.DataFrame(pl.int_range(0, snips, eager=True).alias("i")).with_columns(
         exp=pl.format("2024{}", (pl.col("i") // per_experiment + 100000).cast(pl.String).str.slice(1)),
-        embryo=(pl.col("i") % per_experiment) // 100, t=pl.col("i") % 100)
+        embryo=(pl.col("i") % per_experiment) // 100,
+        t=pl.col("i") % 100,
+    )
     embryo_id = pl.format("{}_{}_e{}", "exp", pl.lit("A01"), pl.col("embryo").cast(pl.String).str.zfill(3))
     control = pl.col("embryo") % 2 == 0
     return frame.select(
         snip_id=pl.format("{}_t{}", embryo_id, pl.col("t").cast(pl.String).str.zfill(4)),
-        embryo_id=embryo_id, experiment_date="exp", well=pl.lit("A01"), time_int="t",
+        embryo_id=embryo_id,
+        experiment_date="exp",
+        well=pl.lit("A01"),
+        time_int="t",
         **{"Time Rel (s)": pl.col("t") * 1800.0},
-        predicted_stage_hpf=24 + pl.col("t") * 0.5, surface_area_um=pl.Series(rng.normal(1.8e5, 1.5e4, snips)),
+        predicted_stage_hpf=24 + pl.col("t") * 0.5,
+        surface_area_um=pl.Series(rng.normal(1.8e5, 1.5e4, snips)),
         short_pert_name=pl.when(control).then(pl.lit("wt")).otherwise(pl.lit("atf6")),
         phenotype=pl.when(control).then(pl.lit("wt")).otherwise(pl.lit("atf6_mutant")),
-        control_flag=control, temperature=pl.lit(28.5), medium=pl.lit("E3"),
+        control_flag=control,
+        temperature=pl.lit(28.5),
+        medium=pl.lit("E3"),
         use_embryo_flag=pl.col("i") % 50 != 0,
-        length_um=pl.Series(rng.normal(2500, 30, snips)).round(1), width_um=pl.Series(rng.normal(480, 20, snips)).round(1),
-        master_perturbation=pl.lit("wt"), microscope=pl.lit("YX1"), start_age_hpf=pl.lit(24.0),
+        length_um=pl.Series(rng.normal(2500, 30, snips)).round(1),
+        width_um=pl.Series(rng.normal(480, 20, snips)).round(1),
+        master_perturbation=pl.lit("wt"),
+        microscope=pl.lit("YX1"),
+        start_age_hpf=pl.lit(24.0),
     )
 
 

@@ -20,10 +20,11 @@ import numpy as np
 
 from benchmarks.common import PERTURBATIONS, peak_of, table
 from benchmarks.legacy_root import df02_frame, write_df02
-from morphlake.embed.build import write_demo_encoder
-from morphlake.ingest.ledger import SNIP_SUBDIR
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.demo.images import embryo_snip
+from morphlake.embed.build import write_demo_encoder
+from morphlake.ingest.ledger import SNIP_SUBDIR
+
 
 def write_snips(root: Path, snips: int, per_experiment: int) -> list[str]:
     """df02 and one JPEG per row; returns the experiments in order."""
@@ -52,18 +53,37 @@ def main() -> None:
         for n in (args.small, args.large):
             lake = Path(tmp) / f"lake-{n}"
             chosen = experiments[: -(-n // args.per_experiment)]
-            peak_of([morphlake, "ingest", "--root", str(root), "--data-root", str(root), "--lake", str(lake),
-                     "--experiments", *chosen])
+            peak_of(
+                [
+                    morphlake,
+                    "ingest",
+                    "--root",
+                    str(root),
+                    "--data-root",
+                    str(root),
+                    "--lake",
+                    str(lake),
+                    "--experiments",
+                    *chosen,
+                ]
+            )
             wall, mib, _ = peak_of([morphlake, "embed", "--model", str(encoder), "--lake", str(lake)])
             record = json.loads(max((lake / "runs").glob("*-embed-*.json")).read_text())
             assert record["counts"]["embedded"] == n, record["counts"]
             results[n] = (wall, 1e3 / record["counts"]["images_per_s"], mib)
     rows = [[f"{n:,} snips", wall, wall / n * 1e3, loop_ms, mib] for n, (wall, loop_ms, mib) in results.items()]
-    print(table("scale benchmark: `morphlake embed` (demo encoder, CPU), each size in its own process",
-                ["", "wall s", "ms / image", "embed loop ms / image", "peak MiB"], rows))
+    print(
+        table(
+            "scale benchmark: `morphlake embed` (demo encoder, CPU), each size in its own process",
+            ["", "wall s", "ms / image", "embed loop ms / image", "peak MiB"],
+            rows,
+        )
+    )
     (_, small_ms, small_mb), (_, large_ms, large_mb) = results[args.small], results[args.large]
-    print(f"  embed loop time per image, large / small: {large_ms / small_ms:.2f} (1.00 = linear; the wall "
-          f"time also holds a fixed start-up: imports, encoder load, plan)")
+    print(
+        f"  embed loop time per image, large / small: {large_ms / small_ms:.2f} (1.00 = linear; the wall "
+        f"time also holds a fixed start-up: imports, encoder load, plan)"
+    )
     print(f"  peak memory, large - small: {large_mb - small_mb:+.0f} MiB (target: within 100 MB)")
 
 

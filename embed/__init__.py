@@ -6,5 +6,14 @@ from morphlake.embed.model import Encoder, EncoderInfo
 from morphlake.embed.reader import SnipRef
 from morphlake.embed.runner import EmbeddedBatch, embed_snips
 
-__all__ = ["EncoderSpec", "Encoder", "EncoderInfo", "SnipRef", "EmbeddedBatch", "embed_snips",
-           "EmbedError", "EncoderFileError", "DeviceUnavailable"]
+__all__ = [
+    "EncoderSpec",
+    "Encoder",
+    "EncoderInfo",
+    "SnipRef",
+    "EmbeddedBatch",
+    "embed_snips",
+    "EmbedError",
+    "EncoderFileError",
+    "DeviceUnavailable",
+]

@@ -10,8 +10,10 @@ INPUT_HEIGHT, INPUT_WIDTH = 288, 128
 CHANNELS = (1, 16, 32, 64, 128, 256)
 KERNEL, STRIDE, PADDING = 4, 2, 1
 BN_EPS = 1e-5
-PREPROCESSING = ("Pillow: open, convert('L'), resize to 128 wide x 288 high with BILINEAR, uint8; "
-                 "the graph casts to float and scales by 1/255")
+PREPROCESSING = (
+    "Pillow: open, convert('L'), resize to 128 wide x 288 high with BILINEAR, uint8; "
+    "the graph casts to float and scales by 1/255"
+)
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,15 @@ class EncoderSpec:
             for name in ("weight", "bias", "running_mean", "running_var"):
                 shapes[f"{bn}.{name}"] = (cout,)
         d, f = self.latent_dim, self.flat_features
-        shapes.update({
-            "embedding0.weight": (d, f), "embedding0.bias": (d,),
-            "embedding.weight": (d, d),
-            "log_var.weight": (d, f), "log_var.bias": (d,),
-        })
+        shapes.update(
+            {
+                "embedding0.weight": (d, f),
+                "embedding0.bias": (d,),
+                "embedding.weight": (d, d),
+                "log_var.weight": (d, f),
+                "log_var.bias": (d,),
+            }
+        )
         return shapes
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnx
@@ -56,8 +56,9 @@ def write_demo_encoder(path: Path, model_name: str, seed: int = 0, spec: Encoder
     return save_model(build_encoder_model(weights, spec, demo_metadata(seed, model_name)), path)
 
 
-def write_trained_encoder(path: Path, weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str,
-                          origin: str) -> Path:
+def write_trained_encoder(
+    path: Path, weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str, origin: str
+) -> Path:
     """An encoder from real weights (see embed.export for loading them from encoder_reformatted.pt)."""
     meta = {"model_name": model_name, "weights": "trained", "weights_origin": origin}
     return save_model(build_encoder_model(weights, spec, meta), path)

@@ -35,7 +35,9 @@ def demo_metadata(seed: int, model_name: str) -> dict[str, str]:
     return {
         "model_name": model_name,
         "weights": "demo",
-        "weights_origin": (f"DEMO WEIGHTS: seeded random (numpy default_rng seed {seed}), head biases centred on a "
-                           "blank background; not a trained model"),
+        "weights_origin": (
+            f"DEMO WEIGHTS: seeded random (numpy default_rng seed {seed}), head biases centred on a "
+            "blank background; not a trained model"
+        ),
         "demo_seed": str(seed),
     }

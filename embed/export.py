@@ -21,8 +21,10 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise EmbedError("export-onnx needs PyTorch, which is not installed",
-                         "install the export extra: pip install 'morphlake[export]' (or: pip install torch)") from None
+        raise EmbedError(
+            "export-onnx needs PyTorch, which is not installed",
+            "install the export extra: pip install 'morphlake[export]' (or: pip install torch)",
+        ) from None
     return torch
 
 
@@ -31,15 +33,21 @@ def read_config(path: Path) -> EncoderSpec:
     try:
         config = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise EncoderFileError(f"cannot read model config {path}: {exc}", "pass the model folder's model_config.json") from None
+        raise EncoderFileError(
+            f"cannot read model config {path}: {exc}", "pass the model folder's model_config.json"
+        ) from None
     name = config.get("name")
     if name not in (None, "SeqVAEConfig"):
-        raise EncoderFileError(f"{path} is a {name!r} config; the legacy encoder is a SeqVAEConfig",
-                               "pass the model_config.json of a SeqVAE model")
+        raise EncoderFileError(
+            f"{path} is a {name!r} config; the legacy encoder is a SeqVAEConfig",
+            "pass the model_config.json of a SeqVAE model",
+        )
     input_dim = config.get("input_dim")
     if input_dim is not None and list(input_dim) != [1, INPUT_HEIGHT, INPUT_WIDTH]:
-        raise EncoderFileError(f"{path} has input_dim {input_dim}; this encoder takes [1, 288, 128]",
-                               "only the 288x128 legacy encoder can be exported")
+        raise EncoderFileError(
+            f"{path} has input_dim {input_dim}; this encoder takes [1, 288, 128]",
+            "only the 288x128 legacy encoder can be exported",
+        )
     try:
         return EncoderSpec(latent_dim=int(config.get("latent_dim", 100)), zn_frac=float(config.get("zn_frac", 0.2)))
     except (TypeError, ValueError) as exc:
@@ -52,11 +60,15 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for damaged or foreign files
-        raise EncoderFileError(f"cannot load {path} as a PyTorch state dict ({type(exc).__name__}: {exc})",
-                               "pass encoder_reformatted.pt, the encoder's plain state dict") from None
+        raise EncoderFileError(
+            f"cannot load {path} as a PyTorch state dict ({type(exc).__name__}: {exc})",
+            "pass encoder_reformatted.pt, the encoder's plain state dict",
+        ) from None
     if not isinstance(state, dict) or not all(hasattr(v, "detach") for v in state.values()):
-        raise EncoderFileError(f"{path} is not a plain state dict (name -> tensor)",
-                               "save it with torch.save(encoder.state_dict(), 'encoder_reformatted.pt')")
+        raise EncoderFileError(
+            f"{path} is not a plain state dict (name -> tensor)",
+            "save it with torch.save(encoder.state_dict(), 'encoder_reformatted.pt')",
+        )
     return {k: v.detach().cpu().numpy() for k, v in state.items()}
 
 
@@ -91,8 +103,9 @@ class ExportReport:
     max_relative_error: float
 
 
-def verify_against_torch(onnx_path: Path, weights: dict[str, np.ndarray], spec: EncoderSpec, samples: int = 8,
-                         seed: int = 0) -> float:
+def verify_against_torch(
+    onnx_path: Path, weights: dict[str, np.ndarray], spec: EncoderSpec, samples: int = 8, seed: int = 0
+) -> float:
     """Largest relative error of the ONNX outputs against the PyTorch reference on random images."""
     torch = _torch()
     module = reference_module(spec)
@@ -101,8 +114,9 @@ def verify_against_torch(onnx_path: Path, weights: dict[str, np.ndarray], spec: 
     with torch.no_grad():
         ref = module(torch.from_numpy(pixels).float() / 255.0)
     got = Encoder(onnx_path, device="cpu").run(pixels)
-    return max(float(np.max(np.abs(g - r.numpy())) / max(float(np.max(np.abs(r.numpy()))), 1e-12))
-               for g, r in zip(got, ref))
+    return max(
+        float(np.max(np.abs(g - r.numpy())) / max(float(np.max(np.abs(r.numpy()))), 1e-12)) for g, r in zip(got, ref)
+    )
 
 
 def export_onnx(state_dict: Path, config: Path, out: Path, model_name: str | None = None) -> ExportReport:
@@ -118,9 +132,11 @@ def export_onnx(state_dict: Path, config: Path, out: Path, model_name: str | Non
     try:
         error = verify_against_torch(tmp, weights, spec)
         if not error <= TOLERANCE:
-            raise EncoderFileError(f"the exported graph differs from the PyTorch reference (relative error {error:.2e} "
-                                   f"> {TOLERANCE:.0e}); nothing was written to {out}",
-                                   "report this with the model folder; the state dict may not be this architecture")
+            raise EncoderFileError(
+                f"the exported graph differs from the PyTorch reference (relative error {error:.2e} "
+                f"> {TOLERANCE:.0e}); nothing was written to {out}",
+                "report this with the model folder; the state dict may not be this architecture",
+            )
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -65,10 +65,13 @@ def _providers(device: str) -> list:
             raise DeviceUnavailable(
                 f"--device cuda was asked for, but this onnxruntime ({ort.__version__}) has no CUDA provider "
                 f"(available: {', '.join(available)})",
-                "install onnxruntime-gpu, or use --device auto / cpu")
+                "install onnxruntime-gpu, or use --device auto / cpu",
+            )
         if not cuda_driver_present():
-            raise DeviceUnavailable("--device cuda was asked for, but no NVIDIA driver (libcuda.so.1) is present",
-                                    "run on a machine with a GPU, or use --device auto / cpu")
+            raise DeviceUnavailable(
+                "--device cuda was asked for, but no NVIDIA driver (libcuda.so.1) is present",
+                "run on a machine with a GPU, or use --device auto / cpu",
+            )
         return [(CUDA, {"device_id": 0}), CPU]
     return [(CUDA, {"device_id": 0}), CPU] if CUDA in available and cuda_driver_present() else [CPU]
 
@@ -81,8 +84,10 @@ class Encoder:
         suits embed_snips on the CPU, which runs one batch per core side by side."""
         self.path = Path(path)
         if not self.path.is_file():
-            raise EncoderFileError(f"encoder file not found: {self.path}",
-                                   "pass the .onnx written by `morphlake export-onnx` or `morphlake demo`")
+            raise EncoderFileError(
+                f"encoder file not found: {self.path}",
+                "pass the .onnx written by `morphlake export-onnx` or `morphlake demo`",
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -96,12 +101,16 @@ class Encoder:
         except DeviceUnavailable:
             raise
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise EncoderFileError(f"{self.path} is not a loadable ONNX model ({type(exc).__name__}: {exc})",
-                                   "re-create it with `morphlake export-onnx`") from exc
+            raise EncoderFileError(
+                f"{self.path} is not a loadable ONNX model ({type(exc).__name__}: {exc})",
+                "re-create it with `morphlake export-onnx`",
+            ) from exc
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != CUDA:
-            raise DeviceUnavailable(f"--device cuda was asked for, but onnxruntime fell back to {self.provider}",
-                                    "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or use --device cpu")
+            raise DeviceUnavailable(
+                f"--device cuda was asked for, but onnxruntime fell back to {self.provider}",
+                "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or use --device cpu",
+            )
         self.info = self._describe()
         self._binding = None
 
@@ -110,28 +119,48 @@ class Encoder:
         props = {k.removeprefix("morphlake."): v for k, v in meta.items() if k.startswith("morphlake.")}
         missing = [k for k in REQUIRED_METADATA if k not in props]
         if missing:
-            raise EncoderFileError(f"{self.path} lacks morphlake metadata ({', '.join(missing)})",
-                                   "export it with `morphlake export-onnx` so the file describes its model")
+            raise EncoderFileError(
+                f"{self.path} lacks morphlake metadata ({', '.join(missing)})",
+                "export it with `morphlake export-onnx` so the file describes its model",
+            )
         if props["architecture"] != ARCHITECTURE:
-            raise EncoderFileError(f"{self.path} is a {props['architecture']!r} model, expected {ARCHITECTURE!r}",
-                                   "use an encoder exported by this version of morphlake")
+            raise EncoderFileError(
+                f"{self.path} is a {props['architecture']!r} model, expected {ARCHITECTURE!r}",
+                "use an encoder exported by this version of morphlake",
+            )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        shape_ok = (len(inputs) == 1 and inputs[0].name == INPUT_NAME and inputs[0].type == "tensor(uint8)"
-                    and list(inputs[0].shape[1:]) == [1, INPUT_HEIGHT, INPUT_WIDTH])
+        shape_ok = (
+            len(inputs) == 1
+            and inputs[0].name == INPUT_NAME
+            and inputs[0].type == "tensor(uint8)"
+            and list(inputs[0].shape[1:]) == [1, INPUT_HEIGHT, INPUT_WIDTH]
+        )
         if not shape_ok:
             got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
-            raise EncoderFileError(f"{self.path} has input(s) {got}; expected image tensor(uint8) [N, 1, 288, 128]",
-                                   "re-export the encoder with `morphlake export-onnx`")
+            raise EncoderFileError(
+                f"{self.path} has input(s) {got}; expected image tensor(uint8) [N, 1, 288, 128]",
+                "re-export the encoder with `morphlake export-onnx`",
+            )
         dim = int(props["latent_dim"])
         names = {o.name: o.shape for o in outputs}
         if set(names) != {MU_NAME, LOGVAR_NAME} or any(s[-1] != dim for s in names.values()):
-            raise EncoderFileError(f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
-                                   "re-export the encoder with `morphlake export-onnx`")
+            raise EncoderFileError(
+                f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
+                "re-export the encoder with `morphlake export-onnx`",
+            )
         sha = file_sha256(self.path)
-        return EncoderInfo(self.path, sha, props["model_name"], dim, float(props["zn_frac"]),
-                           int(props.get("nuisance_dims", int(dim * float(props["zn_frac"])))),
-                           props["weights"], props.get("precision", "fp32"), props.get("derived_from_sha256", sha),
-                           props)
+        return EncoderInfo(
+            self.path,
+            sha,
+            props["model_name"],
+            dim,
+            float(props["zn_frac"]),
+            int(props.get("nuisance_dims", int(dim * float(props["zn_frac"])))),
+            props["weights"],
+            props.get("precision", "fp32"),
+            props.get("derived_from_sha256", sha),
+            props,
+        )
 
     @property
     def concurrent(self) -> bool:

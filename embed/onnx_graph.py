@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from morphlake.embed.architecture import (ARCHITECTURE, BN_EPS, CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING,
-                                PREPROCESSING, STRIDE, EncoderSpec)
+from morphlake.embed.architecture import (
+    ARCHITECTURE,
+    BN_EPS,
+    CHANNELS,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    KERNEL,
+    PADDING,
+    PREPROCESSING,
+    STRIDE,
+    EncoderSpec,
+)
 from morphlake.embed.errors import EncoderFileError
 
 OPSET = 17
@@ -21,8 +31,11 @@ def check_weights(weights: Mapping[str, np.ndarray], spec: EncoderSpec) -> None:
     """Every expected key present with its shape; raise EncoderFileError listing what is wrong."""
     expected = spec.expected_shapes()
     problems = [f"missing key {k!r} (shape {s})" for k, s in expected.items() if k not in weights]
-    problems += [f"key {k!r} has shape {tuple(np.shape(weights[k]))}, expected {s}"
-                 for k, s in expected.items() if k in weights and tuple(np.shape(weights[k])) != s]
+    problems += [
+        f"key {k!r} has shape {tuple(np.shape(weights[k]))}, expected {s}"
+        for k, s in expected.items()
+        if k in weights and tuple(np.shape(weights[k])) != s
+    ]
     ignored = {k for k in weights if k.endswith("num_batches_tracked")}
     problems += [f"unexpected key {k!r}" for k in weights if k not in expected and k not in ignored]
     if problems:
@@ -39,12 +52,17 @@ def fold_batchnorm(weights: Mapping[str, np.ndarray], block: int) -> tuple[np.nd
     w = np.asarray(weights[f"{conv}.weight"], np.float64)
     b = np.asarray(weights[f"{conv}.bias"], np.float64)
     scale = np.asarray(weights[f"{bn}.weight"], np.float64) / np.sqrt(
-        np.asarray(weights[f"{bn}.running_var"], np.float64) + BN_EPS)
-    shift = np.asarray(weights[f"{bn}.bias"], np.float64) - np.asarray(weights[f"{bn}.running_mean"], np.float64) * scale
+        np.asarray(weights[f"{bn}.running_var"], np.float64) + BN_EPS
+    )
+    shift = (
+        np.asarray(weights[f"{bn}.bias"], np.float64) - np.asarray(weights[f"{bn}.running_mean"], np.float64) * scale
+    )
     return (w * scale[:, None, None, None]).astype(np.float32), (b * scale + shift).astype(np.float32)
 
 
-def build_encoder_model(weights: Mapping[str, np.ndarray], spec: EncoderSpec, metadata: Mapping[str, object]) -> onnx.ModelProto:
+def build_encoder_model(
+    weights: Mapping[str, np.ndarray], spec: EncoderSpec, metadata: Mapping[str, object]
+) -> onnx.ModelProto:
     """ONNX encoder: uint8 image [N,1,288,128] -> z_mu, z_logvar float32 [N,latent_dim]."""
     check_weights(weights, spec)
     inits, nodes = [], []
@@ -58,24 +76,57 @@ def build_encoder_model(weights: Mapping[str, np.ndarray], spec: EncoderSpec, me
     x = "x0"
     for i in range(len(CHANNELS) - 1):
         w, b = fold_batchnorm(weights, i)
-        nodes.append(helper.make_node(
-            "Conv", [x, const(f"conv{i}.weight", w), const(f"conv{i}.bias", b)], [f"conv{i}"],
-            kernel_shape=[KERNEL, KERNEL], strides=[STRIDE, STRIDE], pads=[PADDING] * 4))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, const(f"conv{i}.weight", w), const(f"conv{i}.bias", b)],
+                [f"conv{i}"],
+                kernel_shape=[KERNEL, KERNEL],
+                strides=[STRIDE, STRIDE],
+                pads=[PADDING] * 4,
+            )
+        )
         nodes.append(helper.make_node("Relu", [f"conv{i}"], [f"x{i + 1}"]))
         x = f"x{i + 1}"
     nodes.append(helper.make_node("Flatten", [x], ["features"], axis=1))
-    nodes.append(helper.make_node("Gemm", ["features", const("embedding0.weight", weights["embedding0.weight"]),
-                                           const("embedding0.bias", weights["embedding0.bias"])], ["h"], transB=1))
-    nodes.append(helper.make_node("MatMul", ["h", const("embedding.weight_t", np.asarray(weights["embedding.weight"]).T)],
-                                  [MU_NAME]))
-    nodes.append(helper.make_node("Gemm", ["features", const("log_var.weight", weights["log_var.weight"]),
-                                           const("log_var.bias", weights["log_var.bias"])], [LOGVAR_NAME], transB=1))
+    nodes.append(
+        helper.make_node(
+            "Gemm",
+            [
+                "features",
+                const("embedding0.weight", weights["embedding0.weight"]),
+                const("embedding0.bias", weights["embedding0.bias"]),
+            ],
+            ["h"],
+            transB=1,
+        )
+    )
+    nodes.append(
+        helper.make_node(
+            "MatMul", ["h", const("embedding.weight_t", np.asarray(weights["embedding.weight"]).T)], [MU_NAME]
+        )
+    )
+    nodes.append(
+        helper.make_node(
+            "Gemm",
+            [
+                "features",
+                const("log_var.weight", weights["log_var.weight"]),
+                const("log_var.bias", weights["log_var.bias"]),
+            ],
+            [LOGVAR_NAME],
+            transB=1,
+        )
+    )
     d = spec.latent_dim
     graph = helper.make_graph(
-        nodes, "legacy_encoder",
+        nodes,
+        "legacy_encoder",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", 1, INPUT_HEIGHT, INPUT_WIDTH])],
-        [helper.make_tensor_value_info(MU_NAME, TensorProto.FLOAT, ["batch", d]),
-         helper.make_tensor_value_info(LOGVAR_NAME, TensorProto.FLOAT, ["batch", d])],
+        [
+            helper.make_tensor_value_info(MU_NAME, TensorProto.FLOAT, ["batch", d]),
+            helper.make_tensor_value_info(LOGVAR_NAME, TensorProto.FLOAT, ["batch", d]),
+        ],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="morphlake")

@@ -54,7 +54,9 @@ def _fp32_convs(model: onnx.ModelProto, count: int = FP32_CONVS) -> list[str]:
     """The first `count` Conv nodes and the Relus that follow them."""
     convs = [n for n in model.graph.node if n.op_type == "Conv"][:count]
     outputs = {c.output[0] for c in convs}
-    return [c.name for c in convs] + [n.name for n in model.graph.node if n.op_type == "Relu" and outputs & set(n.input)]
+    return [c.name for c in convs] + [
+        n.name for n in model.graph.node if n.op_type == "Relu" and outputs & set(n.input)
+    ]
 
 
 def _int8(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelProto:
@@ -63,7 +65,9 @@ def _int8(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelPro
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(calibration[i:i + CALIBRATION_BATCH] for i in range(0, len(calibration), CALIBRATION_BATCH))
+            self.batches = iter(
+                calibration[i : i + CALIBRATION_BATCH] for i in range(0, len(calibration), CALIBRATION_BATCH)
+            )
 
         def get_next(self):
             batch = next(self.batches, None)
@@ -74,14 +78,23 @@ def _int8(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelPro
     model = _named(onnx.load(prepared))
     onnx.save(model, prepared)
     # A fixed calibration makes every snip's embedding independent of the other snips in its batch.
-    quantize_static(str(prepared), str(quantized), Batches(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    op_types_to_quantize=["Conv", "Relu"], nodes_to_exclude=_fp32_convs(model))
+    quantize_static(
+        str(prepared),
+        str(quantized),
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["Conv", "Relu"],
+        nodes_to_exclude=_fp32_convs(model),
+    )
     return onnx.load(quantized)
 
 
-def derive_encoder(source: Path, precision: str, out: Path, calibration: np.ndarray | None = None,
-                   calibration_note: str = "") -> Path:
+def derive_encoder(
+    source: Path, precision: str, out: Path, calibration: np.ndarray | None = None, calibration_note: str = ""
+) -> Path:
     """Write `out`: the encoder at `source` in `precision`, its metadata naming where it came from."""
     if precision not in PRECISIONS or precision == "fp32":
         raise EmbedError(f"cannot derive a {precision!r} encoder", f"choose one of: {', '.join(PRECISIONS[1:])}")
@@ -91,9 +104,15 @@ def derive_encoder(source: Path, precision: str, out: Path, calibration: np.ndar
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".derive-") as scratch:
         model = _fp16(source) if precision == "fp16" else _int8(source, calibration, Path(scratch))
-        _set_metadata(model, {"morphlake.precision": precision, "morphlake.derived_from_sha256": file_sha256(source),
-                              "morphlake.calibration": calibration_note if precision == "int8" else "",
-                              "morphlake.recipe": INT8_RECIPE if precision == "int8" else "fp16, uint8 input, fp32 outputs"})
+        _set_metadata(
+            model,
+            {
+                "morphlake.precision": precision,
+                "morphlake.derived_from_sha256": file_sha256(source),
+                "morphlake.calibration": calibration_note if precision == "int8" else "",
+                "morphlake.recipe": INT8_RECIPE if precision == "int8" else "fp16, uint8 input, fp32 outputs",
+            },
+        )
         staged = Path(scratch) / "derived.onnx"
         onnx.save(model, staged)
         os.replace(staged, out)
@@ -103,8 +122,14 @@ def derive_encoder(source: Path, precision: str, out: Path, calibration: np.ndar
 def cpu_int8_support() -> str:
     """Which int8 dot-product instructions this CPU has, as onnxruntime's CPU kernels would use them."""
     try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
+        flags = next(
+            (
+                line.split(":", 1)[1].split()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("flags")
+            ),
+            [],
+        )
     except OSError:
         return "unknown"
     for flag in ("avx512_vnni", "avx_vnni", "avx2"):

@@ -6,9 +6,10 @@ import hashlib
 import io
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -22,8 +23,14 @@ ASPECT_TOLERANCE = 0.02
 # Legacy preprocessing is Image.open(p).convert("L"): these modes go through that same conversion ...
 CONVERTED_MODES = frozenset({"RGB", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"})
 # ... and these are refused, because convert("L") would silently clip them to 8 bits.
-REFUSED_MODES = {"I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I;16N": "16-bit",
-                 "I": "32-bit integer", "F": "32-bit float"}
+REFUSED_MODES = {
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I;16L": "16-bit",
+    "I;16N": "16-bit",
+    "I": "32-bit integer",
+    "F": "32-bit float",
+}
 T, R = TypeVar("T"), TypeVar("R")
 
 
@@ -82,10 +89,14 @@ def _check_mode(mode: str, fmt: str | None) -> None:
     if mode == "L" or mode in CONVERTED_MODES:
         return
     if mode in REFUSED_MODES:
-        raise SnipProblem(f"image mode {mode!r} ({REFUSED_MODES[mode]} {fmt}): converting to 8-bit grayscale "
-                          "would clip it; save the snip as 8-bit grayscale")
-    raise SnipProblem(f"image mode {mode!r} ({fmt}) is not one morphlake converts to grayscale; "
-                      "save the snip as 8-bit grayscale (or RGB)")
+        raise SnipProblem(
+            f"image mode {mode!r} ({REFUSED_MODES[mode]} {fmt}): converting to 8-bit grayscale "
+            "would clip it; save the snip as 8-bit grayscale"
+        )
+    raise SnipProblem(
+        f"image mode {mode!r} ({fmt}) is not one morphlake converts to grayscale; "
+        "save the snip as 8-bit grayscale (or RGB)"
+    )
 
 
 def _exact_reduction(w: int, h: int) -> bool:
@@ -146,8 +157,9 @@ def chunks(snips: Iterable[SnipRef], batch_size: int) -> Iterator[list[SnipRef]]
         yield chunk
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, prefetch: int | None = None,
-                name: str = "decode") -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, prefetch: int | None = None, name: str = "decode"
+) -> Iterator[R]:
     """fn over items in `workers` threads, results in input order, with a bounded number in flight."""
     if workers < 1:
         raise ValueError("workers must be at least 1")
@@ -165,10 +177,12 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, prefetch
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def decode_batches(snips: Iterable[SnipRef], batch_size: int, workers: int, prefetch: int | None = None,
-                   reduced: bool = False) -> Iterator[DecodedBatch]:
+def decode_batches(
+    snips: Iterable[SnipRef], batch_size: int, workers: int, prefetch: int | None = None, reduced: bool = False
+) -> Iterator[DecodedBatch]:
     """Batches in input order, decoded by `workers` threads with a bounded number in flight."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    return ordered_map(lambda chunk: decode_chunk(chunk, batch_size, reduced), chunks(snips, batch_size),
-                       workers, prefetch)
+    return ordered_map(
+        lambda chunk: decode_chunk(chunk, batch_size, reduced), chunks(snips, batch_size), workers, prefetch
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -23,8 +23,8 @@ class EmbeddedBatch:
     z_logvar: np.ndarray
     failures: list[tuple[SnipRef, str]] = field(default_factory=list)
     decode_s: float = 0.0  # CPU seconds spent decoding (in the worker threads)
-    wait_s: float = 0.0    # wall seconds the consumer waited for this batch
-    infer_s: float = 0.0   # wall seconds of the encoder run
+    wait_s: float = 0.0  # wall seconds the consumer waited for this batch
+    infer_s: float = 0.0  # wall seconds of the encoder run
 
 
 def default_workers() -> int:
@@ -42,12 +42,14 @@ def _embed(encoder: Encoder, batch: DecodedBatch) -> tuple[np.ndarray, np.ndarra
 def _result(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) -> EmbeddedBatch:
     start = time.perf_counter()
     mu, logvar = _embed(encoder, batch)
-    return EmbeddedBatch(batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited,
-                         time.perf_counter() - start)
+    return EmbeddedBatch(
+        batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited, time.perf_counter() - start
+    )
 
 
-def embed_snips(snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64, workers: int | None = None,
-                reduced: bool = False) -> Iterator[EmbeddedBatch]:
+def embed_snips(
+    snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64, workers: int | None = None, reduced: bool = False
+) -> Iterator[EmbeddedBatch]:
     """Embedded batches in input order; every batch runs at the same size (the last one is padded).
 
     On the CPU each of `workers` threads decodes a batch and runs the encoder on it, so decode and
@@ -58,8 +60,12 @@ def embed_snips(snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64
         raise ValueError("batch_size must be at least 1")
     workers = workers or default_workers()
     if encoder.concurrent:
-        jobs = ordered_map(lambda chunk: _result(decode_chunk(chunk, batch_size, reduced), encoder),
-                           chunks(snips, batch_size), workers, name="embed")
+        jobs = ordered_map(
+            lambda chunk: _result(decode_chunk(chunk, batch_size, reduced), encoder),
+            chunks(snips, batch_size),
+            workers,
+            name="embed",
+        )
         for batch, waited in _waited(jobs):
             batch.wait_s = waited
             yield batch

@@ -13,8 +13,10 @@ _STRING_SUFFIXES = ("_id", "_date", "_name", "_path")
 def _as_bool(col: str) -> pl.Expr:
     lowered = pl.col(col).str.to_lowercase()
     return (
-        pl.when(lowered.is_in(TRUE_TOKENS)).then(True)
-        .when(lowered.is_in(FALSE_TOKENS)).then(False)
+        pl.when(lowered.is_in(TRUE_TOKENS))
+        .then(True)
+        .when(lowered.is_in(FALSE_TOKENS))
+        .then(False)
         .otherwise(None)
         .alias(col)
     )
@@ -67,6 +69,10 @@ def coerce(frame: pl.DataFrame, declared: dict[str, pl.DataType]) -> tuple[pl.Da
 def to_arrow(frame: pl.DataFrame) -> pa.Table:
     """Polars -> Arrow with plain `string` columns (Polars gives large_string; readers merge partitions by type)."""
     table = frame.to_arrow()
-    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
-                        else f for f in table.schema])
+    schema = pa.schema(
+        [
+            f.with_type(pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f
+            for f in table.schema
+        ]
+    )
     return table.cast(schema)

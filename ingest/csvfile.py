@@ -75,26 +75,36 @@ def read_csv_strings(path: Path, what: str, columns: list[str] | None = None) ->
             columns=wanted,
         )
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"{what} file {path} could not be parsed as CSV: {exc}", "check quoting and separators") from exc
+        raise InputError(
+            f"{what} file {path} could not be parsed as CSV: {exc}", "check quoting and separators"
+        ) from exc
     frame = _drop_index_columns(frame, parsed_names[:leading], names[:leading], path=path, what=what)
     blank = [i + 1 for i, n in enumerate(names) if not n and parsed_names[i] in frame.columns]
     if blank:
-        raise InputError(f"{what} file {path} has a column with an empty name (column {blank[0]})",
-                         "name every column in the header (a leading pandas index column of 0, 1, 2, … is "
-                         "recognised and left out)")
+        raise InputError(
+            f"{what} file {path} has a column with an empty name (column {blank[0]})",
+            "name every column in the header (a leading pandas index column of 0, 1, 2, … is recognised and left out)",
+        )
     # Strip surrounding spaces and carriage returns left by odd exports.
     frame = frame.with_columns(pl.all().str.strip_chars(" \r\t"))
     return frame.with_columns(pl.when(pl.all() == "").then(None).otherwise(pl.all()).name.keep())
 
 
-def _drop_index_columns(frame: pl.DataFrame, candidates: list[str], headers: list[str], *, path: Path,
-                        what: str) -> pl.DataFrame:
+def _drop_index_columns(
+    frame: pl.DataFrame, candidates: list[str], headers: list[str], *, path: Path, what: str
+) -> pl.DataFrame:
     """Drop leading pandas index columns (empty or `Unnamed: N` header, whole numbers in every row)."""
     for column, header in zip(candidates, headers):
         values = frame[column].str.strip_chars()
         if values.null_count() or not values.str.contains(INTEGER).all():
             break
         frame = frame.drop(column)
-        log.info("%s file %s: left out its leading index column %s (pandas to_csv; integers %s..%s)", what,
-                    path, repr(header) if header else "with an empty header", values.min(), values.max())
+        log.info(
+            "%s file %s: left out its leading index column %s (pandas to_csv; integers %s..%s)",
+            what,
+            path,
+            repr(header) if header else "with an empty header",
+            values.min(),
+            values.max(),
+        )
     return frame

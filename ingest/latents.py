@@ -39,20 +39,26 @@ def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
     parsed = {c: Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
     unknown = [c for c, m in parsed.items() if m is None]
     if unknown:
-        raise InputError(f"latent file {path} has unrecognised z column(s): {', '.join(unknown[:5])}",
-                         "z columns must be z_mu_00.. / z_sigma_00.. or z_mu_n_00.. / z_mu_b_20..")
+        raise InputError(
+            f"latent file {path} has unrecognised z column(s): {', '.join(unknown[:5])}",
+            "z columns must be z_mu_00.. / z_sigma_00.. or z_mu_n_00.. / z_mu_b_20..",
+        )
     styles = {"bio_nuisance" if m["part"] else "flat" for m in parsed.values()}
     if len(styles) > 1:
-        raise InputError(f"latent file {path} mixes flat (z_mu_00) and bio/nuisance (z_mu_n_00) column names",
-                         "rewrite the file with one naming style")
+        raise InputError(
+            f"latent file {path} mixes flat (z_mu_00) and bio/nuisance (z_mu_n_00) column names",
+            "rewrite the file with one naming style",
+        )
     rename, indices = {}, {"mu": set(), "sigma": set()}
     for col, m in parsed.items():
         index = int(m["index"])
         indices[m["kind"]].add(index)
         rename[col] = f"z_{m['kind']}_{index:02d}"
     if indices["sigma"] and not indices["mu"]:
-        raise InputError(f"latent file {path} has z_sigma columns but no z_mu columns",
-                         "the store needs the z_mu_* means (z_sigma_* may be left out, not z_mu_*)")
+        raise InputError(
+            f"latent file {path} has z_sigma columns but no z_mu columns",
+            "the store needs the z_mu_* means (z_sigma_* may be left out, not z_mu_*)",
+        )
     dim = len(indices["mu"])
     for kind, got in indices.items():
         if kind == "sigma" and not got:
@@ -73,7 +79,9 @@ def z_columns(dim: int) -> list[str]:
     return [f"z_mu_{i:02d}" for i in range(dim)] + [f"z_sigma_{i:02d}" for i in range(dim)]
 
 
-def read_latent_file(path: Path, experiment: str, expected_dim: int | None = None) -> tuple[pa.Table, str, list[Skipped]]:
+def read_latent_file(
+    path: Path, experiment: str, expected_dim: int | None = None
+) -> tuple[pa.Table, str, list[Skipped]]:
     """One morph_latents CSV -> (table of snip_id, experiment_date, z_naming, flat float32 z, style, skipped).
 
     A store without z_sigma columns gets them as nulls (the means are all such a store kept).
@@ -81,13 +89,18 @@ def read_latent_file(path: Path, experiment: str, expected_dim: int | None = Non
     check_segment("experiment_date", experiment)
     raw = read_csv_strings(path, "latent")
     if "snip_id" not in raw.columns:
-        raise InputError(f"latent file {path} lacks the 'snip_id' column", "the store needs experiment_date, embryo_id, snip_id, z_mu_*, z_sigma_*")
+        raise InputError(
+            f"latent file {path} lacks the 'snip_id' column",
+            "the store needs experiment_date, embryo_id, snip_id, z_mu_*, z_sigma_*",
+        )
     style, dim, rename = z_naming(raw.columns, path)
     if dim == 0:
         raise InputError(f"latent file {path} has no z_mu_* / z_sigma_* columns", "check this is a latent store file")
     if expected_dim is not None and dim != expected_dim:
-        raise InputError(f"latent file {path} has {dim} latent dims, the model has {expected_dim}",
-                         "check the file belongs to this --model-name")
+        raise InputError(
+            f"latent file {path} has {dim} latent dims, the model has {expected_dim}",
+            "check the file belongs to this --model-name",
+        )
     held = set(rename.values())
     zs = [c for c in z_columns(dim) if c in held]  # what the file holds (maybe no z_sigma)
     frame = raw.rename(rename).select("snip_id", *zs).with_columns(normalise_stem_expr("snip_id"))
@@ -104,18 +117,26 @@ def read_latent_file(path: Path, experiment: str, expected_dim: int | None = Non
         reasons = []
         if is_bad:
             cols = [c for c in zs if not _finite(typed[c][i])]
-            reasons.append(f"non-finite or unparsable z value(s) in {', '.join(cols[:4])}{' ...' if len(cols) > 4 else ''}"
-                           f" (e.g. {raw[_orig(rename, cols[0])][i]!r})")
+            reasons.append(
+                f"non-finite or unparsable z value(s) in {', '.join(cols[:4])}{' ...' if len(cols) > 4 else ''}"
+                f" (e.g. {raw[_orig(rename, cols[0])][i]!r})"
+            )
         if blank:
             reasons.append("snip_id is blank")
         if dup:
             reasons.append("snip_id appears more than once in the file")
-        skipped.append(Skipped("latents", str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", "; ".join(reasons)))
+        skipped.append(
+            Skipped(
+                "latents", str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", "; ".join(reasons)
+            )
+        )
     keep = ~(bad["bad"] | bad["blank"] | bad["dup"])
     absent = [pl.lit(None, pl.Float32).alias(c) for c in z_columns(dim) if c not in zs]
-    out = typed.filter(keep).with_columns(
-        pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming"), *absent
-    ).select("snip_id", "experiment_date", "z_naming", *z_columns(dim))
+    out = (
+        typed.filter(keep)
+        .with_columns(pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming"), *absent)
+        .select("snip_id", "experiment_date", "z_naming", *z_columns(dim))
+    )
     return to_arrow(out.sort("snip_id")), style, skipped
 
 
@@ -127,8 +148,13 @@ def _orig(rename: dict[str, str], flat: str) -> str:
     return next(old for old, new in rename.items() if new == flat)
 
 
-def read_latent_store(data_root: Path, model_name: str, experiments: list[str] | None = None,
-                      expected_dim: int | None = None, skip_bad_files: bool = False):
+def read_latent_store(
+    data_root: Path,
+    model_name: str,
+    experiments: list[str] | None = None,
+    expected_dim: int | None = None,
+    skip_bad_files: bool = False,
+):
     """Yield (experiment, table, style, skipped) for each latent file of the model (optionally filtered).
 
     expected_dim: the model's width; None takes the first readable file's, and every other file must agree.
@@ -145,4 +171,9 @@ def read_latent_store(data_root: Path, model_name: str, experiments: list[str] |
         except InputError as exc:
             if not skip_bad_files:
                 raise
-            yield experiment, None, None, [Skipped("latents", experiment, str(path), str(exc).replace("\n  hint:", ";"))]
+            yield (
+                experiment,
+                None,
+                None,
+                [Skipped("latents", experiment, str(path), str(exc).replace("\n  hint:", ";"))],
+            )

@@ -14,18 +14,20 @@ from morphlake.ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_s
 
 log = logging.getLogger("morphlake.ingest")
 SNIP_SUBDIR = Path("training_data") / "bf_embryo_snips"
-LEDGER_SCHEMA = pa.schema([
-    ("snip_id", pa.string()),
-    ("experiment_date", pa.string()),
-    ("path", pa.string()),
-    ("format", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("mode", pa.string()),
-    ("file_size", pa.int64()),
-    ("mtime_ns", pa.int64()),
-    ("fingerprint", pa.string()),
-])
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("snip_id", pa.string()),
+        ("experiment_date", pa.string()),
+        ("path", pa.string()),
+        ("format", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("mode", pa.string()),
+        ("file_size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("fingerprint", pa.string()),
+    ]
+)
 
 
 def snip_dir(data_root: Path, experiment: str) -> Path:
@@ -70,7 +72,9 @@ def scan_snips(
     folder = snip_dir(data_root, experiment)
     root = Path(data_root).resolve()
     if not folder.is_dir():
-        raise InputError(f"no snip folder for experiment {experiment!r}: {folder}", "check --data-root or --experiments")
+        raise InputError(
+            f"no snip folder for experiment {experiment!r}: {folder}", "check --data-root or --experiments"
+        )
     rows, skipped, seen, orphans = [], [], {}, []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not (path.is_file() or path.is_symlink()):
@@ -113,14 +117,28 @@ def scan_snips(
         seen[snip_id] = path.name
         old = (previous or {}).get(str(path))
         reuse = old and old["file_size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns
-        rows.append({
-            "snip_id": snip_id, "experiment_date": experiment, "path": str(path), "format": fmt,
-            "width": width, "height": height, "mode": mode, "file_size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real) if fingerprint else None,
-        })
+        rows.append(
+            {
+                "snip_id": snip_id,
+                "experiment_date": experiment,
+                "path": str(path),
+                "format": fmt,
+                "width": width,
+                "height": height,
+                "mode": mode,
+                "file_size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real) if fingerprint else None,
+            }
+        )
     if orphans:
-        log.info("%s: %d image file(s) match no df02 row and are left out of the ledger: %s%s", folder, len(orphans),
-                 ", ".join(orphans[:5]), " …" if len(orphans) > 5 else "")
+        log.info(
+            "%s: %d image file(s) match no df02 row and are left out of the ledger: %s%s",
+            folder,
+            len(orphans),
+            ", ".join(orphans[:5]),
+            " …" if len(orphans) > 5 else "",
+        )
     rows.sort(key=lambda r: r["snip_id"])
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
 

@@ -47,8 +47,7 @@ def normalise_stem(name: str) -> str:
 
 def normalise_stem_expr(column: str) -> pl.Expr:
     """normalise_stem for ids in a table column (no folders to drop there), as a Polars expression."""
-    return (pl.col(column).str.replace(r"(?i)\.(jpe?g|png)$", "")
-            .str.replace(r"_s(\d{4})$", "_t$1").alias(column))
+    return pl.col(column).str.replace(r"(?i)\.(jpe?g|png)$", "").str.replace(r"_s(\d{4})$", "_t$1").alias(column)
 
 
 def parse_snip_id(snip_id: str) -> dict[str, str] | None:

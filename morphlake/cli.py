@@ -9,20 +9,27 @@ from pathlib import Path
 
 import click
 
+from morphlake import DEFAULT_MODEL_NAME, __version__
 from morphlake.embed.errors import EmbedError
 from morphlake.ingest.errors import InputError
-from morphlake import DEFAULT_MODEL_NAME, __version__
 from morphlake.lake.layout import Lake
 from morphlake.steps.lifecycle import EXIT_FAILED, StepResult
 
 log = logging.getLogger("morphlake")
 
 lake_option = click.option(
-    "--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Lake root (default: $MORPHLAKE_LAKE, else ./lake).")
+    "--lake",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Lake root (default: $MORPHLAKE_LAKE, else ./lake).",
+)
 partial_option = click.option(
-    "--allow-partial", is_flag=True,
-    help="Skip bad items instead of failing; they are listed in runs/<run_id>.partial.json and the exit code is 2.")
+    "--allow-partial",
+    is_flag=True,
+    help="Skip bad items instead of failing; they are listed in runs/<run_id>.partial.json and the exit code is 2.",
+)
+
+
 class VariadicOption(click.Option):
     """`--experiments A B C` as the legacy scripts pass it (click options otherwise take one value each)."""
 
@@ -43,8 +50,12 @@ class VariadicOption(click.Option):
 
 
 experiments_option = click.option(
-    "--experiments", cls=VariadicOption, multiple=True, metavar="EXP…",
-    help="Limit the run to these experiments: --experiments A B C (commas and repeating the option work too).")
+    "--experiments",
+    cls=VariadicOption,
+    multiple=True,
+    metavar="EXP…",
+    help="Limit the run to these experiments: --experiments A B C (commas and repeating the option work too).",
+)
 
 
 def split_names(values: tuple[str, ...]) -> list[str] | None:
@@ -56,8 +67,10 @@ def report(result: StepResult, lake: Lake) -> None:
     """One summary line per step on stdout; where the run record (and partial manifest) is."""
     rec = result.record
     parts = rec.get("partitions", {})
-    click.echo(f"{rec['command']}: {rec['outcome']} — {len(parts.get('published', []))} partition(s) written, "
-               f"{len(parts.get('unchanged', []))} unchanged; run record {lake.runs_dir / (result.run_id + '.json')}")
+    click.echo(
+        f"{rec['command']}: {rec['outcome']} — {len(parts.get('published', []))} partition(s) written, "
+        f"{len(parts.get('unchanged', []))} unchanged; run record {lake.runs_dir / (result.run_id + '.json')}"
+    )
     if result.skipped:
         click.echo(f"  {len(result.skipped)} item(s) skipped, listed in {rec.get('partial_manifest')}", err=True)
 
@@ -83,19 +96,31 @@ def main(quiet: bool) -> None:
     Try it:  morphlake demo
     Then:    duckdb lake/warehouse.duckdb "select * from df03 limit 5"
     """
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
-                        force=True)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
+    )
 
 
 @main.command()
-@click.option("--root", type=click.Path(path_type=Path), default=Path("demo-data"), show_default=True,
-              help="Where to write the synthetic data root (also the data root).")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Where to write the synthetic data root (also the data root).",
+)
 @lake_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data and demo encoder weights.")
 @click.option("--embryos", type=click.IntRange(1, 96), default=4, show_default=True, help="Embryos per experiment.")
 @click.option("--timepoints", type=click.IntRange(1, 9999), default=5, show_default=True, help="Snips per embryo.")
-@click.option("--experiments", "n_experiments", type=click.IntRange(1, 200), default=3, show_default=True,
-              help="Number of experiments.")
+@click.option(
+    "--experiments",
+    "n_experiments",
+    type=click.IntRange(1, 200),
+    default=3,
+    show_default=True,
+    help="Number of experiments.",
+)
 @click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True)
 def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
     """Make a synthetic data root and run the whole pipeline on it.
@@ -109,24 +134,42 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
 
     spec = DemoSpec(seed=seed, embryos=embryos, timepoints=timepoints, experiments=n_experiments)
     summary = make_demo_root(root, spec, model_name)
-    click.echo(f"demo data root: {summary['root']} ({summary['snips']} snips in {len(summary['experiments'])} "
-               f"experiments; legacy store covers {', '.join(summary['latent_store'])})")
-    code = run_demo_pipeline(Lake.at(lake), Path(summary["root"]), model_name, Path(summary["encoder"]), echo=click.echo)
+    click.echo(
+        f"demo data root: {summary['root']} ({summary['snips']} snips in {len(summary['experiments'])} "
+        f"experiments; legacy store covers {', '.join(summary['latent_store'])})"
+    )
+    code = run_demo_pipeline(
+        Lake.at(lake), Path(summary["root"]), model_name, Path(summary["encoder"]), echo=click.echo
+    )
     sys.exit(code)
 
 
 @main.command()
-@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
-              help="morphseq root: metadata/combined_metadata_files/embryo_metadata_df02.csv, training_data/*/.")
-@click.option("--data-root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Data root with training_data/bf_embryo_snips/ and analysis/latent_embeddings/ "
-                   "(default: $MORPHSEQ_DATA_ROOT, else --root).")
-@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True,
-              help="Which legacy latent store to ingest.")
-@click.option("--snips/--no-snips", "scan_images", default=True, show_default=True,
-              help="--no-snips: metadata only (df02, training metadata, the latent store), e.g. where the snip "
-                   "images are not mounted; the snip ledger is left as it is. Also the case when the data root "
-                   "has no training_data/bf_embryo_snips/ at all.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="morphseq root: metadata/combined_metadata_files/embryo_metadata_df02.csv, training_data/*/.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Data root with training_data/bf_embryo_snips/ and analysis/latent_embeddings/ "
+    "(default: $MORPHSEQ_DATA_ROOT, else --root).",
+)
+@click.option(
+    "--model-name", default=DEFAULT_MODEL_NAME, show_default=True, help="Which legacy latent store to ingest."
+)
+@click.option(
+    "--snips/--no-snips",
+    "scan_images",
+    default=True,
+    show_default=True,
+    help="--no-snips: metadata only (df02, training metadata, the latent store), e.g. where the snip "
+    "images are not mounted; the snip ledger is left as it is. Also the case when the data root "
+    "has no training_data/bf_embryo_snips/ at all.",
+)
 @experiments_option
 @lake_option
 @partial_option
@@ -145,40 +188,73 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
 
     data_root = data_root or (Path(os.environ["MORPHSEQ_DATA_ROOT"]) if os.environ.get("MORPHSEQ_DATA_ROOT") else root)
     the_lake = Lake.at(lake)
-    result = run(the_lake, root, data_root, model_name, split_names(experiments), allow_partial,
-                 scan_images=scan_images)
+    result = run(
+        the_lake, root, data_root, model_name, split_names(experiments), allow_partial, scan_images=scan_images
+    )
     report(result, the_lake)
     sys.exit(result.exit_code)
 
 
 @main.command()
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Encoder ONNX file (from `morphlake export-onnx` or the demo).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: CUDA when a GPU works, else CPU (the log and run record say which ran); "
-                   "cuda: fail if no GPU can be used.")
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Encoder ONNX file (from `morphlake export-onnx` or the demo).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when a GPU works, else CPU (the log and run record say which ran); "
+    "cuda: fail if no GPU can be used.",
+)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Threads (default: CPU count, at most 8). On the CPU each decodes a batch and runs the "
-                   "encoder on it; on CUDA they decode for the GPU.")
-@click.option("--threads", type=click.IntRange(0, 256), default=1, show_default=True,
-              help="onnxruntime intra-op threads per batch (0: onnxruntime's default, one per core).")
-@click.option("--decode", type=click.Choice(["legacy", "reduced"]), default="legacy", show_default=True,
-              help="reduced: JPEG snips that are an exact 2x/4x/8x of 288x128 decode straight to that size "
-                   "(faster; small drift from the legacy BILINEAR resize, recorded in embed_options).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="int8 runs faster on CPUs, fp16 on GPUs; the copy is made once under <lake>/models/ "
-                   "(int8 calibrates on the ledger's first 128 snips) and recorded in embed_options. Each run "
-                   "first checks the copy against fp32 on those snips on this machine and refuses it below "
-                   "--min-cosine.")
-@click.option("--min-cosine", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True,
-              help="Smallest cosine between a --precision copy's z_mu and fp32's, on the calibration snips, "
-                   "that the run accepts (the figure goes into the run record).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Threads (default: CPU count, at most 8). On the CPU each decodes a batch and runs the "
+    "encoder on it; on CUDA they decode for the GPU.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(0, 256),
+    default=1,
+    show_default=True,
+    help="onnxruntime intra-op threads per batch (0: onnxruntime's default, one per core).",
+)
+@click.option(
+    "--decode",
+    type=click.Choice(["legacy", "reduced"]),
+    default="legacy",
+    show_default=True,
+    help="reduced: JPEG snips that are an exact 2x/4x/8x of 288x128 decode straight to that size "
+    "(faster; small drift from the legacy BILINEAR resize, recorded in embed_options).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="int8 runs faster on CPUs, fp16 on GPUs; the copy is made once under <lake>/models/ "
+    "(int8 calibrates on the ledger's first 128 snips) and recorded in embed_options. Each run "
+    "first checks the copy against fp32 on those snips on this machine and refuses it below "
+    "--min-cosine.",
+)
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1.0, 1.0),
+    default=0.99,
+    show_default=True,
+    help="Smallest cosine between a --precision copy's z_mu and fp32's, on the calibration snips, "
+    "that the run accepts (the figure goes into the run record).",
+)
 @experiments_option
 @lake_option
 @partial_option
-def embed(model, device, batch_size, workers, threads, decode, precision, min_cosine, experiments, lake,
-          allow_partial):
+def embed(model, device, batch_size, workers, threads, decode, precision, min_cosine, experiments, lake, allow_partial):
     """Embed every ledger snip that has no current embedding for the model.
 
     A snip is current when the legacy store has it, or when an ONNX embedding with the same model sha256
@@ -191,24 +267,52 @@ def embed(model, device, batch_size, workers, threads, decode, precision, min_co
     from morphlake.steps.embed_step import embed as run
 
     the_lake = Lake.at(lake)
-    result = run(the_lake, model, device, batch_size, workers, threads, split_names(experiments), allow_partial,
-                 decode, precision, min_cosine)
+    result = run(
+        the_lake,
+        model,
+        device,
+        batch_size,
+        workers,
+        threads,
+        split_names(experiments),
+        allow_partial,
+        decode,
+        precision,
+        min_cosine,
+    )
     report(result, the_lake)
     sys.exit(result.exit_code)
 
 
 @main.command()
 @click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True, help="Whose embeddings df03 joins.")
-@click.option("--z-schema", type=click.Choice(["auto", "flat", "bio_nuisance"]), default="auto", show_default=True,
-              help="z column names in df03: flat (z_mu_00), bio_nuisance (z_mu_n_00, z_mu_b_20), or auto "
-                   "(the naming of the model's legacy store; flat when there is none).")
-@click.option("--coverage-threshold", type=float, default=None,
-              help="Share of usable df02 rows that must have an embedding (dbt var; default 0.95).")
-@click.option("--coverage-severity", type=click.Choice(["error", "warn"]), default=None,
-              help="Whether low coverage fails the build (default error).")
+@click.option(
+    "--z-schema",
+    type=click.Choice(["auto", "flat", "bio_nuisance"]),
+    default="auto",
+    show_default=True,
+    help="z column names in df03: flat (z_mu_00), bio_nuisance (z_mu_n_00, z_mu_b_20), or auto "
+    "(the naming of the model's legacy store; flat when there is none).",
+)
+@click.option(
+    "--coverage-threshold",
+    type=float,
+    default=None,
+    help="Share of usable df02 rows that must have an embedding (dbt var; default 0.95).",
+)
+@click.option(
+    "--coverage-severity",
+    type=click.Choice(["error", "warn"]),
+    default=None,
+    help="Whether low coverage fails the build (default error).",
+)
 @click.option("--select", "select", multiple=True, help="dbt node selection (repeatable).")
-@click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="dbt project (default: the checkout's dbt_project/).")
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="dbt project (default: the checkout's dbt_project/).",
+)
 @lake_option
 @click.pass_context
 def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, select, project_dir, lake):
@@ -222,8 +326,9 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, sele
 
     the_lake = Lake.at(lake)
     quiet = ctx.find_root().params.get("quiet", False)
-    result = run(the_lake, model_name, z_schema, coverage_threshold, coverage_severity, list(select) or None,
-                 project_dir, quiet)
+    result = run(
+        the_lake, model_name, z_schema, coverage_threshold, coverage_severity, list(select) or None, project_dir, quiet
+    )
     report_build(result, the_lake)
     sys.exit(result.exit_code)
 
@@ -246,12 +351,25 @@ def report_build(result, lake: Lake) -> None:
 
 
 @main.command("export-onnx")
-@click.option("--state-dict", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
-              help="encoder_reformatted.pt (the encoder's plain state dict).")
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="model_config.json (default: the one beside the state dict).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the ONNX file (default: encoder.onnx beside the state dict).")
+@click.option(
+    "--state-dict",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="encoder_reformatted.pt (the encoder's plain state dict).",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="model_config.json (default: the one beside the state dict).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the ONNX file (default: encoder.onnx beside the state dict).",
+)
 @click.option("--model-name", default=None, help="Model name stored in the file (default: the model folder's name).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def export_onnx(state_dict, config, output, model_name, overwrite):
@@ -269,31 +387,64 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists", "pass --overwrite to replace it, or choose another -o")
     report_ = run(state_dict, config, output, model_name)
-    click.echo(f"wrote {report_.path} (model {report_.model_name}, sha256 {report_.sha256[:12]}…); "
-               f"matches the PyTorch reference to a relative error of {report_.max_relative_error:.1e}")
+    click.echo(
+        f"wrote {report_.path} (model {report_.model_name}, sha256 {report_.sha256[:12]}…); "
+        f"matches the PyTorch reference to a relative error of {report_.max_relative_error:.1e}"
+    )
 
 
 @main.command()
-@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
-              help="morphseq root (metadata/combined_metadata_files/, training_data/).")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data root (default: $MORPHSEQ_DATA_ROOT).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="morphseq root (metadata/combined_metadata_files/, training_data/).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data root (default: $MORPHSEQ_DATA_ROOT).",
+)
 @click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True)
 @experiments_option
-@click.option("--generate-missing-latents", is_flag=True,
-              help="Embed usable snips the legacy store lacks, with <data-root>/models/legacy/<model>/encoder.onnx "
-                   "(or exported on the fly from encoder_reformatted.pt when PyTorch is installed).")
+@click.option(
+    "--generate-missing-latents",
+    is_flag=True,
+    help="Embed usable snips the legacy store lacks, with <data-root>/models/legacy/<model>/encoder.onnx "
+    "(or exported on the fly from encoder_reformatted.pt when PyTorch is installed).",
+)
 @click.option("--train-name", default=None, help="Also write training_data/<T>/embryo_metadata_with_embeddings.csv.")
-@click.option("--export-analysis-copies", is_flag=True,
-              help="Also write <data-root>/metadata/metadata_n_embeddings/<model>/df03_<exp>.csv.")
+@click.option(
+    "--export-analysis-copies",
+    is_flag=True,
+    help="Also write <data-root>/metadata/metadata_n_embeddings/<model>/df03_<exp>.csv.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be read, embedded and written; write nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace existing legacy output files.")
 @partial_option
-@click.option("--z-schema", type=click.Choice(["auto", "flat", "bio_nuisance"]), default="auto", show_default=True,
-              help="z column names in the CSVs.")
+@click.option(
+    "--z-schema",
+    type=click.Choice(["auto", "flat", "bio_nuisance"]),
+    default="auto",
+    show_default=True,
+    help="z column names in the CSVs.",
+)
 @lake_option
-def build06(root, data_root, model_name, experiments, generate_missing_latents, train_name, export_analysis_copies,
-            dry_run, overwrite, allow_partial, z_schema, lake):
+def build06(
+    root,
+    data_root,
+    model_name,
+    experiments,
+    generate_missing_latents,
+    train_name,
+    export_analysis_copies,
+    dry_run,
+    overwrite,
+    allow_partial,
+    z_schema,
+    lake,
+):
     """The legacy Build06 step: ingest, embed what is missing, dbt, and the legacy CSV files.
 
     Writes <root>/metadata/combined_metadata_files/embryo_metadata_df03.csv (df02 columns in their order,
@@ -309,15 +460,27 @@ def build06(root, data_root, model_name, experiments, generate_missing_latents, 
 
     if data_root is None:
         if not os.environ.get("MORPHSEQ_DATA_ROOT"):
-            raise InputError("no data root: --data-root is not given and MORPHSEQ_DATA_ROOT is not set",
-                             "pass --data-root DIR or export MORPHSEQ_DATA_ROOT=DIR")
+            raise InputError(
+                "no data root: --data-root is not given and MORPHSEQ_DATA_ROOT is not set",
+                "pass --data-root DIR or export MORPHSEQ_DATA_ROOT=DIR",
+            )
         data_root = Path(os.environ["MORPHSEQ_DATA_ROOT"])
     if not data_root.is_dir():
         raise InputError(f"data root {data_root} is not a folder", "check --data-root / MORPHSEQ_DATA_ROOT")
-    opts = Build06Options(root=root.absolute(), data_root=data_root.absolute(), model_name=model_name, lake=Lake.at(lake),
-                          experiments=split_names(experiments), generate_missing_latents=generate_missing_latents,
-                          train_name=train_name, export_analysis_copies=export_analysis_copies, dry_run=dry_run,
-                          overwrite=overwrite, allow_partial=allow_partial, z_schema=z_schema)
+    opts = Build06Options(
+        root=root.absolute(),
+        data_root=data_root.absolute(),
+        model_name=model_name,
+        lake=Lake.at(lake),
+        experiments=split_names(experiments),
+        generate_missing_latents=generate_missing_latents,
+        train_name=train_name,
+        export_analysis_copies=export_analysis_copies,
+        dry_run=dry_run,
+        overwrite=overwrite,
+        allow_partial=allow_partial,
+        z_schema=z_schema,
+    )
     sys.exit(run_build06(opts, click.echo))
 
 
@@ -325,8 +488,13 @@ def build06(root, data_root, model_name, experiments, generate_missing_latents, 
 @click.argument("old", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("new", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--key", default="snip_id", show_default=True, help="Row key.")
-@click.option("--tolerance", type=float, default=0.0, show_default=True,
-              help="Largest absolute z difference still counted as equal.")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Largest absolute z difference still counted as equal.",
+)
 def compare(old, new, key, tolerance):
     """Compare two df03 or latent files (CSV or Parquet): rows only in one side, and per z column the
     largest absolute difference. Flat and bio/nuisance z names are matched by index.
@@ -336,7 +504,8 @@ def compare(old, new, key, tolerance):
     Example:
       morphlake compare old/embryo_metadata_df03.csv metadata/combined_metadata_files/embryo_metadata_df03.csv
     """
-    from morphlake.legacy.compare import compare as run, describe
+    from morphlake.legacy.compare import compare as run
+    from morphlake.legacy.compare import describe
 
     result = run(old, new, key)
     click.echo(describe(result, old, new, tolerance))

@@ -22,5 +22,6 @@ class PartialResult(MorphlakeError):
         more = f"\n  … and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         super().__init__(
             f"{len(skipped)} {what} could not be used:\n" + "\n".join(lines) + more,
-            "fix the items above, or pass --allow-partial to skip them (exit code 2, listed in runs/<run_id>.partial.json)",
+            "fix the items above, or pass --allow-partial to skip them "
+            "(exit code 2, listed in runs/<run_id>.partial.json)",
         )

@@ -56,8 +56,13 @@ class Cli:
 
     def subprocess(self, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         full_env = {**os.environ, **(env or {})}
-        return subprocess.run([sys.executable, "-m", "morphlake.cli", *map(str, args)], capture_output=True,
-                              text=True, env=full_env, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "morphlake.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
 
 
 @pytest.fixture
@@ -93,5 +98,8 @@ def embedded_lake(embedded_template, tmp_path) -> Path:
 
 def lake_files(lake: Path) -> dict[str, bytes]:
     """Every Parquet file in the lake with its bytes (to compare states)."""
-    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*.parquet"))
-            if not str(p.relative_to(lake)).startswith(".")}
+    return {
+        str(p.relative_to(lake)): p.read_bytes()
+        for p in sorted(lake.rglob("*.parquet"))
+        if not str(p.relative_to(lake)).startswith(".")
+    }

@@ -68,8 +68,8 @@ def decompression_bomb(path: Path, width: int = 20000, height: int = 45000) -> P
     Image.new("L", (1, 1), 0).save(buf, "PNG")
     data = bytearray(buf.getvalue())
     ihdr = data.index(b"IHDR")
-    data[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr: ihdr + 17])))
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
     return _write(path, bytes(data))
 
 

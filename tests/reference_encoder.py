@@ -21,7 +21,9 @@ def reference_encoder(weights: dict[str, np.ndarray], pixels: np.ndarray) -> tup
     for i in range(len(CHANNELS) - 1):
         conv, bn = f"conv_layers.{3 * i}", f"conv_layers.{3 * i + 1}"
         x = conv2d(x, w[f"{conv}.weight"], w[f"{conv}.bias"])
-        x = (x - w[f"{bn}.running_mean"][None, :, None, None]) / np.sqrt(w[f"{bn}.running_var"][None, :, None, None] + BN_EPS)
+        x = (x - w[f"{bn}.running_mean"][None, :, None, None]) / np.sqrt(
+            w[f"{bn}.running_var"][None, :, None, None] + BN_EPS
+        )
         x = x * w[f"{bn}.weight"][None, :, None, None] + w[f"{bn}.bias"][None, :, None, None]
         x = np.maximum(x, 0)
     flat = x.reshape(x.shape[0], -1)

@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench(name: str, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
@@ -19,10 +20,17 @@ def bench(name: str, *args: str) -> str:
 def test_embed_benchmark_reports_bound_options_drift_and_sweeps():
     pytest.importorskip("torch")
     out = bench("embed", "--snips", "128", "--rounds", "1")
-    for line in ("shared-core bound", "pipeline, legacy-faithful", "pipeline --decode reduced --precision int8",
-                 "legacy PyTorch path", "max |dz|", "batch-size sweep", "worker / thread sweep"):
+    for line in (
+        "shared-core bound",
+        "pipeline, legacy-faithful",
+        "pipeline --decode reduced --precision int8",
+        "legacy PyTorch path",
+        "max |dz|",
+        "batch-size sweep",
+        "worker / thread sweep",
+    ):
         assert line in out, out
-    legacy_drift = next(l for l in out.splitlines() if l.strip().startswith("legacy PyTorch path (first"))
+    legacy_drift = next(line for line in out.splitlines() if line.strip().startswith("legacy PyTorch path (first"))
     assert float(legacy_drift.split()[-2]) < 1e-4, legacy_drift  # the same weights give the same embeddings
 
 

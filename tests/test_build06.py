@@ -1,14 +1,13 @@
 """Functional tests: `morphlake build06` (the legacy one-shot step) and `morphlake compare`."""
 
 import json
-import os
 
 import numpy as np
 import polars as pl
 import pytest
 
-from morphlake.ingest.naming import normalise_stem
 from morphlake import DEFAULT_MODEL_NAME
+from morphlake.ingest.naming import normalise_stem
 
 M = DEFAULT_MODEL_NAME
 DF03 = "metadata/combined_metadata_files/embryo_metadata_df03.csv"
@@ -18,8 +17,9 @@ NO_STORE = "20250305_24hpf_lmx1b"
 
 def snapshot(*folders):
     """Every file under the folders with size and mtime (to prove nothing was written)."""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for f in folders if f.exists()
-            for p in sorted(f.rglob("*"))}
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns) for f in folders if f.exists() for p in sorted(f.rglob("*"))
+    }
 
 
 def b06(cli, root, lake, *extra, env=None):
@@ -34,8 +34,16 @@ def z_frame(path):
 
 def test_dry_run_writes_nothing_anywhere(cli, root, lake):
     before = snapshot(root)
-    result = b06(cli, root, lake, "--dry-run", "--generate-missing-latents", "--train-name", "20241107_demo_train",
-                 "--export-analysis-copies")
+    result = b06(
+        cli,
+        root,
+        lake,
+        "--dry-run",
+        "--generate-missing-latents",
+        "--train-name",
+        "20241107_demo_train",
+        "--export-analysis-copies",
+    )
     assert result.exit_code == 0, result.output
     assert snapshot(root) == before and not lake.exists()
     out = result.output
@@ -79,7 +87,7 @@ def test_generate_fills_missing_store_files_and_keeps_store_values_exactly(cli, 
     df03, zs = z_frame(root / DF03)
     df02 = pl.read_csv(root / "metadata/combined_metadata_files/embryo_metadata_df02.csv", infer_schema=False)
     assert df03.columns[: df02.width] == df02.columns  # df02 columns in their order, then z
-    assert len(zs) == 100 and df03.columns[df02.width:] == zs  # the legacy step keeps z_mu only
+    assert len(zs) == 100 and df03.columns[df02.width :] == zs  # the legacy step keeps z_mu only
     assert zs[0] == "z_mu_n_00" and "z_mu_b_20" in zs  # auto: this model's store used bio/nuisance names
     for store in (root / STORE).glob("*.csv"):
         legacy, _ = z_frame(store)
@@ -112,8 +120,20 @@ def test_existing_outputs_need_overwrite(cli, root, lake):
 
 
 def test_train_name_analysis_copies_experiments_and_flat_schema(cli, root, lake):
-    result = b06(cli, root, lake, "--generate-missing-latents", "--train-name", "20241107_demo_train",
-                 "--export-analysis-copies", "--experiments", "20240626", NO_STORE, "--z-schema", "flat")
+    result = b06(
+        cli,
+        root,
+        lake,
+        "--generate-missing-latents",
+        "--train-name",
+        "20241107_demo_train",
+        "--export-analysis-copies",
+        "--experiments",
+        "20240626",
+        NO_STORE,
+        "--z-schema",
+        "flat",
+    )
     assert result.exit_code == 0, result.output
     train = pl.read_csv(root / "training_data/20241107_demo_train/embryo_metadata_with_embeddings.csv")
     assert "z_mu_00" in train.columns and "z_mu_n_00" not in train.columns and train.height > 0
@@ -132,8 +152,11 @@ def test_stems_are_normalised_before_joining(cli, root, lake):
     store = root / STORE / "morph_latents_20240626.csv"
     frame = pl.read_csv(store, infer_schema=False)
     odd = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.col("snip_id") + ".jpg")
-        .otherwise(pl.col("snip_id").str.replace(r"_t(\d{4})$", "_s$1")).alias("snip_id"))
+        pl.when(pl.int_range(pl.len()) % 2 == 0)
+        .then(pl.col("snip_id") + ".jpg")
+        .otherwise(pl.col("snip_id").str.replace(r"_t(\d{4})$", "_s$1"))
+        .alias("snip_id")
+    )
     odd.write_csv(store)
     assert normalise_stem(odd["snip_id"][1]) == frame["snip_id"][1]
     result = b06(cli, root, lake, "--experiments", "20240626")
@@ -163,7 +186,11 @@ def test_compare_equal_and_different(cli, root, lake, tmp_path):
     assert same.exit_code == 0 and same.output.rstrip().endswith("EQUAL")
     store = root / STORE / "morph_latents_20240626.csv"  # flat names, compared with df03's bio/nuisance names
     vs_store = cli("compare", store, df03)
-    assert vs_store.exit_code == 1 and "rows only in OLD: 0" in vs_store.output and "rows only in NEW: 10" in vs_store.output
+    assert (
+        vs_store.exit_code == 1
+        and "rows only in OLD: 0" in vs_store.output
+        and "rows only in NEW: 10" in vs_store.output
+    )
     assert "largest difference: 0 in" in vs_store.output
     changed = tmp_path / "changed.csv"
     frame = pl.read_csv(df03, infer_schema=False)
@@ -195,7 +222,9 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     exported = list((lake / "models" / M).glob("encoder-*.onnx"))
     assert len(exported) == 1 and str(exported[0]) in result.output
     sidecar = json.loads((root / (DF03 + ".meta.json")).read_text())
-    assert sidecar["encoder"]["weights"] == "trained" and "encoder_reformatted.pt" in sidecar["encoder"]["weights_origin"]
+    assert (
+        sidecar["encoder"]["weights"] == "trained" and "encoder_reformatted.pt" in sidecar["encoder"]["weights_origin"]
+    )
     assert not (root / "models/legacy" / M / "encoder.onnx").exists()  # nothing written in the user's folders
     # same weights as the demo encoder, so the generated rows equal what the demo encoder gives
     from morphlake.embed.build import write_demo_encoder
@@ -203,9 +232,15 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     from morphlake.embed.reader import decode_snip
 
     demo = Encoder(write_demo_encoder(root.parent / "demo.onnx", M, seed=0), "cpu")
-    onnx = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False).filter(pl.col("source") == "onnx")
+    onnx = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False).filter(
+        pl.col("source") == "onnx"
+    )
     assert onnx.height == 6
-    pixels = np.stack([decode_snip((root / "training_data/bf_embryo_snips" / e / f"{s}.jpg").read_bytes())
-                       for s, e in onnx.select("snip_id", "experiment_date").iter_rows()])[:, None]
+    pixels = np.stack(
+        [
+            decode_snip((root / "training_data/bf_embryo_snips" / e / f"{s}.jpg").read_bytes())
+            for s, e in onnx.select("snip_id", "experiment_date").iter_rows()
+        ]
+    )[:, None]
     mu, _ = demo.run(pixels)
     assert np.max(np.abs(onnx.select([f"z_mu_{i:02d}" for i in range(100)]).to_numpy() - mu)) <= 1e-5

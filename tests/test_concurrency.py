@@ -38,8 +38,12 @@ READER = textwrap.dedent("""
 
 def start_reader(kind, target, stop):
     """Reads in a loop, in another process, until the file `stop` appears."""
-    proc = subprocess.Popen([sys.executable, "-c", READER, kind, str(target), str(stop)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", READER, kind, str(target), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     return proc
 

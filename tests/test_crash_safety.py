@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -30,8 +29,19 @@ def command_args(command: str, root: Path, lake: Path) -> list[str]:
         return ["ingest", "--root", str(root), "--lake", str(lake)]
     if command == "embed":
         return ["embed", "--model", str(root / ENCODER), "--lake", str(lake), "--batch-size", "4"]
-    return ["build06", "--root", str(root), "--data-root", str(root), "--lake", str(lake),
-            "--generate-missing-latents", "--export-analysis-copies", "--overwrite", "--allow-partial"]
+    return [
+        "build06",
+        "--root",
+        str(root),
+        "--data-root",
+        str(root),
+        "--lake",
+        str(lake),
+        "--generate-missing-latents",
+        "--export-analysis-copies",
+        "--overwrite",
+        "--allow-partial",
+    ]
 
 
 def run(args: list[str], crash: str | None = None, kill_after: float | None = None) -> int:
@@ -39,8 +49,13 @@ def run(args: list[str], crash: str | None = None, kill_after: float | None = No
     env.pop("MORPHLAKE_CRASH_AT", None)
     if crash:
         env["MORPHLAKE_CRASH_AT"] = crash
-    proc = subprocess.Popen([sys.executable, "-m", "morphlake.cli", "-q", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "morphlake.cli", "-q", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if kill_after is not None:
         try:
             proc.wait(timeout=kill_after)
@@ -89,7 +104,7 @@ def assert_same_lake(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]
         others = [c for c in a.columns if c not in zs]
         assert a.select(others).equals(b.select(others)), key
         if zs:  # re-embedding in other batch compositions agrees to 1e-5
-            diff = (a.select(zs).to_numpy() - b.select(zs).to_numpy())
+            diff = a.select(zs).to_numpy() - b.select(zs).to_numpy()
             assert abs(diff).max() <= 1e-5, key
 
 
@@ -123,24 +138,47 @@ def point(command, crash=None, kill_after=None, quick=False):
 
 
 POINTS = [
-    point("ingest", "stage:1", quick=True), point("ingest", "stage:5"), point("ingest", "stage:9"),
-    point("ingest", "before-publish"), point("ingest", "publish:1"), point("ingest", "publish:4"),
-    point("ingest", "publish:9"), point("ingest", "after-publish"),
-    point("ingest", kill_after=0.8), point("ingest", kill_after=1.2), point("ingest", kill_after=1.6),
-    point("embed", "embed-batch:1"), point("embed", "embed-batch:2"), point("embed", "stage:1"),
-    point("embed", "stage:2"), point("embed", "before-publish"), point("embed", "publish:1", quick=True),
-    point("embed", "publish:2"), point("embed", "after-publish"),
-    point("embed", kill_after=1.0), point("embed", kill_after=1.5), point("embed", kill_after=2.0),
-    point("build06", "stage:3"), point("build06", "publish:2"), point("build06", "embed-batch:1"),
-    point("build06", "dbt-start"), point("build06", "dbt-done", quick=True), point("build06", "export"),
-    point("build06", "warehouse-publish"), point("build06", "csv:1"), point("build06", "csv:2"),
-    point("build06", kill_after=3.0), point("build06", kill_after=5.0), point("build06", kill_after=7.0),
+    point("ingest", "stage:1", quick=True),
+    point("ingest", "stage:5"),
+    point("ingest", "stage:9"),
+    point("ingest", "before-publish"),
+    point("ingest", "publish:1"),
+    point("ingest", "publish:4"),
+    point("ingest", "publish:9"),
+    point("ingest", "after-publish"),
+    point("ingest", kill_after=0.8),
+    point("ingest", kill_after=1.2),
+    point("ingest", kill_after=1.6),
+    point("embed", "embed-batch:1"),
+    point("embed", "embed-batch:2"),
+    point("embed", "stage:1"),
+    point("embed", "stage:2"),
+    point("embed", "before-publish"),
+    point("embed", "publish:1", quick=True),
+    point("embed", "publish:2"),
+    point("embed", "after-publish"),
+    point("embed", kill_after=1.0),
+    point("embed", kill_after=1.5),
+    point("embed", kill_after=2.0),
+    point("build06", "stage:3"),
+    point("build06", "publish:2"),
+    point("build06", "embed-batch:1"),
+    point("build06", "dbt-start"),
+    point("build06", "dbt-done", quick=True),
+    point("build06", "export"),
+    point("build06", "warehouse-publish"),
+    point("build06", "csv:1"),
+    point("build06", "csv:2"),
+    point("build06", kill_after=3.0),
+    point("build06", kill_after=5.0),
+    point("build06", kill_after=7.0),
 ]
 
 
 @pytest.mark.parametrize("command, crash, kill_after", POINTS)
 def test_killed_run_leaves_a_readable_lake_and_the_next_run_finishes_it(
-        command, crash, kill_after, demo_template, reference, tmp_path):
+    command, crash, kill_after, demo_template, reference, tmp_path
+):
     root, lake = prepare(command, demo_template, tmp_path)
     args = command_args(command, root, lake)
     code = run(args, crash=crash, kill_after=kill_after)

@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 
-from morphlake.ingest.errors import InputError
 from morphlake.demo.data_root import DemoSpec, make_demo_root
+from morphlake.ingest.errors import InputError
 from morphlake.steps.ingest_step import DF02_RELPATH
 
 SPEC = DemoSpec(seed=3, embryos=1, timepoints=2, experiments=2)

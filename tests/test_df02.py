@@ -13,10 +13,23 @@ HEADER = list(DF02_COLUMNS) + ["extra_count", "extra_ratio", "qc_flag", "note_id
 
 def row(snip="20240626_A01_e01_t0000", exp="20240626", **over):
     values = {
-        "snip_id": snip, "embryo_id": snip.rsplit("_t", 1)[0], "experiment_date": exp, "well": "A01",
-        "time_int": "0", "Time Rel (s)": "0.5", "predicted_stage_hpf": "24.1", "surface_area_um": "1e5",
-        "short_pert_name": "wt", "phenotype": "wt", "control_flag": "True", "temperature": "28.5",
-        "medium": "E3", "use_embryo_flag": "1", "extra_count": "3", "extra_ratio": "0.5", "qc_flag": "yes",
+        "snip_id": snip,
+        "embryo_id": snip.rsplit("_t", 1)[0],
+        "experiment_date": exp,
+        "well": "A01",
+        "time_int": "0",
+        "Time Rel (s)": "0.5",
+        "predicted_stage_hpf": "24.1",
+        "surface_area_um": "1e5",
+        "short_pert_name": "wt",
+        "phenotype": "wt",
+        "control_flag": "True",
+        "temperature": "28.5",
+        "medium": "E3",
+        "use_embryo_flag": "1",
+        "extra_count": "3",
+        "extra_ratio": "0.5",
+        "qc_flag": "yes",
         "note_id": "0012",
     }
     values.update(over)
@@ -49,7 +62,9 @@ def test_types_flags_and_extra_columns(tmp_path):
 
 @pytest.mark.parametrize("sep, newline, bom", [(";", "\r\n", True), (",", "\r\n", False), ("\t", "\n", True)])
 def test_bom_crlf_and_separators(tmp_path, sep, newline, bom):
-    table, skipped = read_df02(write(tmp_path / "df02.csv", [row(phenotype="two\nlines")], sep=sep, newline=newline, bom=bom))
+    table, skipped = read_df02(
+        write(tmp_path / "df02.csv", [row(phenotype="two\nlines")], sep=sep, newline=newline, bom=bom)
+    )
     assert skipped == [] and table.num_rows == 1
     assert table["snip_id"][0].as_py() == "20240626_A01_e01_t0000"
     assert table["phenotype"][0].as_py() == "two\nlines"
@@ -74,8 +89,10 @@ def test_duplicated_columns(tmp_path):
         read_df02(path)
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"\n\n", "is empty"),
-                                              (",".join(HEADER).encode() + b"\n", "has a header but no rows")])
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "is empty"), (b"\n\n", "is empty"), (",".join(HEADER).encode() + b"\n", "has a header but no rows")],
+)
 def test_empty_files(tmp_path, content, message):
     path = tmp_path / "df02.csv"
     path.write_bytes(content)
@@ -89,7 +106,8 @@ def test_bad_rows_are_reported_by_snip_and_row(tmp_path):
         row("20240626_A01_e01_t0001", time_int="abc"),
         row("20240626_A01_e01_t0002", use_embryo_flag="maybe"),
         row("20240626_A01_e01_t0003", predicted_stage_hpf="24h"),
-        row("20240626_A01_e01_t0004"), row("20240626_A01_e01_t0004"),
+        row("20240626_A01_e01_t0004"),
+        row("20240626_A01_e01_t0004"),
         row("../evil_A01_e01_t0000", exp="../evil"),
     ]
     table, skipped = read_df02(write(tmp_path / "df02.csv", rows))

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SPEC = importlib.util.spec_from_file_location(
-    "df03_export", Path(__file__).resolve().parents[1] / "dbt_project" / "models" / "marts" / "df03_export.py")
+    "df03_export", Path(__file__).resolve().parents[1] / "dbt_project" / "models" / "marts" / "df03_export.py"
+)
 export = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(export)
 

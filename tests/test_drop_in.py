@@ -9,13 +9,13 @@ import duckdb
 import pandas as pd
 import polars as pl
 import pytest
+from conftest import TINY
 from PIL import Image
 
-from morphlake.ingest.csvfile import read_csv_strings
-from morphlake.ingest.errors import InputError
-from conftest import TINY
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.demo.data_root import make_demo_root
+from morphlake.ingest.csvfile import read_csv_strings
+from morphlake.ingest.errors import InputError
 
 M = DEFAULT_MODEL_NAME
 DF02 = "metadata/combined_metadata_files/embryo_metadata_df02.csv"
@@ -23,8 +23,8 @@ DF03 = "metadata/combined_metadata_files/embryo_metadata_df03.csv"
 TRAIN = "training_data/20241107_demo_train"
 STORE = f"analysis/latent_embeddings/legacy/{M}"
 SNIPS = "training_data/bf_embryo_snips"
-NO_STORE = "20250305_24hpf_lmx1b"       # no store file
-PARTIAL = "20250612_30hpf_ctrl_atf6"    # its store lacks each embryo's last time point (bio/nuisance names)
+NO_STORE = "20250305_24hpf_lmx1b"  # no store file
+PARTIAL = "20250612_30hpf_ctrl_atf6"  # its store lacks each embryo's last time point (bio/nuisance names)
 INDEX = re.compile(r"^Unnamed: \d+$")
 
 
@@ -41,8 +41,9 @@ def write_like_the_lab(root, model=M):
     """Every CSV saved by pandas with its defaults: df02 (flags as bool columns) and the training metadata once (an
     empty-headed index), the flat store file twice (empty header, then `Unnamed: 0`), the other once. (The demo's
     df02 mixes True/1/true between experiments; morphlake writes True/False.)"""
-    df02 = pd.read_csv(root / DF02, dtype={c: str for c in ("control_flag", "use_embryo_flag", "dead_flag",
-                                                             "sa_outlier_flag")})
+    df02 = pd.read_csv(
+        root / DF02, dtype={c: str for c in ("control_flag", "use_embryo_flag", "dead_flag", "sa_outlier_flag")}
+    )
     df02 = df02.assign(**{c: df02[c].map(FLAGS) for c in df02.columns if c.endswith("_flag")})
     df02.loc[1, "use_embryo_flag"] = False  # an unusable row the store covers: df03 keeps it
     df02.to_csv(root / DF02)
@@ -87,8 +88,12 @@ def legacy_build06(root, experiments=None, z_schema="auto", model=M):
     latents = latents.rename(columns={f"z_mu_{i:02d}": schema_name(f"z_mu_{i:02d}", z_schema, nuisance) for i in dims})
     z_mu = [schema_name(f"z_mu_{i:02d}", z_schema, nuisance) for i in dims]
     df03 = pd.merge(df02, latents[["snip_id"] + z_mu], on="snip_id", how="inner")
-    train = pd.merge(legacy_read(root / TRAIN / "embryo_metadata_df_train.csv"), latents[["snip_id"] + z_mu],
-                     on="snip_id", how="inner")
+    train = pd.merge(
+        legacy_read(root / TRAIN / "embryo_metadata_df_train.csv"),
+        latents[["snip_id"] + z_mu],
+        on="snip_id",
+        how="inner",
+    )
     return df03, train
 
 
@@ -105,8 +110,11 @@ def b06(cli, root, lake, *extra):
 
 
 def records(lake, command):
-    return [json.loads(p.read_text()) for p in sorted((lake / "runs").glob(f"*-{command}-*.json"))
-            if not p.name.endswith(".partial.json")]
+    return [
+        json.loads(p.read_text())
+        for p in sorted((lake / "runs").glob(f"*-{command}-*.json"))
+        if not p.name.endswith(".partial.json")
+    ]
 
 
 def test_a_leading_pandas_index_is_left_out_and_other_empty_headers_stay_errors(tmp_path):
@@ -127,8 +135,9 @@ def test_a_leading_pandas_index_is_left_out_and_other_empty_headers_stay_errors(
 
 def test_merge_only_needs_no_images_and_matches_the_legacy_step(cli, lab_root, lake):
     shutil.rmtree(lab_root / SNIPS)  # operators merge where the snips are not mounted
-    result = b06(cli, lab_root, lake, "--allow-partial", "--train-name", "20241107_demo_train",
-                 "--export-analysis-copies")
+    result = b06(
+        cli, lab_root, lake, "--allow-partial", "--train-name", "20241107_demo_train", "--export-analysis-copies"
+    )
     assert result.exit_code == 2, result.output
     legacy_df03, legacy_train = legacy_build06(lab_root)
     assert_same_table(lab_root / DF03, legacy_df03)
@@ -141,8 +150,9 @@ def test_merge_only_needs_no_images_and_matches_the_legacy_step(cli, lab_root, l
     # partial results marked where people look: beside the output, with counts and the skipped ids
     manifest = json.loads((lab_root / (DF03 + ".partial.json")).read_text())
     assert manifest["counts"] == {"processed": 18, "succeeded": 10, "skipped": 8}
-    assert len(manifest["skipped_snip_ids"]) == 8 and all(s.startswith((NO_STORE, PARTIAL))
-                                                          for s in manifest["skipped_snip_ids"])
+    assert len(manifest["skipped_snip_ids"]) == 8 and all(
+        s.startswith((NO_STORE, PARTIAL)) for s in manifest["skipped_snip_ids"]
+    )
     sidecar = json.loads((lab_root / (DF03 + ".meta.json")).read_text())
     assert sidecar["outcome"] == "partial" and sidecar["counts"]["succeeded"] == 10
     assert sidecar["coverage"]["overall"] == round(10 / 18, 6) and sidecar["coverage"]["usable"] == round(9 / 16, 6)
@@ -161,8 +171,9 @@ def test_generated_latents_go_into_the_store_and_read_back_bit_exact(cli, lab_ro
     assert "only creates missing store files" in strict.stderr and "--allow-partial" in strict.stderr
     assert not (lake / "embeddings").exists()  # refused before touching anything
     assert not (lab_root / DF03).exists()
-    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial",
-                 "--train-name", "20241107_demo_train")
+    result = b06(
+        cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--train-name", "20241107_demo_train"
+    )
     assert result.exit_code == 2, result.output
     written = lab_root / STORE / f"morph_latents_{NO_STORE}.csv"
     assert written.is_file() and not list((lab_root / STORE).glob(".*"))  # no temporary left beside it
@@ -213,8 +224,10 @@ def test_the_plan_is_the_run(cli, lab_root, lake, encoder_path):
     Image.open(changed).save(changed, quality=80)
     dry = b06(cli, lab_root, lake, "--generate-missing-latents", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert ("snips to embed: 1 of 6 in experiments without a store file (5 already embedded in the lake, "
-            "0 without a usable image file)") in dry.output
+    assert (
+        "snips to embed: 1 of 6 in experiments without a store file (5 already embedded in the lake, "
+        "0 without a usable image file)"
+    ) in dry.output
     assert "df02 rows the existing store files lack: 2 (not generated" in dry.output
     assert f"lake: {lake} (ingest, embed, build" in dry.output
     result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial")
@@ -281,8 +294,9 @@ def test_a_16_dim_model_with_a_z_mu_only_store_in_each_mode(cli, tmp_path, lake)
     assert [c for c in pd.read_csv(root / DF03).columns if c.startswith("z_")][-1] == "z_mu_b_15"
 
     shutil.move(snips, root / SNIPS)
-    generate = b06(cli, root, lake, "--model-name", model, "--allow-partial", "--generate-missing-latents",
-                   "--overwrite")
+    generate = b06(
+        cli, root, lake, "--model-name", model, "--allow-partial", "--generate-missing-latents", "--overwrite"
+    )
     assert generate.exit_code == 2, generate.output
     written = pd.read_csv(store / f"morph_latents_{NO_STORE}.csv")
     assert [c for c in written.columns if c.startswith("z_")][-1] == "z_sigma_b_15"  # the model has z_sigma
@@ -310,13 +324,15 @@ def test_a_generated_store_file_is_written_whole_or_not_at_all(cli, lab_root, la
     result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--experiments", NO_STORE)
     assert result.exit_code == 1  # nothing else to write: the only experiment's store file is incomplete
     assert not (lab_root / STORE / f"morph_latents_{NO_STORE}.csv").exists()
-    both = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial",
-               "--experiments", NO_STORE, "20240626")
+    both = b06(
+        cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--experiments", NO_STORE, "20240626"
+    )
     assert both.exit_code == 2, both.output
     assert not (lab_root / STORE / f"morph_latents_{NO_STORE}.csv").exists()
     skipped = json.loads((lab_root / (DF03 + ".partial.json")).read_text())["skipped"]
-    assert any(s["item"] == NO_STORE and s["reason"].startswith("store file not written: 1 of 6 df02 rows")
-               for s in skipped)
+    assert any(
+        s["item"] == NO_STORE and s["reason"].startswith("store file not written: 1 of 6 df02 rows") for s in skipped
+    )
     assert_same_table(lab_root / DF03, legacy_build06(lab_root, experiments=[NO_STORE, "20240626"])[0])
 
 
@@ -334,8 +350,9 @@ def test_the_csv_columns_are_the_files_own(cli, lab_root, lake):
     df02 = pd.read_csv(lab_root / DF02, index_col=0)
     df02.insert(2, "new_qc", 1.5)
     df02.to_csv(lab_root / DF02)
-    result = b06(cli, lab_root, lake, "--allow-partial", "--train-name", "20241107_demo_train",
-                 "--experiments", "20240626")
+    result = b06(
+        cli, lab_root, lake, "--allow-partial", "--train-name", "20241107_demo_train", "--experiments", "20240626"
+    )
     assert result.exit_code == 0, result.output
     legacy_df03, legacy_train = legacy_build06(lab_root, experiments=["20240626"])
     assert pd.read_csv(lab_root / DF03).columns[2] == "new_qc"

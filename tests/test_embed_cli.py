@@ -3,17 +3,17 @@
 import json
 import shutil
 
+import images
 import numpy as np
 import polars as pl
 import pytest
-
-import images
 from conftest import lake_files
+
+from morphlake import DEFAULT_MODEL_NAME
 from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import decode_snip
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake import DEFAULT_MODEL_NAME
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover
 
@@ -43,8 +43,11 @@ def test_embed_fills_what_the_legacy_store_lacks(embedded):
     assert set(onnx["encoder_weights"]) == {"demo"} and onnx["model_sha256"].n_unique() == 1
     assert set(onnx["model_name"]) == {DEFAULT_MODEL_NAME}
     record = last_record(embedded)
-    assert record["provider"] == {"requested": "auto", "used": "CPUExecutionProvider",
-                                  "session_providers": ["CPUExecutionProvider"]}
+    assert record["provider"] == {
+        "requested": "auto",
+        "used": "CPUExecutionProvider",
+        "session_providers": ["CPUExecutionProvider"],
+    }
     assert record["counts"]["embedded"] == 8
     assert set(record["embed_timings_s"]) >= {"decode_cpu_s", "infer_s", "write_s", "wait_s"}
     assert "onnxruntime-gpu" in record["versions"]
@@ -54,8 +57,12 @@ def test_onnx_values_match_the_encoder_and_legacy_store(embedded, root, encoder_
     frame = embeddings(embedded)
     enc = Encoder(encoder_path, "cpu")
     rows = frame.filter(pl.col("experiment_date").is_in([EXP, "20240626"]))
-    pixels = np.stack([decode_snip((root / SNIP_SUBDIR / e / f"{s}.jpg").read_bytes())
-                       for s, e in rows.select("snip_id", "experiment_date").iter_rows()])[:, None]
+    pixels = np.stack(
+        [
+            decode_snip((root / SNIP_SUBDIR / e / f"{s}.jpg").read_bytes())
+            for s, e in rows.select("snip_id", "experiment_date").iter_rows()
+        ]
+    )[:, None]
     mu, logvar = enc.run(pixels)
     z_mu = rows.select([f"z_mu_{i:02d}" for i in range(100)]).to_numpy()
     z_sigma = rows.select([f"z_sigma_{i:02d}" for i in range(100)]).to_numpy()
@@ -93,12 +100,25 @@ def test_changed_model_reembeds_onnx_rows_but_keeps_the_legacy_store(cli, embedd
 
 def test_batch_sizes_and_threads_agree(cli, ingested, encoder_path, tmp_path):
     results = []
-    for i, args in enumerate([("--batch-size", "1", "--threads", "1"), ("--batch-size", "5", "--workers", "3"),
-                              ("--batch-size", "64",)]):
+    for i, args in enumerate(
+        [
+            ("--batch-size", "1", "--threads", "1"),
+            ("--batch-size", "5", "--workers", "3"),
+            (
+                "--batch-size",
+                "64",
+            ),
+        ]
+    ):
         lake = tmp_path / f"lake{i}"
         shutil.copytree(ingested, lake)
         assert cli("embed", "--model", encoder_path, "--lake", lake, *args).exit_code == 0
-        results.append(embeddings(lake).filter(pl.col("source") == "onnx").select(pl.selectors.matches(r"^z_(mu|sigma)_\d+$")).to_numpy())
+        results.append(
+            embeddings(lake)
+            .filter(pl.col("source") == "onnx")
+            .select(pl.selectors.matches(r"^z_(mu|sigma)_\d+$"))
+            .to_numpy()
+        )
     assert np.max(np.abs(results[0] - results[1])) <= 1e-5
     assert np.max(np.abs(results[0] - results[2])) <= 1e-5
 
@@ -128,8 +148,9 @@ def test_bad_snip_fails_strict_and_is_skipped_with_allow_partial(cli, root, lake
     assert embeddings(lake).filter(pl.col("experiment_date") == EXP).height == 5
 
 
-@pytest.mark.parametrize("kind, maker", [("zero", images.zero_bytes), ("text", images.text_file),
-                                         ("png_named_jpg", images.png_named_jpg)])
+@pytest.mark.parametrize(
+    "kind, maker", [("zero", images.zero_bytes), ("text", images.text_file), ("png_named_jpg", images.png_named_jpg)]
+)
 def test_files_that_are_not_jpegs_are_left_out_of_the_ledger(cli, root, lake, kind, maker):
     snip = f"{EXP}_A03_e01_t0002"
     maker(root / SNIP_SUBDIR / EXP / f"{snip}.jpg")
@@ -163,7 +184,9 @@ def test_embed_needs_a_ledger(cli, lake, encoder_path):
 
 
 def test_demo_command_runs_end_to_end(cli, tmp_path):
-    result = cli("demo", "--root", tmp_path / "demo", "--lake", tmp_path / "lake", "--embryos", "2", "--timepoints", "2")
+    result = cli(
+        "demo", "--root", tmp_path / "demo", "--lake", tmp_path / "lake", "--embryos", "2", "--timepoints", "2"
+    )
     assert result.exit_code == 0, result.output
     assert "legacy store covers 20240626, 20250612_30hpf_ctrl_atf6" in result.output
     frame = embeddings(tmp_path / "lake")

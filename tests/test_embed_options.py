@@ -8,17 +8,17 @@ import onnx
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from conftest import lake_files
 from onnx import numpy_helper
 from PIL import Image
+from test_embed_cli import EXP, embeddings, last_record
 
+from morphlake.demo.images import embryo_snip
 from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.precision import derive_encoder, drift
 from morphlake.embed.reader import SnipRef, decode_snip
 from morphlake.embed.runner import embed_snips
-from morphlake.demo.images import embryo_snip
-from conftest import lake_files
-from test_embed_cli import EXP, embeddings, last_record
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,7 @@ def test_cpu_workers_give_the_same_embeddings_in_order_as_one_worker(tmp_path, d
 @pytest.mark.parametrize("precision, max_abs, min_cos", [("fp16", 0.01, 0.9999), ("int8", 0.15, 0.98)])
 def test_derived_encoders_stay_close_to_fp32(tmp_path, demo_file, precision, max_abs, min_cos):
     rng = np.random.default_rng(2)
-    pixels = np.stack([np.asarray(embryo_snip(rng, 20 + i, "wt").resize((128, 288)))
-                       for i in range(24)])[:, None]
+    pixels = np.stack([np.asarray(embryo_snip(rng, 20 + i, "wt").resize((128, 288))) for i in range(24)])[:, None]
     out = derive_encoder(demo_file, precision, tmp_path / f"enc-{precision}.onnx", pixels[:16], "16 test snips")
     derived = Encoder(out, "cpu")
     assert derived.info.precision == precision
@@ -138,10 +137,13 @@ def test_a_copy_that_drifts_on_this_machine_is_refused_and_nothing_is_embedded(c
     result = cli("embed", "--model", encoder_path, "--precision", "int8", "--decode", "reduced", "--lake", ingested)
     assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
-    assert re.search(r"the int8 copy models/\S+-int8\.onnx drifts from the fp32 encoder on this machine: "
-                     r"smallest cosine -?[0-9.]+ \(largest \|dz\| [0-9.e+-]+\) on 8 snips of this run \(all among the "
-                     r"calibration snips\), "
-                     r"below the bound 0\.99 \(CPU: [^)]+\)", message), message
+    assert re.search(
+        r"the int8 copy models/\S+-int8\.onnx drifts from the fp32 encoder on this machine: "
+        r"smallest cosine -?[0-9.]+ \(largest \|dz\| [0-9.e+-]+\) on 8 snips of this run \(all among the "
+        r"calibration snips\), "
+        r"below the bound 0\.99 \(CPU: [^)]+\)",
+        message,
+    ), message
     assert "embed without --precision (fp32, legacy-faithful)" in message and "--min-cosine" in message
     assert lake_files(ingested) == before
     record = last_record(ingested)

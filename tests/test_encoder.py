@@ -3,6 +3,7 @@
 import numpy as np
 import onnx
 import pytest
+from reference_encoder import reference_encoder
 
 from morphlake.embed.architecture import EncoderSpec
 from morphlake.embed.build import demo_encoder_weights, write_demo_encoder
@@ -10,7 +11,6 @@ from morphlake.embed.demo_weights import demo_weights
 from morphlake.embed.errors import DeviceUnavailable, EncoderFileError
 from morphlake.embed.model import Encoder
 from morphlake.embed.onnx_graph import build_encoder_model, check_weights
-from reference_encoder import reference_encoder
 
 SPEC = EncoderSpec()
 
@@ -43,7 +43,13 @@ def test_demo_encoder_is_reproducible_from_its_seed(tmp_path, demo_file):
 def test_encoder_describes_itself_and_is_labelled_demo(demo_file):
     enc = Encoder(demo_file, "cpu")
     info = enc.info
-    assert (info.model_name, info.latent_dim, info.zn_frac, info.nuisance_dims, info.weights) == ("m1", 100, 0.2, 20, "demo")
+    assert (info.model_name, info.latent_dim, info.zn_frac, info.nuisance_dims, info.weights) == (
+        "m1",
+        100,
+        0.2,
+        20,
+        "demo",
+    )
     assert "DEMO WEIGHTS" in info.metadata["weights_origin"]
     assert "BILINEAR" in info.metadata["preprocessing"]
     assert enc.provider == "CPUExecutionProvider"
@@ -56,7 +62,7 @@ def test_batch_size_does_not_change_results(demo_file):
     pixels = np.random.default_rng(1).integers(0, 256, (8, 1, 288, 128), dtype=np.uint8)
     enc = Encoder(demo_file, "cpu")
     whole, _ = enc.run(pixels)
-    single = np.concatenate([enc.run(pixels[i: i + 1])[0] for i in range(8)])
+    single = np.concatenate([enc.run(pixels[i : i + 1])[0] for i in range(8)])
     padded = enc.run(np.concatenate([pixels[:3], np.zeros_like(pixels[:5])]))[0][:3]
     threads1 = Encoder(demo_file, "cpu", threads=1).run(pixels)[0]
     assert np.max(np.abs(whole - single)) <= 1e-5
@@ -92,7 +98,11 @@ def test_file_without_metadata_is_refused(tmp_path, demo_file):
     del model.metadata_props[:]
     path = tmp_path / "bare.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(EncoderFileError, match=r"lacks morphlake metadata \(architecture, latent_dim[^)]*\)\n  hint: export it with `morphlake export-onnx`"):
+    with pytest.raises(
+        EncoderFileError,
+        match=r"lacks morphlake metadata \(architecture, latent_dim[^)]*\)\n"
+        r"  hint: export it with `morphlake export-onnx`",
+    ):
         Encoder(path, "cpu")
 
 
@@ -100,14 +110,19 @@ def test_wrong_input_shape_is_refused(tmp_path, demo_file):
     from onnx import TensorProto, helper, numpy_helper
 
     # A valid model with the right names and metadata, but a 16x8 input.
-    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
-             helper.make_node("Flatten", ["f"], ["flat"], axis=1),
-             helper.make_node("MatMul", ["flat", "w"], ["z_mu"]),
-             helper.make_node("MatMul", ["flat", "w"], ["z_logvar"])]
+    nodes = [
+        helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Flatten", ["f"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "w"], ["z_mu"]),
+        helper.make_node("MatMul", ["flat", "w"], ["z_logvar"]),
+    ]
     graph = helper.make_graph(
-        nodes, "small", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 1, 16, 8])],
+        nodes,
+        "small",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 1, 16, 8])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 100]) for n in ("z_mu", "z_logvar")],
-        initializer=[numpy_helper.from_array(np.zeros((128, 100), np.float32), "w")])
+        initializer=[numpy_helper.from_array(np.zeros((128, 100), np.float32), "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     helper.set_model_props(model, {p.key: p.value for p in onnx.load(str(demo_file)).metadata_props})

@@ -9,8 +9,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-
 from conftest import lake_files
+
 from morphlake.ingest.ledger import SNIP_SUBDIR
 from morphlake.steps.ingest_step import DF02_RELPATH
 
@@ -20,7 +20,9 @@ DIGIT_EXP = "20240626"
 def test_ingest_writes_all_four_raw_tables(ingested):
     for table in ("raw/df02", "raw/snips", "raw/train", "embeddings"):
         assert list((ingested / table).rglob("part-00000.parquet")), table
-    counts = duckdb.sql(f"select count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet', hive_partitioning=true)").fetchall()[0]
+    counts = duckdb.sql(
+        f"select count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()[0]
     assert counts == (18,)
     runs = [json.loads(p.read_text()) for p in (ingested / "runs").glob("*.json")]
     assert [r["outcome"] for r in runs] == ["complete"]
@@ -32,14 +34,17 @@ def test_ingest_writes_all_four_raw_tables(ingested):
 @pytest.mark.parametrize("table", ["raw/df02", "raw/snips", "embeddings"])
 def test_experiment_date_is_a_string_for_every_reader(ingested, table):
     folder = ingested / table
-    con = duckdb.sql(f"select distinct typeof(experiment_date), experiment_date from "
-                     f"read_parquet('{folder}/**/*.parquet', hive_partitioning=true)").fetchall()
+    con = duckdb.sql(
+        f"select distinct typeof(experiment_date), experiment_date from "
+        f"read_parquet('{folder}/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()
     assert {t for t, _ in con} == {"VARCHAR"} and (("VARCHAR", DIGIT_EXP) in con)
     frame = pl.scan_parquet(folder, hive_partitioning=True).collect()
     assert frame.schema["experiment_date"] == pl.String and DIGIT_EXP in frame["experiment_date"].to_list()
     arrow = ds.dataset(folder, partitioning="hive").to_table()
     assert pa.types.is_string(arrow.schema.field("experiment_date").type) or pa.types.is_large_string(
-        arrow.schema.field("experiment_date").type)
+        arrow.schema.field("experiment_date").type
+    )
     assert DIGIT_EXP in arrow["experiment_date"].to_pylist()
 
 
@@ -100,7 +105,12 @@ def test_duplicate_snip_id_fails_strict_and_is_skipped_with_allow_partial(cli, r
 
 def test_unparsable_value_names_row_and_column(cli, root, lake):
     frame = pl.read_csv(df02_file(root), infer_schema=False)
-    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("soon")).otherwise(pl.col("predicted_stage_hpf")).alias("predicted_stage_hpf"))
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.lit("soon"))
+        .otherwise(pl.col("predicted_stage_hpf"))
+        .alias("predicted_stage_hpf")
+    )
     frame.write_csv(df02_file(root))
     result = cli("ingest", "--root", root, "--lake", lake)
     assert result.exit_code == 1
@@ -115,7 +125,12 @@ def test_empty_df02_fails(cli, root, lake):
 
 def test_unsafe_experiment_name_fails(cli, root, lake):
     frame = pl.read_csv(df02_file(root), infer_schema=False)
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("../../etc")).otherwise(pl.col("experiment_date")).alias("experiment_date")).write_csv(df02_file(root))
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit("../../etc"))
+        .otherwise(pl.col("experiment_date"))
+        .alias("experiment_date")
+    ).write_csv(df02_file(root))
     result = cli("ingest", "--root", root, "--lake", lake)
     assert result.exit_code == 1
     assert "'../../etc' cannot be used as a lake partition name" in result.stderr
@@ -126,7 +141,9 @@ def test_bad_latent_rows_fail_strict_and_name_the_file(cli, root, lake):
     store = next((root / "analysis").rglob("morph_latents_20240626.csv"))
     frame = pl.read_csv(store, infer_schema=False)
     snip = frame["snip_id"][2]
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("inf")).otherwise(pl.col("z_mu_07")).alias("z_mu_07")).write_csv(store)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("inf")).otherwise(pl.col("z_mu_07")).alias("z_mu_07")
+    ).write_csv(store)
     result = cli("ingest", "--root", root, "--lake", lake)
     assert result.exit_code == 1
     assert f"latents: {snip} ({store}, data row 3): non-finite or unparsable z value(s) in z_mu_07" in result.stderr
@@ -178,10 +195,14 @@ def test_crash_mid_publish_leaves_whole_partitions(cli, root, ingested):
     frame.with_columns(pl.lit("E2").alias("medium")).write_csv(df02_file(root))
     crashed = cli.subprocess("ingest", "--root", root, "--lake", ingested, env={"MORPHLAKE_CRASH_AT": "publish:1"})
     assert crashed.returncode == 137
-    rows = duckdb.sql(f"select medium, count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet') group by 1 order by 1").fetchall()
+    rows = duckdb.sql(
+        f"select medium, count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet') group by 1 order by 1"
+    ).fetchall()
     assert rows == [("E2", 6), ("E3", 12)]  # one partition new, two old; none torn or doubled
     assert cli("ingest", "--root", root, "--lake", ingested).exit_code == 0
-    rows = duckdb.sql(f"select medium, count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet') group by 1").fetchall()
+    rows = duckdb.sql(
+        f"select medium, count(*) from read_parquet('{ingested}/raw/df02/**/*.parquet') group by 1"
+    ).fetchall()
     assert rows == [("E2", 18)]
 
 
@@ -199,9 +220,11 @@ def test_second_writer_fails_at_once_naming_the_holder(cli, root, lake):
 
 
 def hold_lock_in_another_process(lake, command, run_id):
-    code = ("import sys, time; from morphlake.lake.layout import Lake; from morphlake.lake.lock import LakeLock\n"
-            f"with LakeLock(Lake.at({str(lake)!r}).lock_file, {command!r}, {run_id!r}):\n"
-            "    print('ready', flush=True); time.sleep(600)\n")
+    code = (
+        "import sys, time; from morphlake.lake.layout import Lake; from morphlake.lake.lock import LakeLock\n"
+        f"with LakeLock(Lake.at({str(lake)!r}).lock_file, {command!r}, {run_id!r}):\n"
+        "    print('ready', flush=True); time.sleep(600)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc

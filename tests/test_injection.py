@@ -29,14 +29,18 @@ def test_model_name_in_onnx_metadata_cannot_escape_the_lake(name, cli, ingested,
     result = cli("embed", "--model", hostile, "--lake", ingested)
     assert result.exit_code == 1
     assert f"model name {name!r} cannot be used as a lake partition name" in result.stderr
-    assert files_outside(tmp_path, before) <= {p for p in tmp_path.rglob("*") if ingested in p.parents and "runs" in p.parts}
+    assert files_outside(tmp_path, before) <= {
+        p for p in tmp_path.rglob("*") if ingested in p.parents and "runs" in p.parts
+    }
 
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_model_name_flags_are_refused(name, cli, root, lake):
-    for args in (["ingest", "--root", root, "--lake", lake, "--model-name", name],
-                 ["build", "--lake", lake, "--model-name", name],
-                 ["build06", "--root", root, "--data-root", root, "--lake", lake, "--model-name", name, "--dry-run"]):
+    for args in (
+        ["ingest", "--root", root, "--lake", lake, "--model-name", name],
+        ["build", "--lake", lake, "--model-name", name],
+        ["build06", "--root", root, "--data-root", root, "--lake", lake, "--model-name", name, "--dry-run"],
+    ):
         result = cli(*args)
         assert result.exit_code == 1, (args, result.output)
         assert "cannot be used as a lake partition name" in result.stderr
@@ -54,9 +58,25 @@ def test_dbt_vars_reach_sql_as_literals(cli, embedded_lake):
     env = {**os.environ, "MORPHLAKE_LAKE": str(embedded_lake)}
     dbt = Path(sys.executable).with_name("dbt")
     vars_ = "{model_name: \"x' or '1'='1\", z_schema: flat}"
-    out = subprocess.run([str(dbt), "run", "--select", "df03", "--vars", vars_,
-                          "--target-path", str(embedded_lake / ".t"), "--log-path", str(embedded_lake / ".l")],
-                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            str(dbt),
+            "run",
+            "--select",
+            "df03",
+            "--vars",
+            vars_,
+            "--target-path",
+            str(embedded_lake / ".t"),
+            "--log-path",
+            str(embedded_lake / ".l"),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:]
     with duckdb.connect(str(embedded_lake / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from df03").fetchall() == [(0,)]  # no row matches that name

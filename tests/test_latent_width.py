@@ -1,4 +1,4 @@
-"""Models of any latent width D, and legacy stores that kept only z_mu: unit tests, then the real CLI on a 16-dim model."""
+"""Models of any latent width D, and legacy stores that kept only z_mu: unit tests, then the real CLI, 16 dims."""
 
 import json
 import math
@@ -11,14 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import TINY, Cli
+
+from morphlake.demo.data_root import make_demo_root
 from morphlake.embed.architecture import bio_nuisance_name
+from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import InputError
 from morphlake.ingest.latents import Z_COLUMN, latent_store_dir, read_latent_file, z_columns
-from morphlake.demo.data_root import make_demo_root
 from morphlake.lake.embeddings_table import model_latent_dim
-from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import check_partition
 
@@ -29,10 +29,14 @@ SNIPS = ["20240626_A01_e01_t0000", "20240626_A01_e01_t0001", "20240626_A01_e01_t
 
 def mu_only_store(path: Path, naming: str, *, sigma: bool = False) -> pd.DataFrame:
     """A D-wide store the way the lab writes it: pandas to_csv() defaults (an unnamed index column first)."""
-    name = (lambda kind, i: f"z_{kind}_{i:02d}") if naming == "flat" else (
-        lambda kind, i: bio_nuisance_name(kind, i, NUISANCE))
-    frame = pd.DataFrame({"experiment_date": "20240626", "embryo_id": [s.rsplit("_t", 1)[0] for s in SNIPS],
-                          "snip_id": SNIPS})
+    name = (
+        (lambda kind, i: f"z_{kind}_{i:02d}")
+        if naming == "flat"
+        else (lambda kind, i: bio_nuisance_name(kind, i, NUISANCE))
+    )
+    frame = pd.DataFrame(
+        {"experiment_date": "20240626", "embryo_id": [s.rsplit("_t", 1)[0] for s in SNIPS], "snip_id": SNIPS}
+    )
     rng = np.random.default_rng(0)
     for kind in ("mu", "sigma") if sigma else ("mu",):
         for i in range(D):
@@ -42,6 +46,7 @@ def mu_only_store(path: Path, naming: str, *, sigma: bool = False) -> pd.DataFra
 
 
 # --- unit: reading a z_mu-only store ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("naming", ["flat", "bio_nuisance"])
 def test_a_z_mu_only_store_reads_with_null_z_sigma(tmp_path, naming):
@@ -59,7 +64,9 @@ def test_a_z_mu_only_store_reads_with_null_z_sigma(tmp_path, naming):
 def test_a_store_with_z_sigma_and_no_z_mu_is_an_error(tmp_path):
     frame = mu_only_store(tmp_path / "m.csv", "flat")
     frame.rename(columns=lambda c: c.replace("z_mu_", "z_sigma_")).to_csv(tmp_path / "m.csv")
-    with pytest.raises(InputError, match=r"has z_sigma columns but no z_mu columns\n  hint: the store needs the z_mu_\* means"):
+    with pytest.raises(
+        InputError, match=r"has z_sigma columns but no z_mu columns\n  hint: the store needs the z_mu_\* means"
+    ):
         read_latent_file(tmp_path / "m.csv", "20240626")
 
 
@@ -78,9 +85,15 @@ def test_a_z_mu_only_store_of_another_width_is_refused(tmp_path):
 
 # --- unit: the publish check and the lake's width ----------------------------------------------------------------
 
+
 def z_table(mu: list, sigma: list) -> pa.Table:
-    return pa.table({"snip_id": [f"s{i}" for i in range(len(mu))], "z_mu_00": pa.array(mu, pa.float32()),
-                     "z_sigma_00": pa.array(sigma, pa.float32())})
+    return pa.table(
+        {
+            "snip_id": [f"s{i}" for i in range(len(mu))],
+            "z_mu_00": pa.array(mu, pa.float32()),
+            "z_sigma_00": pa.array(sigma, pa.float32()),
+        }
+    )
 
 
 def test_publish_allows_null_z_sigma_but_not_nan_inf_or_null_z_mu():
@@ -106,9 +119,13 @@ def test_the_lake_width_is_counted_and_must_agree(tmp_path):
     write_partition(lake, "20250101", D)
     assert model_latent_dim(lake, MODEL) == D
     write_partition(lake, "20250612", 100)
-    with pytest.raises(MorphlakeError, match=(
+    with pytest.raises(
+        MorphlakeError,
+        match=(
             rf"the embeddings of model {MODEL} have different latent widths: 16 in embeddings/model_name={MODEL}/"
-            rf"experiment_date=20240626, 100 in embeddings/model_name={MODEL}/experiment_date=20250612")):
+            rf"experiment_date=20240626, 100 in embeddings/model_name={MODEL}/experiment_date=20250612"
+        ),
+    ):
         model_latent_dim(lake, MODEL)
 
 
@@ -141,7 +158,8 @@ def playground(tmp_path_factory) -> dict:
             path.unlink()
     frame = pd.read_csv(store / f"morph_latents_{MU_ONLY_EXP}.csv")
     frame.drop(columns=[c for c in frame.columns if c.startswith("z_sigma_")]).to_csv(
-        store / f"morph_latents_{MU_ONLY_EXP}.csv")
+        store / f"morph_latents_{MU_ONLY_EXP}.csv"
+    )
     cli = Cli(lake)
     steps = {
         "ingest": cli("ingest", "--root", root, "--data-root", root, "--model-name", MODEL, "--lake", lake),
@@ -174,7 +192,13 @@ def test_the_lake_holds_16_z_mu_and_16_z_sigma(playground):
 
 
 def test_store_rows_have_null_z_sigma_and_onnx_rows_do_not(playground):
-    part = playground["lake"] / "embeddings" / f"model_name={MODEL}" / f"experiment_date={MU_ONLY_EXP}" / "part-00000.parquet"
+    part = (
+        playground["lake"]
+        / "embeddings"
+        / f"model_name={MODEL}"
+        / f"experiment_date={MU_ONLY_EXP}"
+        / "part-00000.parquet"
+    )
     table = pq.read_table(part, partitioning=None).to_pandas()
     legacy, onnx = table[table["source"] == "legacy_csv"], table[table["source"] == "onnx"]
     assert sorted(legacy["snip_id"]) == sorted(playground["store_snips"]) and len(onnx) > 0

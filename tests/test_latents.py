@@ -13,8 +13,11 @@ DIM = 6
 
 
 def write_store(path, snips, naming="flat", values=None, dim=DIM, nuisance=2):
-    names = [f"z_{k}_{i:02d}" if naming == "flat" else bio_nuisance_name(k, i, nuisance)
-             for k in ("mu", "sigma") for i in range(dim)]
+    names = [
+        f"z_{k}_{i:02d}" if naming == "flat" else bio_nuisance_name(k, i, nuisance)
+        for k in ("mu", "sigma")
+        for i in range(dim)
+    ]
     lines = [",".join(["experiment_date", "embryo_id", "snip_id", *names])]
     for n, snip in enumerate(snips):
         vals = values[n] if values is not None else [f"{0.1 * n + j:.6f}" for j in range(2 * dim)]
@@ -57,8 +60,22 @@ def test_wrong_width_is_an_error(tmp_path):
 
 def test_non_finite_blank_and_duplicate_rows_are_skipped(tmp_path):
     good = [f"{j}.5" for j in range(2 * DIM)]
-    values = [good, good[:3] + ["nan"] + good[4:], good[:1] + [""] + good[2:], good[:5] + ["inf"] + good[6:], good, good]
-    snips = ["s_A01_e01_t0000", "s_A01_e01_t0001", "s_A01_e01_t0002", "s_A01_e01_t0003", "s_A01_e01_t0004", "s_A01_e01_t0004"]
+    values = [
+        good,
+        good[:3] + ["nan"] + good[4:],
+        good[:1] + [""] + good[2:],
+        good[:5] + ["inf"] + good[6:],
+        good,
+        good,
+    ]
+    snips = [
+        "s_A01_e01_t0000",
+        "s_A01_e01_t0001",
+        "s_A01_e01_t0002",
+        "s_A01_e01_t0003",
+        "s_A01_e01_t0004",
+        "s_A01_e01_t0004",
+    ]
     table, _, skipped = read_latent_file(write_store(tmp_path / "m.csv", snips, values=values), "20240626")
     assert table["snip_id"].to_pylist() == ["s_A01_e01_t0000"]
     reasons = {s.item: s.reason for s in skipped}

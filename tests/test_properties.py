@@ -13,16 +13,25 @@ from morphlake.ingest.naming import is_safe_segment, normalise_stem, normalise_s
 
 SEGMENT = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,24}", fullmatch=True)
 WELL = st.builds(lambda r, c: f"{r}{c:02d}", st.sampled_from("ABCDEFGH"), st.integers(1, 12))
-SNIP = st.builds(lambda e, w, n, t: (e, w, n, t, f"{e}_{w}_e{n:02d}_t{t:04d}"),
-                 SEGMENT, WELL, st.integers(0, 99), st.integers(0, 9999))
+SNIP = st.builds(
+    lambda e, w, n, t: (e, w, n, t, f"{e}_{w}_e{n:02d}_t{t:04d}"),
+    SEGMENT,
+    WELL,
+    st.integers(0, 99),
+    st.integers(0, 9999),
+)
 
 
 @given(SNIP)
 def test_snip_id_parses_back_into_its_parts(parts):
     experiment, well, embryo, time, snip_id = parts
     parsed = parse_snip_id(snip_id)
-    assert parsed == {"embryo_id": f"{experiment}_{well}_e{embryo:02d}", "experiment": experiment,
-                      "well": well, "time": f"{time:04d}"}
+    assert parsed == {
+        "embryo_id": f"{experiment}_{well}_e{embryo:02d}",
+        "experiment": experiment,
+        "well": well,
+        "time": f"{time:04d}",
+    }
 
 
 @given(SNIP, st.sampled_from(["", ".jpg", ".JPG", ".jpeg", ".png", ".PNG"]), st.booleans())
@@ -42,16 +51,18 @@ def test_safe_segments_never_walk_out(text):
 
 
 FLAG_STYLES = [("True", "False"), ("1", "0"), ("true", "false"), ("yes", "no"), ("TRUE", "FALSE")]
-ROW = st.fixed_dictionaries({
-    "time_int": st.integers(0, 5000),
-    "Time Rel (s)": st.floats(0, 1e6, allow_nan=False),
-    "predicted_stage_hpf": st.floats(0, 200, allow_nan=False),
-    "surface_area_um": st.one_of(st.none(), st.floats(1, 1e7, allow_nan=False)),
-    "control_flag": st.booleans(),
-    "use_embryo_flag": st.booleans(),
-    "temperature": st.floats(20, 35, allow_nan=False),
-    "style": st.integers(0, len(FLAG_STYLES) - 1),
-})
+ROW = st.fixed_dictionaries(
+    {
+        "time_int": st.integers(0, 5000),
+        "Time Rel (s)": st.floats(0, 1e6, allow_nan=False),
+        "predicted_stage_hpf": st.floats(0, 200, allow_nan=False),
+        "surface_area_um": st.one_of(st.none(), st.floats(1, 1e7, allow_nan=False)),
+        "control_flag": st.booleans(),
+        "use_embryo_flag": st.booleans(),
+        "temperature": st.floats(20, 35, allow_nan=False),
+        "style": st.integers(0, len(FLAG_STYLES) - 1),
+    }
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -63,9 +74,15 @@ def test_df02_coercion_round_trips_typed_values(tmp_path_factory, rows, separato
     for i, r in enumerate(rows):
         flag = FLAG_STYLES[r["style"]]
         values = {
-            "snip_id": f"20240626_A01_e01_t{i:04d}", "embryo_id": "20240626_A01_e01", "experiment_date": "20240626",
-            "well": "A01", "short_pert_name": "wt", "phenotype": "wt", "medium": "E3",
-            "time_int": str(r["time_int"]), "Time Rel (s)": repr(r["Time Rel (s)"]),
+            "snip_id": f"20240626_A01_e01_t{i:04d}",
+            "embryo_id": "20240626_A01_e01",
+            "experiment_date": "20240626",
+            "well": "A01",
+            "short_pert_name": "wt",
+            "phenotype": "wt",
+            "medium": "E3",
+            "time_int": str(r["time_int"]),
+            "Time Rel (s)": repr(r["Time Rel (s)"]),
             "predicted_stage_hpf": repr(r["predicted_stage_hpf"]),
             "surface_area_um": "" if r["surface_area_um"] is None else repr(r["surface_area_um"]),
             "control_flag": flag[0] if r["control_flag"] else flag[1],

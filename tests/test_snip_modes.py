@@ -5,17 +5,17 @@ from __future__ import annotations
 import io
 import json
 
+import images
 import numpy as np
 import polars as pl
 import pytest
 from PIL import Image
 
-import images
+from morphlake.demo.images import embryo_snip
 from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import SnipProblem, decode_snip, fingerprint
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.demo.images import embryo_snip
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover: all its snips are embedded
 
@@ -72,8 +72,12 @@ def test_colour_snip_files_decode_like_the_legacy_pipeline(tmp_path, maker):
 
 def test_reduced_decode_keeps_the_legacy_path_for_colour_jpegs():
     # draft("L") would make libjpeg return its Y channel, which differs from Pillow's convert("L").
-    data = encoded(Image.fromarray(np.random.default_rng(1).integers(0, 256, (576, 256, 3), np.uint8)), "JPEG",
-                   quality=50, subsampling=0)
+    data = encoded(
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (576, 256, 3), np.uint8)),
+        "JPEG",
+        quality=50,
+        subsampling=0,
+    )
     assert np.array_equal(decode_snip(data, reduced=True), legacy_pixels(data))
 
 

@@ -49,9 +49,12 @@ def test_flat_schema_and_vector_search(cli, embedded_lake):
     assert cli("build", "--lake", embedded_lake, "--z-schema", "flat").exit_code == 0
     cols = {r[0] for r in query(embedded_lake, "select column_name from (describe df03)")}
     assert "z_mu_00" in cols and "z_mu_n_00" not in cols
-    rows = query(embedded_lake, """
+    rows = query(
+        embedded_lake,
+        """
         select b.snip_id, array_cosine_similarity(a.z_mu, b.z_mu) as similarity
-        from df03 a, df03 b where a.snip_id = '20240626_A01_e01_t0000' order by similarity desc limit 3""")
+        from df03 a, df03 b where a.snip_id = '20240626_A01_e01_t0000' order by similarity desc limit 3""",
+    )
     assert rows[0][0] == "20240626_A01_e01_t0000" and rows[0][1] == pytest.approx(1.0)
     z = np.array(query(embedded_lake, "select z_mu_00, z_mu_99 from df03 order by snip_id"))
     vec = np.array(query(embedded_lake, "select z_mu[1], z_mu[100] from df03 order by snip_id"))
@@ -61,7 +64,9 @@ def test_flat_schema_and_vector_search(cli, embedded_lake):
 def test_duplicated_snip_id_fails_the_uniqueness_tests(cli, embedded_lake):
     parts = sorted((embedded_lake / EMBED_DIR).glob("*/part-00000.parquet"))
     stray = pl.read_parquet(parts[0], hive_partitioning=False).head(1)
-    edit_partition(parts[1], lambda f: pl.concat([f, stray.with_columns(pl.lit(f["experiment_date"][0]).alias("experiment_date"))]))
+    edit_partition(
+        parts[1], lambda f: pl.concat([f, stray.with_columns(pl.lit(f["experiment_date"][0]).alias("experiment_date"))])
+    )
     result = cli("build", "--lake", embedded_lake)
     assert result.exit_code == 1
     assert "unique_within_stg_embeddings_snip_id__model_name: fail: Got 1 result" in result.stderr
@@ -83,8 +88,12 @@ def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):
 
 def test_non_finite_z_value_fails_the_finite_test(cli, embedded_lake):
     part = next((embedded_lake / EMBED_DIR).glob("experiment_date=20240626/part-00000.parquet"))
-    edit_partition(part, lambda f: f.with_columns(
-        pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise(pl.col("z_sigma_42")).alias("z_sigma_42")))
+    edit_partition(
+        part,
+        lambda f: f.with_columns(
+            pl.when(pl.int_range(pl.len()) == 2).then(float("nan")).otherwise(pl.col("z_sigma_42")).alias("z_sigma_42")
+        ),
+    )
     result = cli("build", "--lake", embedded_lake, "--z-schema", "flat")
     assert result.exit_code == 1
     assert "finite_values_df03_z_: fail: Got 1 result" in result.stderr
@@ -94,7 +103,11 @@ def test_warehouse_opens_from_any_directory(cli, embedded_lake, tmp_path):
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = f"import duckdb; print(duckdb.connect({str(embedded_lake / 'warehouse.duckdb')!r}, read_only=True).execute('select count(*) from df03').fetchall()[0][0])"
+    warehouse = str(embedded_lake / "warehouse.duckdb")
+    code = (
+        f"import duckdb; print(duckdb.connect({warehouse!r}, read_only=True)"
+        ".execute('select count(*) from df03').fetchall()[0][0])"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "18"
@@ -104,14 +117,19 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     export = embedded_lake / "exports" / "df03"
     files = sorted(export.glob("*/*.parquet"))
-    assert [f.parent.name for f in files] == ["experiment_date=20240626", "experiment_date=20250305_24hpf_lmx1b",
-                                              "experiment_date=20250612_30hpf_ctrl_atf6"]
+    assert [f.parent.name for f in files] == [
+        "experiment_date=20240626",
+        "experiment_date=20250305_24hpf_lmx1b",
+        "experiment_date=20250612_30hpf_ctrl_atf6",
+    ]
     table = ds.dataset(export, partitioning="hive").to_table()
     assert table.num_rows == 18 and str(table.schema.field("experiment_date").type) == "string"
     assert str(table.schema.field("z_mu_b_20").type) == "float" and "z_mu" not in table.schema.names
     # the README's way back to the vector, from the exported columns
-    rebuilt = duckdb.sql(f"select snip_id, list_value(*COLUMNS('^z_mu_'))::FLOAT[100] as v "
-                         f"from read_parquet('{export}/*/*.parquet') order by snip_id").fetchall()
+    rebuilt = duckdb.sql(
+        f"select snip_id, list_value(*COLUMNS('^z_mu_'))::FLOAT[100] as v "
+        f"from read_parquet('{export}/*/*.parquet') order by snip_id"
+    ).fetchall()
     warehouse = duckdb.connect(str(embedded_lake / "warehouse.duckdb"), read_only=True)
     assert rebuilt == warehouse.sql("select snip_id, z_mu from df03 order by snip_id").fetchall()
     warehouse.close()
@@ -122,8 +140,10 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     # an experiment leaves df03: its export partition goes, the others are rewritten whole
     (embedded_lake / EMBED_DIR / "experiment_date=20240626" / "part-00000.parquet").unlink()
     assert cli("build", "--lake", embedded_lake, "--coverage-severity", "warn").exit_code == 0
-    assert sorted(p.name for p in export.iterdir()) == ["experiment_date=20250305_24hpf_lmx1b",
-                                                        "experiment_date=20250612_30hpf_ctrl_atf6"]
+    assert sorted(p.name for p in export.iterdir()) == [
+        "experiment_date=20250305_24hpf_lmx1b",
+        "experiment_date=20250612_30hpf_ctrl_atf6",
+    ]
     assert pq.read_table(export, partitioning=None).num_rows == 12
     assert not (embedded_lake / ".staging").exists()
 
@@ -141,9 +161,21 @@ def test_empty_df03_writes_no_sentinel_row(cli, embedded_lake):
 def test_plain_dbt_build_inside_the_project(embedded_lake):
     env = {**os.environ, "MORPHLAKE_LAKE": str(embedded_lake)}
     dbt = Path(sys.executable).with_name("dbt")
-    out = subprocess.run([str(dbt), "build", "--target-path", str(embedded_lake / ".dbt-target"),
-                          "--log-path", str(embedded_lake / ".dbt-logs")],
-                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            str(dbt),
+            "build",
+            "--target-path",
+            str(embedded_lake / ".dbt-target"),
+            "--log-path",
+            str(embedded_lake / ".dbt-logs"),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:]
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from morphlake.demo.images import embryo_snip
 from morphlake.embed.architecture import EncoderSpec, bio_nuisance_name
 from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import decode_snip
+from morphlake.errors import MorphlakeError
 from morphlake.ingest.latents import latent_store_dir
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.demo.images import embryo_snip
-from morphlake.errors import MorphlakeError
 from morphlake.steps.ingest_step import DF02_RELPATH, TRAIN_CSV
 
 MARKER = ".morphlake-demo"
@@ -33,9 +33,9 @@ DEMO_TRAIN_NAME = "20241107_demo_train"
 @dataclass(frozen=True)
 class DemoSpec:
     seed: int = 0
-    embryos: int = 4        # per experiment
-    timepoints: int = 5     # snips per embryo
-    experiments: int = 3    # how many of DEMO_EXPERIMENTS (1..3); extra ones are numbered
+    embryos: int = 4  # per experiment
+    timepoints: int = 5  # snips per embryo
+    experiments: int = 3  # how many of DEMO_EXPERIMENTS (1..3); extra ones are numbered
 
 
 def _experiments(spec: DemoSpec) -> list[tuple[str, list[str], float]]:
@@ -62,29 +62,50 @@ def _df02_rows(spec: DemoSpec, rng: np.random.Generator) -> list[dict]:
                 rel_s = t * 1800.0 + rng.normal(0, 5)
                 stage = start_hpf + rel_s / 3600 * (1.0 if control else 0.9)
                 usable = not (k == spec.embryos - 1 and t == spec.timepoints - 1 and e_index == 1)
-                rows.append({
-                    "snip_id": f"{embryo_id}_t{t:04d}", "embryo_id": embryo_id, "experiment_date": exp,
-                    "well": well, "time_int": t, "Time Rel (s)": round(rel_s, 2),
-                    "predicted_stage_hpf": round(stage, 3), "surface_area_um": round(float(rng.normal(1.8e5, 1.5e4)), 1),
-                    "short_pert_name": pert, "phenotype": "wt" if control else f"{pert}_mutant",
-                    "control_flag": _flag_text(control, e_index), "temperature": 28.5, "medium": "E3",
-                    "use_embryo_flag": _flag_text(usable, e_index + 1),
-                    "length_um": round(float(2500 + 40 * (stage - 24) + rng.normal(0, 30)), 1),
-                    "width_um": round(float(rng.normal(480, 20)), 1),
-                    "xpos": int(rng.integers(100, 2000)), "ypos": int(rng.integers(100, 2000)),
-                    "dead_flag": _flag_text(False, e_index + 2), "sa_outlier_flag": _flag_text(False, e_index),
-                    "bubble_flag": False, "focus_flag": False, "frame_flag": False, "no_yolk_flag": False,
-                    "master_perturbation": pert, "genotype": "wik" if control else f"{pert}-/-",
-                    "chem_perturbation": "None", "microscope": "Keyence" if e_index % 2 else "YX1",
-                    "start_age_hpf": start_hpf, "Height (um)": 1800.0, "Width (um)": 800.0,
-                })
+                rows.append(
+                    {
+                        "snip_id": f"{embryo_id}_t{t:04d}",
+                        "embryo_id": embryo_id,
+                        "experiment_date": exp,
+                        "well": well,
+                        "time_int": t,
+                        "Time Rel (s)": round(rel_s, 2),
+                        "predicted_stage_hpf": round(stage, 3),
+                        "surface_area_um": round(float(rng.normal(1.8e5, 1.5e4)), 1),
+                        "short_pert_name": pert,
+                        "phenotype": "wt" if control else f"{pert}_mutant",
+                        "control_flag": _flag_text(control, e_index),
+                        "temperature": 28.5,
+                        "medium": "E3",
+                        "use_embryo_flag": _flag_text(usable, e_index + 1),
+                        "length_um": round(float(2500 + 40 * (stage - 24) + rng.normal(0, 30)), 1),
+                        "width_um": round(float(rng.normal(480, 20)), 1),
+                        "xpos": int(rng.integers(100, 2000)),
+                        "ypos": int(rng.integers(100, 2000)),
+                        "dead_flag": _flag_text(False, e_index + 2),
+                        "sa_outlier_flag": _flag_text(False, e_index),
+                        "bubble_flag": False,
+                        "focus_flag": False,
+                        "frame_flag": False,
+                        "no_yolk_flag": False,
+                        "master_perturbation": pert,
+                        "genotype": "wik" if control else f"{pert}-/-",
+                        "chem_perturbation": "None",
+                        "microscope": "Keyence" if e_index % 2 else "YX1",
+                        "start_age_hpf": start_hpf,
+                        "Height (um)": 1800.0,
+                        "Width (um)": 800.0,
+                    }
+                )
     return rows
 
 
 def _check_root(root: Path) -> None:
     if root.exists() and any(root.iterdir()) and not (root / MARKER).exists():
-        raise MorphlakeError(f"{root} exists, is not empty and was not made by `morphlake demo`",
-                             "choose an empty or new folder with --root")
+        raise MorphlakeError(
+            f"{root} exists, is not empty and was not made by `morphlake demo`",
+            "choose an empty or new folder with --root",
+        )
 
 
 def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: int = 100) -> dict:
@@ -110,21 +131,37 @@ def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: i
     train = df02.filter(pl.col("short_pert_name").is_in(["wt", "ctrl"]))
     train_csv = root / "training_data" / DEMO_TRAIN_NAME / TRAIN_CSV
     train_csv.parent.mkdir(parents=True)
-    train.select("snip_id", "embryo_id", "experiment_date", "short_pert_name", "predicted_stage_hpf").write_csv(train_csv)
+    train.select("snip_id", "embryo_id", "experiment_date", "short_pert_name", "predicted_stage_hpf").write_csv(
+        train_csv
+    )
     model_dir = root / "models" / "legacy" / model_name
     encoder_spec = EncoderSpec(latent_dim=latent_dim)
     encoder_path = write_demo_encoder(model_dir / "encoder.onnx", model_name, seed=spec.seed, spec=encoder_spec)
-    (model_dir / "model_config.json").write_text(json.dumps(
-        {"name": "SeqVAEConfig", "latent_dim": encoder_spec.latent_dim, "zn_frac": encoder_spec.zn_frac,
-         "input_dim": [1, 288, 128],
-         "note": "demo model: the encoder.onnx beside this file has seeded random DEMO weights"}, indent=2))
+    (model_dir / "model_config.json").write_text(
+        json.dumps(
+            {
+                "name": "SeqVAEConfig",
+                "latent_dim": encoder_spec.latent_dim,
+                "zn_frac": encoder_spec.zn_frac,
+                "input_dim": [1, 288, 128],
+                "note": "demo model: the encoder.onnx beside this file has seeded random DEMO weights",
+            },
+            indent=2,
+        )
+    )
     covered = _write_latent_store(root, df02, model_name, encoder_path, encoder_spec)
-    return {"root": str(root), "experiments": df02["experiment_date"].unique(maintain_order=True).to_list(),
-            "snips": df02.height, "latent_store": covered, "encoder": str(encoder_path)}
+    return {
+        "root": str(root),
+        "experiments": df02["experiment_date"].unique(maintain_order=True).to_list(),
+        "snips": df02.height,
+        "latent_store": covered,
+        "encoder": str(encoder_path),
+    }
 
 
-def _write_latent_store(root: Path, df02: pl.DataFrame, model_name: str, encoder_path: Path,
-                        spec: EncoderSpec) -> dict[str, int]:
+def _write_latent_store(
+    root: Path, df02: pl.DataFrame, model_name: str, encoder_path: Path, spec: EncoderSpec
+) -> dict[str, int]:
     """Legacy store for the first two experiments (flat, then bio/nuisance names), made by the demo encoder.
 
     The second experiment's store misses each embryo's last time point, so `embed` has work to do.
@@ -136,14 +173,20 @@ def _write_latent_store(root: Path, df02: pl.DataFrame, model_name: str, encoder
         rows = df02.filter(pl.col("experiment_date") == exp)
         if index == 1:
             rows = rows.filter(pl.col("time_int") < pl.col("time_int").max())
-        pixels = np.stack([decode_snip((root / SNIP_SUBDIR / exp / f"{s}.jpg").read_bytes())
-                           for s in rows["snip_id"]])[:, None]
+        pixels = np.stack([decode_snip((root / SNIP_SUBDIR / exp / f"{s}.jpg").read_bytes()) for s in rows["snip_id"]])[
+            :, None
+        ]
         mu, logvar = encoder.run(pixels)
-        naming = (lambda kind, i: f"z_{kind}_{i:02d}") if index == 0 else (
-            lambda kind, i: bio_nuisance_name(kind, i, spec.nuisance_dims))
+        naming = (
+            (lambda kind, i: f"z_{kind}_{i:02d}")
+            if index == 0
+            else (lambda kind, i: bio_nuisance_name(kind, i, spec.nuisance_dims))
+        )
         z = {naming("mu", i): mu[:, i] for i in range(spec.latent_dim)}
         z.update({naming("sigma", i): logvar[:, i] for i in range(spec.latent_dim)})
-        table = rows.select("experiment_date", "embryo_id", "snip_id").with_columns(**{k: pl.Series(v) for k, v in z.items()})
+        table = rows.select("experiment_date", "embryo_id", "snip_id").with_columns(
+            **{k: pl.Series(v) for k, v in z.items()}
+        )
         path = latent_store_dir(root, model_name) / f"morph_latents_{exp}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.write_csv(path)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from morphlake.lake.layout import Lake
+from morphlake.report.summary import describe_df03
+from morphlake.steps.build_step import build
 from morphlake.steps.embed_step import embed
 from morphlake.steps.ingest_step import ingest
-from morphlake.lake.layout import Lake
-from morphlake.steps.build_step import build
-from morphlake.report.summary import describe_df03
 from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_FAILED
 
 
@@ -19,13 +19,17 @@ def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, ec
     result = ingest(lake, root, root, model_name)
     codes.append(result.exit_code)
     counts = result.record["counts"]
-    echo(f"ingest: {counts.get('df02_rows')} df02 rows, {counts.get('snips')} snips in the ledger, "
-         f"{counts.get('latent_rows')} legacy latent rows -> {lake.root}")
+    echo(
+        f"ingest: {counts.get('df02_rows')} df02 rows, {counts.get('snips')} snips in the ledger, "
+        f"{counts.get('latent_rows')} legacy latent rows -> {lake.root}"
+    )
     result = embed(lake, encoder, device="auto")
     codes.append(result.exit_code)
     rec = result.record
-    echo(f"embed: {rec['counts'].get('embedded', 0)} snip(s) embedded on {rec['provider']['used']} "
-         f"({rec['encoder']['weights']} weights)")
+    echo(
+        f"embed: {rec['counts'].get('embedded', 0)} snip(s) embedded on {rec['provider']['used']} "
+        f"({rec['encoder']['weights']} weights)"
+    )
     built = build(lake, model_name, quiet=True)
     codes.append(built.exit_code)
     if built.exit_code == EXIT_COMPLETE:

@@ -4,48 +4,66 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
-from morphlake.embed.model import Encoder
-from morphlake.ingest.errors import Skipped
 from morphlake import __version__
-from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
-from morphlake.steps.embed_step import embed
+from morphlake.embed.model import Encoder
 from morphlake.errors import MorphlakeError, PartialResult
-from morphlake.lake.faults import crash_point
-from morphlake.steps.ingest_step import ingest
-from morphlake.legacy.store import store_naming, store_sql
-from morphlake.lake.layout import Lake
+from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import list_latent_files
-from morphlake.legacy.outputs import (check_outputs_free, coverage_sql, df03_sql, git_commit, missing_sql,
-                                      non_finite_count, register_legacy_rows, train_sql, write_csv_atomic,
-                                      z_mu_columns_of)
+from morphlake.lake.faults import crash_point
+from morphlake.lake.layout import Lake
 from morphlake.lake.lock import LakeLock
 from morphlake.lake.runs import RunRecord, write_json_atomic
-from morphlake.steps.build_step import build
+from morphlake.legacy.outputs import (
+    check_outputs_free,
+    coverage_sql,
+    df03_sql,
+    git_commit,
+    missing_sql,
+    non_finite_count,
+    register_legacy_rows,
+    train_sql,
+    write_csv_atomic,
+    z_mu_columns_of,
+)
+from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
+from morphlake.legacy.store import store_naming, store_sql
 from morphlake.report.summary import coverage_text
+from morphlake.steps.build_step import build
+from morphlake.steps.embed_step import embed
+from morphlake.steps.ingest_step import ingest
 from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_PARTIAL
 
 log = logging.getLogger("morphlake")
 COVERAGE_WARNING = 0.95
-GAPS_HINT = ("--generate-missing-latents only creates missing store files, as the legacy step did; pass "
-             "--allow-partial to write what the store holds (exit 2, listed beside df03), or complete those store "
-             "files (or move one away and run again: its experiment is then generated whole)")
+GAPS_HINT = (
+    "--generate-missing-latents only creates missing store files, as the legacy step did; pass "
+    "--allow-partial to write what the store holds (exit 2, listed beside df03), or complete those store "
+    "files (or move one away and run again: its experiment is then generated whole)"
+)
 GENERATE_HINT = "pass --generate-missing-latents to embed them, or --allow-partial to write what exists"
 
 
 def missing_latents(plan: Plan, *, gaps_only: bool = False) -> list[Skipped]:
     """One item per experiment with no store file (unless they are being generated), and per df02 snip an
     existing store file lacks."""
-    items = [] if gaps_only else [
-        Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
-        for exp in plan.experiments_without_latents]
+    items = (
+        []
+        if gaps_only
+        else [
+            Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
+            for exp in plan.experiments_without_latents
+        ]
+    )
     for exp, snips in plan.missing.items():
         if exp in plan.latent_files:
-            items += [Skipped("latents", s, str(plan.latent_files[exp]), "no latents in the legacy store") for s in snips]
+            items += [
+                Skipped("latents", s, str(plan.latent_files[exp]), "no latents in the legacy store") for s in snips
+            ]
     return items
 
 
@@ -57,8 +75,9 @@ def fail_on_missing(plan: Plan) -> None:
         parts.append(f"experiment(s) with no latents: {', '.join(without)}")
     if partial:
         parts.append("snips missing from the store: " + ", ".join(f"{e} ({n})" for e, n in partial.items()))
-    raise MorphlakeError(f"{plan.missing_count} df02 row(s) have no legacy latents — " + "; ".join(parts),
-                         GENERATE_HINT)
+    raise MorphlakeError(
+        f"{plan.missing_count} df02 row(s) have no legacy latents — " + "; ".join(parts), GENERATE_HINT
+    )
 
 
 def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
@@ -69,7 +88,8 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
             f"--generate-missing-latents needs an encoder for {opts.model_name}: {source.detail}",
             f"export one with `morphlake export-onnx --state-dict <model folder>/encoder_reformatted.pt "
             f"-o {opts.data_root / 'models' / 'legacy' / opts.model_name / 'encoder.onnx'}` "
-            "(needs: pip install 'morphlake[export]')")
+            "(needs: pip install 'morphlake[export]')",
+        )
     path = source.path
     if source.kind == "state_dict":
         from morphlake.embed.export import export_onnx
@@ -82,8 +102,10 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
         path = out
     name = Encoder(path, device="cpu").info.model_name
     if name != opts.model_name:
-        raise MorphlakeError(f"{path} is an encoder for model {name!r}, not {opts.model_name!r}",
-                             "use the encoder of this model, or re-export it with --model-name")
+        raise MorphlakeError(
+            f"{path} is an encoder for model {name!r}, not {opts.model_name!r}",
+            "use the encoder of this model, or re-export it with --model-name",
+        )
     return path
 
 
@@ -106,41 +128,66 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
         if not opts.generate_missing_latents and plan.missing_count:
             fail_on_missing(plan)
         if opts.generate_missing_latents and plan.gaps:
-            raise MorphlakeError(f"{sum(len(v) for v in plan.gaps.values())} df02 row(s) are missing from existing "
-                                 "store files: " + ", ".join(f"{e} ({len(v)})" for e, v in plan.gaps.items()),
-                                 GAPS_HINT)
-    record = RunRecord("build06", {k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
-                                   for k, v in vars(opts).items()})
+            raise MorphlakeError(
+                f"{sum(len(v) for v in plan.gaps.values())} df02 row(s) are missing from existing "
+                "store files: " + ", ".join(f"{e} ({len(v)})" for e, v in plan.gaps.items()),
+                GAPS_HINT,
+            )
+    record = RunRecord(
+        "build06",
+        {
+            k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
+            for k, v in vars(opts).items()
+        },
+    )
     skipped: list[Skipped] = missing_latents(plan, gaps_only=opts.generate_missing_latents)
     with LakeLock(opts.lake.lock_file, "build06", record.run_id):
         try:
             encoder = resolve_encoder(plan, opts) if generate else None
             with record.timed("ingest"):
                 # a merge reads df02, the store and the training metadata only: no snip folder is needed
-                step = ingest(opts.lake, opts.root, opts.data_root, opts.model_name, opts.experiments,
-                              opts.allow_partial, scan_images=opts.generate_missing_latents)
+                step = ingest(
+                    opts.lake,
+                    opts.root,
+                    opts.data_root,
+                    opts.model_name,
+                    opts.experiments,
+                    opts.allow_partial,
+                    scan_images=opts.generate_missing_latents,
+                )
             skipped += step.skipped
             record.set("ingest_run", step.run_id)
-            echo(f"ingest: {step.record['counts'].get('df02_rows')} df02 rows, {step.record['counts'].get('latent_rows')} "
-                 f"legacy latent rows")
+            echo(
+                f"ingest: {step.record['counts'].get('df02_rows')} df02 rows, "
+                f"{step.record['counts'].get('latent_rows')} "
+                f"legacy latent rows"
+            )
             record.count("planned_to_embed", plan.to_embed_count)
             if encoder is not None:
                 with record.timed("embed"):
-                    step = embed(opts.lake, encoder, experiments=sorted(e for e, n in plan.to_embed.items() if n),
-                                 allow_partial=opts.allow_partial)
+                    step = embed(
+                        opts.lake,
+                        encoder,
+                        experiments=sorted(e for e, n in plan.to_embed.items() if n),
+                        allow_partial=opts.allow_partial,
+                    )
                 skipped += step.skipped
                 record.set("embed_run", step.run_id)
                 record.set("encoder", step.record.get("encoder"))
                 record.count("embedded", step.record["counts"].get("embedded", 0))
-                echo(f"embed: {step.record['counts'].get('embedded', 0)} snip(s) embedded with {encoder} "
-                     f"on {step.record['provider']['used']} (planned {plan.to_embed_count})")
+                echo(
+                    f"embed: {step.record['counts'].get('embedded', 0)} snip(s) embedded with {encoder} "
+                    f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
+                )
             with record.timed("dbt"):
                 built = build(opts.lake, opts.model_name, opts.z_schema, coverage_severity="warn", quiet=True)
             record.set("build_run", built.run_id)
             if built.exit_code != EXIT_COMPLETE:
                 details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)
-                raise MorphlakeError(f"dbt build failed: {details or built.record.get('error')}",
-                                     f"see {opts.lake.runs_dir / (built.run_id + '.json')}")
+                raise MorphlakeError(
+                    f"dbt build failed: {details or built.record.get('error')}",
+                    f"see {opts.lake.runs_dir / (built.run_id + '.json')}",
+                )
             with record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
                 outputs, coverage, counts = write_outputs(con, plan, opts, record, echo, skipped)
         except BaseException as exc:
@@ -153,8 +200,10 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
         path = record.finish(opts.lake.runs_dir, outcome, skipped=skipped)
     echo(f"build06: {outcome}; run record {path}")
     if skipped:
-        echo(f"  {len(skipped)} item(s) skipped, listed in {plan.outputs.partial_manifest} "
-             f"and {record.data['partial_manifest']}")
+        echo(
+            f"  {len(skipped)} item(s) skipped, listed in {plan.outputs.partial_manifest} "
+            f"and {record.data['partial_manifest']}"
+        )
     return EXIT_PARTIAL if skipped else EXIT_COMPLETE
 
 
@@ -163,14 +212,32 @@ def report_coverage(con, echo) -> tuple[dict, int]:
     rows = con.sql(coverage_sql()).fetchall()
     total = [sum(r[i] for r in rows) for i in range(1, 5)]  # df02, df03, usable, usable in df03
     share = lambda part, whole: round(part / whole, 6) if whole else None  # noqa: E731
-    coverage = {"overall": share(total[1], total[0]), "usable": share(total[3], total[2]),
-                "df02_rows": total[0], "df03_rows": total[1], "usable_rows": total[2], "usable_embedded": total[3],
-                "per_experiment": {r[0]: {"df02_rows": r[1], "df03_rows": r[2], "coverage": share(r[2], r[1]),
-                                          "usable_rows": r[3], "usable_embedded": r[4], "usable_coverage": share(r[4], r[3]),
-                                          "legacy": r[5], "onnx": r[6]} for r in rows}}
+    coverage = {
+        "overall": share(total[1], total[0]),
+        "usable": share(total[3], total[2]),
+        "df02_rows": total[0],
+        "df03_rows": total[1],
+        "usable_rows": total[2],
+        "usable_embedded": total[3],
+        "per_experiment": {
+            r[0]: {
+                "df02_rows": r[1],
+                "df03_rows": r[2],
+                "coverage": share(r[2], r[1]),
+                "usable_rows": r[3],
+                "usable_embedded": r[4],
+                "usable_coverage": share(r[4], r[3]),
+                "legacy": r[5],
+                "onnx": r[6],
+            }
+            for r in rows
+        },
+    }
     warn = lambda part, whole: "  WARNING: below 95%" if whole and part / whole < COVERAGE_WARNING else ""  # noqa: E731
-    echo(f"coverage: {coverage_text(total[1], total[0])} df02 rows in df03{warn(total[1], total[0])}; "
-         f"usable rows (use_embryo_flag): {coverage_text(total[3], total[2])}")
+    echo(
+        f"coverage: {coverage_text(total[1], total[0])} df02 rows in df03{warn(total[1], total[0])}; "
+        f"usable rows (use_embryo_flag): {coverage_text(total[3], total[2])}"
+    )
     for exp, d02, d03, use, emb, *_ in rows:
         echo(f"  {exp:<36} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}{warn(d03, d02)}")
     return coverage, total[1]
@@ -181,13 +248,22 @@ def store_files_to_write(con, plan: Plan, skipped: list[Skipped]) -> list[str]:
     file would count as the experiment's store and never be completed); the others are listed as skipped."""
     complete = []
     for exp, target in plan.outputs.store.items():
-        have = con.sql("select count(*) from df03 join df02_order using (snip_id, experiment_date) "
-                       "where experiment_date = ?", params=[exp]).fetchall()[0][0]
+        have = con.sql(
+            "select count(*) from df03 join df02_order using (snip_id, experiment_date) where experiment_date = ?",
+            params=[exp],
+        ).fetchall()[0][0]
         if have == plan.rows[exp]:
             complete.append(exp)
         else:
-            skipped.append(Skipped("latents", exp, str(target), f"store file not written: {plan.rows[exp] - have} "
-                                   f"of {plan.rows[exp]} df02 rows have no embedding (listed here)"))
+            skipped.append(
+                Skipped(
+                    "latents",
+                    exp,
+                    str(target),
+                    f"store file not written: {plan.rows[exp] - have} "
+                    f"of {plan.rows[exp]} df02 rows have no embedding (listed here)",
+                )
+            )
     return complete
 
 
@@ -196,24 +272,31 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     sidecar (last: it says the others are complete); returns (outputs, coverage, counts)."""
     con.register("df02_order", plan.df02_order)
     generated = store_files_to_write(con, plan, skipped)
-    register_legacy_rows(con, order=plan.df02_order, stored=plan.stored, generated=generated,
-                         train_order=plan.train_order)
+    register_legacy_rows(
+        con, order=plan.df02_order, stored=plan.stored, generated=generated, train_order=plan.train_order
+    )
     coverage, df03_rows = report_coverage(con, echo)
     missing = still_missing(con)
     if missing and not opts.allow_partial:
-        problem = MorphlakeError(str(PartialResult(missing, "df02 rows without latents")).split("\n  hint:")[0],
-                                 GAPS_HINT if opts.generate_missing_latents else GENERATE_HINT)
+        problem = MorphlakeError(
+            str(PartialResult(missing, "df02 rows without latents")).split("\n  hint:")[0],
+            GAPS_HINT if opts.generate_missing_latents else GENERATE_HINT,
+        )
         problem.skipped = missing
         raise problem
     if df03_rows == 0:
-        raise MorphlakeError("no df02 row has latents of the model, so df03 would be empty; nothing was written",
-                             GENERATE_HINT.replace(", or --allow-partial to write what exists", ""))
+        raise MorphlakeError(
+            "no df02 row has latents of the model, so df03 would be empty; nothing was written",
+            GENERATE_HINT.replace(", or --allow-partial to write what exists", ""),
+        )
     listed = {s.item for s in skipped} | set(plan.experiments_without_latents)
     skipped += [m for m in missing if m.item not in listed and m.where not in listed]
     bad = non_finite_count(con)
     if bad:
-        raise MorphlakeError(f"df03 has {bad} row(s) with non-finite z values; no legacy file was written",
-                             "find them with the dbt test finite_values_df03_z_ and re-embed or fix the store")
+        raise MorphlakeError(
+            f"df03 has {bad} row(s) with non-finite z values; no legacy file was written",
+            "find them with the dbt test finite_values_df03_z_ and re-embed or fix the store",
+        )
     # an earlier run's sidecar and manifest (there only with --overwrite) must not outlive a crash below
     plan.outputs.sidecar.unlink(missing_ok=True)
     plan.outputs.partial_manifest.unlink(missing_ok=True)
@@ -223,39 +306,69 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     dim = len(z_mu_columns_of(con, "df03"))
     for exp in generated:
         target = plan.outputs.store[exp]
-        outputs[str(target)] = write(store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance,
-                                               dim=dim), target)
+        outputs[str(target)] = write(
+            store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance, dim=dim), target
+        )
         crash_point("csv")
-    outputs[str(plan.outputs.df03)] = write(df03_sql(con, plan.experiments, columns=plan.df02_columns),
-                                            plan.outputs.df03)
+    outputs[str(plan.outputs.df03)] = write(
+        df03_sql(con, plan.experiments, columns=plan.df02_columns), plan.outputs.df03
+    )
     crash_point("csv")
     if plan.outputs.train:
         if plan.train_order is not None:
-            outputs[str(plan.outputs.train)] = write(train_sql(con, opts.train_name, columns=plan.train_columns),
-                                                     plan.outputs.train)
+            outputs[str(plan.outputs.train)] = write(
+                train_sql(con, opts.train_name, columns=plan.train_columns), plan.outputs.train
+            )
         else:
-            echo(f"  note: no training metadata {opts.root / 'training_data' / opts.train_name}; "
-                 f"{plan.outputs.train.name} not written")
+            echo(
+                f"  note: no training metadata {opts.root / 'training_data' / opts.train_name}; "
+                f"{plan.outputs.train.name} not written"
+            )
     for exp, target in plan.outputs.copies.items():
         outputs[str(target)] = write(df03_sql(con, [exp], columns=plan.df02_columns), target)
         crash_point("csv")
-    counts = {"processed": sum(plan.rows.values()), "succeeded": df03_rows,
-              "skipped": sum(plan.rows.values()) - df03_rows}
+    counts = {
+        "processed": sum(plan.rows.values()),
+        "succeeded": df03_rows,
+        "skipped": sum(plan.rows.values()) - df03_rows,
+    }
     manifest = plan.outputs.partial_manifest
     if skipped:
-        write_json_atomic(manifest, {
-            "run_id": record.run_id, "command": "build06", "output": str(plan.outputs.df03), "counts": counts,
-            "skipped_snip_ids": [m.item for m in missing], "skipped": [s.to_dict() for s in skipped]})
-    shas = [r[0] for r in con.sql("select distinct model_sha256 from legacy_rows where model_sha256 is not null").fetchall()]
-    write_json_atomic(plan.outputs.sidecar, {
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_id": record.run_id,
-        "outcome": "partial" if skipped else "complete", "counts": counts,
-        "partial_manifest": str(manifest) if skipped else None,
-        "model_name": opts.model_name, "model_sha256": shas, "encoder": record.data.get("encoder"),
-        "root": str(opts.root), "data_root": str(opts.data_root), "lake": str(opts.lake.root),
-        "morphlake_version": __version__, "git_commit": git_commit(),
-        "parameters": record.data["params"], "coverage": coverage, "outputs": outputs,
-    })
+        write_json_atomic(
+            manifest,
+            {
+                "run_id": record.run_id,
+                "command": "build06",
+                "output": str(plan.outputs.df03),
+                "counts": counts,
+                "skipped_snip_ids": [m.item for m in missing],
+                "skipped": [s.to_dict() for s in skipped],
+            },
+        )
+    shas = [
+        r[0] for r in con.sql("select distinct model_sha256 from legacy_rows where model_sha256 is not null").fetchall()
+    ]
+    write_json_atomic(
+        plan.outputs.sidecar,
+        {
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "run_id": record.run_id,
+            "outcome": "partial" if skipped else "complete",
+            "counts": counts,
+            "partial_manifest": str(manifest) if skipped else None,
+            "model_name": opts.model_name,
+            "model_sha256": shas,
+            "encoder": record.data.get("encoder"),
+            "root": str(opts.root),
+            "data_root": str(opts.data_root),
+            "lake": str(opts.lake.root),
+            "morphlake_version": __version__,
+            "git_commit": git_commit(),
+            "parameters": record.data["params"],
+            "coverage": coverage,
+            "outputs": outputs,
+        },
+    )
     for path, n in outputs.items():
         echo(f"wrote {path} ({n} rows)")
     if skipped:

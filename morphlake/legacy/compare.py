@@ -13,21 +13,25 @@ from morphlake.ingest.latents import z_naming
 from morphlake.ingest.naming import normalise_stem_expr
 
 
-
 @dataclass
 class Comparison:
     old_rows: int
     new_rows: int
     only_old: list[str]
     only_new: list[str]
-    z_max_abs_diff: dict[str, float]            # flat z name -> largest |old - new| over shared rows
+    z_max_abs_diff: dict[str, float]  # flat z name -> largest |old - new| over shared rows
     z_only_old: list[str] = field(default_factory=list)
     z_only_new: list[str] = field(default_factory=list)
     worst: tuple[str, str, float] | None = None  # (column, snip_id, difference)
 
     def equal(self, tolerance: float = 0.0) -> bool:
-        return (not self.only_old and not self.only_new and not self.z_only_old and not self.z_only_new
-                and all(d <= tolerance for d in self.z_max_abs_diff.values()))
+        return (
+            not self.only_old
+            and not self.only_new
+            and not self.z_only_old
+            and not self.z_only_new
+            and all(d <= tolerance for d in self.z_max_abs_diff.values())
+        )
 
 
 def load(path: Path, key: str) -> pl.DataFrame:
@@ -61,19 +65,34 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
         delta = (joined[col] - joined[f"{col}__new"]).abs()
         # NaN or a value on one side only counts as an infinite difference
         mismatch = joined[col].is_null() != joined[f"{col}__new"].is_null()
-        delta = pl.select(pl.when(mismatch | delta.is_nan()).then(float("inf")).otherwise(delta).fill_null(0.0)).to_series()
+        delta = pl.select(
+            pl.when(mismatch | delta.is_nan()).then(float("inf")).otherwise(delta).fill_null(0.0)
+        ).to_series()
         biggest = float(delta.max()) if delta.len() else 0.0
         diffs[col] = biggest
         if delta.len() and (worst is None or biggest > worst[2]):
             worst = (col, joined[key][int(delta.arg_max())], biggest)
-    return Comparison(old.height, new.height, sorted(old_ids - new_ids), sorted(new_ids - old_ids), diffs,
-                      [c for c in z_old if c not in z_new], [c for c in z_new if c not in z_old], worst)
+    return Comparison(
+        old.height,
+        new.height,
+        sorted(old_ids - new_ids),
+        sorted(new_ids - old_ids),
+        diffs,
+        [c for c in z_old if c not in z_new],
+        [c for c in z_new if c not in z_old],
+        worst,
+    )
 
 
 def describe(result: Comparison, old: Path, new: Path, tolerance: float) -> str:
-    lines = [f"OLD {old}: {result.old_rows} rows", f"NEW {new}: {result.new_rows} rows",
-             f"rows only in OLD: {len(result.only_old)}" + (f" (e.g. {', '.join(result.only_old[:5])})" if result.only_old else ""),
-             f"rows only in NEW: {len(result.only_new)}" + (f" (e.g. {', '.join(result.only_new[:5])})" if result.only_new else "")]
+    lines = [
+        f"OLD {old}: {result.old_rows} rows",
+        f"NEW {new}: {result.new_rows} rows",
+        f"rows only in OLD: {len(result.only_old)}"
+        + (f" (e.g. {', '.join(result.only_old[:5])})" if result.only_old else ""),
+        f"rows only in NEW: {len(result.only_new)}"
+        + (f" (e.g. {', '.join(result.only_new[:5])})" if result.only_new else ""),
+    ]
     if result.z_only_old or result.z_only_new:
         lines.append(f"z columns only in OLD: {len(result.z_only_old)}, only in NEW: {len(result.z_only_new)}")
     if result.z_max_abs_diff:
@@ -86,5 +105,7 @@ def describe(result: Comparison, old: Path, new: Path, tolerance: float) -> str:
             lines.append(f"largest difference: {result.worst[2]:.3g} in {result.worst[0]} of {result.worst[1]}")
     else:
         lines.append("no z columns in common")
-    lines.append("EQUAL" + (f" (within {tolerance:g})" if tolerance else "") if result.equal(tolerance) else "DIFFERENT")
+    lines.append(
+        "EQUAL" + (f" (within {tolerance:g})" if tolerance else "") if result.equal(tolerance) else "DIFFERENT"
+    )
     return "\n".join(lines)

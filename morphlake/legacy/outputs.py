@@ -10,9 +10,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from morphlake.ingest.latents import Z_COLUMN
 from morphlake.errors import MorphlakeError
-
+from morphlake.ingest.latents import Z_COLUMN
 
 
 def quote(name: str) -> str:
@@ -32,8 +31,10 @@ def check_outputs_free(paths: list[Path], overwrite: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         listed = "\n".join(f"    {p}" for p in existing)
-        raise MorphlakeError(f"build06 would replace {len(existing)} existing file(s):\n{listed}",
-                             "pass --overwrite to replace them, or move them away first")
+        raise MorphlakeError(
+            f"build06 would replace {len(existing)} existing file(s):\n{listed}",
+            "pass --overwrite to replace them, or move them away first",
+        )
 
 
 def remove_stale_temporaries(path: Path) -> None:
@@ -42,8 +43,9 @@ def remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path, *,
-                     replace: bool = True) -> int:
+def write_csv_atomic(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path, *, replace: bool = True
+) -> int:
     """Stream a query into a CSV next to `path`, then rename it into place; returns the row count.
     replace=False never replaces a file that appeared meanwhile (a hard link fails where a rename would not)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,9 @@ def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, pat
                 pl.from_arrow(batch).write_csv(handle, include_header=(i == 0))
                 rows += batch.num_rows
             if rows == 0:  # still a header, so readers see the columns
-                pl.from_arrow(con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()).write_csv(handle)
+                pl.from_arrow(con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()).write_csv(
+                    handle
+                )
             handle.flush()
             os.fsync(handle.fileno())
         if replace:
@@ -65,8 +69,10 @@ def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, pat
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise MorphlakeError(f"{path} appeared while build06 ran; it was not replaced",
-                                     "move it away, or pass --overwrite to replace it") from None
+                raise MorphlakeError(
+                    f"{path} appeared while build06 ran; it was not replaced",
+                    "move it away, or pass --overwrite to replace it",
+                ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return rows
@@ -75,8 +81,12 @@ def write_csv_atomic(con: duckdb.DuckDBPyConnection, sql: str, params: list, pat
 def legacy_columns(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> list[str]:
     """Select expressions for the legacy CSVs: booleans written as pandas writes them (True/False)."""
     types = dict(con.sql(f"select column_name, column_type from (describe {relation})").fetchall())
-    return [f"case when {quote(c)} then 'True' when not {quote(c)} then 'False' end as {quote(c)}"
-            if types.get(c) == "BOOLEAN" else quote(c) for c in columns]
+    return [
+        f"case when {quote(c)} then 'True' when not {quote(c)} then 'False' end as {quote(c)}"
+        if types.get(c) == "BOOLEAN"
+        else quote(c)
+        for c in columns
+    ]
 
 
 def z_mu_columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
@@ -84,8 +94,14 @@ def z_mu_columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [c for c in z_columns_of(con, relation) if Z_COLUMN.match(c)["kind"] == "mu"]
 
 
-def register_legacy_rows(con: duckdb.DuckDBPyConnection, *, order: pa.Table, stored: pa.Table,
-                         generated: list[str], train_order: pa.Table | None) -> None:
+def register_legacy_rows(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    order: pa.Table,
+    stored: pa.Table,
+    generated: list[str],
+    train_order: pa.Table | None,
+) -> None:
     """Temp views for the legacy files: df02_order (df02's file order), and legacy_rows: the df03 rows whose
     latents the store holds (its files, and the ones this run generates) — the legacy step's merge, which
     leaves out what the lake holds beyond the store (e.g. rows `morphlake embed --precision int8` made)."""
@@ -93,9 +109,11 @@ def register_legacy_rows(con: duckdb.DuckDBPyConnection, *, order: pa.Table, sto
     con.register("store_keys", stored)
     if train_order is not None:
         con.register("train_order", train_order)
-    con.sql("create or replace temp view legacy_rows as "
-            "select df03.* from df03 join store_keys using (snip_id, experiment_date) "
-            "union all by name select * from df03 where list_contains(?, experiment_date)".replace("?", _list(generated)))
+    con.sql(
+        "create or replace temp view legacy_rows as "
+        "select df03.* from df03 join store_keys using (snip_id, experiment_date) "
+        "union all by name select * from df03 where list_contains(?, experiment_date)".replace("?", _list(generated))
+    )
 
 
 def _list(values: list[str]) -> str:
@@ -107,31 +125,41 @@ def df03_sql(con: duckdb.DuckDBPyConnection, experiments: list[str], *, columns:
     df02's columns in its file's order, then the z_mu columns (named by the build's z_schema), in df02's row
     order, over legacy_rows."""
     select = ", ".join(legacy_columns(con, "df03", columns) + [quote(c) for c in z_mu_columns_of(con, "df03")])
-    return (f"select {select} from legacy_rows join df02_order o using (snip_id, experiment_date) "
-            f"where list_contains(?, experiment_date) order by o.df02_row"), [experiments]
+    return (
+        f"select {select} from legacy_rows join df02_order o using (snip_id, experiment_date) "
+        f"where list_contains(?, experiment_date) order by o.df02_row"
+    ), [experiments]
 
 
 def train_sql(con: duckdb.DuckDBPyConnection, train_name: str, *, columns: list[str]) -> tuple[str, list]:
     """The training metadata (its file's columns and row order) merged the same way on snip_id."""
-    select = ", ".join(legacy_columns(con, "train_embeddings", columns)
-                       + [quote(c) for c in z_mu_columns_of(con, "train_embeddings")])
-    return (f"select {select} from train_embeddings join train_order o using (snip_id) "
-            f"where train_name = ? and snip_id in (select snip_id from legacy_rows) order by o.train_row"), [train_name]
+    select = ", ".join(
+        legacy_columns(con, "train_embeddings", columns) + [quote(c) for c in z_mu_columns_of(con, "train_embeddings")]
+    )
+    return (
+        f"select {select} from train_embeddings join train_order o using (snip_id) "
+        f"where train_name = ? and snip_id in (select snip_id from legacy_rows) order by o.train_row"
+    ), [train_name]
 
 
 def coverage_sql() -> str:
     """Per experiment: df02 rows, rows in the legacy df03, usable rows and usable rows in it, by source."""
-    return ("select o.experiment_date, count(*), count(l.snip_id), count(*) filter (where d.use_embryo_flag), "
-            "count(l.snip_id) filter (where d.use_embryo_flag), "
-            "count(*) filter (where l.embedding_source = 'legacy_csv'), count(*) filter (where l.embedding_source = 'onnx') "
-            "from df02_order o join stg_df02 d using (snip_id, experiment_date) "
-            "left join legacy_rows l using (snip_id, experiment_date) group by 1 order by 1")
+    return (
+        "select o.experiment_date, count(*), count(l.snip_id), count(*) filter (where d.use_embryo_flag), "
+        "count(l.snip_id) filter (where d.use_embryo_flag), "
+        "count(*) filter (where l.embedding_source = 'legacy_csv'), "
+        "count(*) filter (where l.embedding_source = 'onnx') "
+        "from df02_order o join stg_df02 d using (snip_id, experiment_date) "
+        "left join legacy_rows l using (snip_id, experiment_date) group by 1 order by 1"
+    )
 
 
 def missing_sql() -> str:
     """df02 rows (of this run's df02) that the legacy df03 lacks."""
-    return ("select o.experiment_date, o.snip_id from df02_order o anti join legacy_rows using (snip_id, experiment_date) "
-            "order by o.df02_row")
+    return (
+        "select o.experiment_date, o.snip_id from df02_order o anti join legacy_rows using (snip_id, experiment_date) "
+        "order by o.df02_row"
+    )
 
 
 def git_commit() -> str | None:

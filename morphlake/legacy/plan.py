@@ -17,8 +17,8 @@ from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.latents import latent_store_dir, list_latent_files
 from morphlake.ingest.ledger import snip_dir
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
-from morphlake.steps.ingest_step import df02_path, train_files
 from morphlake.lake.layout import Lake
+from morphlake.steps.ingest_step import df02_path, train_files
 
 DF03_CSV = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df03.csv"
 SIDECAR_SUFFIX = ".meta.json"
@@ -45,7 +45,7 @@ class Build06Options:
 
 @dataclass
 class EncoderSource:
-    kind: str            # onnx | state_dict | none
+    kind: str  # onnx | state_dict | none
     path: Path | None
     detail: str
 
@@ -55,9 +55,9 @@ class LegacyOutputs:
     """The files build06 writes in the user's folders (never replaced without --overwrite)."""
 
     df03: Path
-    train: Path | None = None                                      # with --train-name
-    copies: dict[str, Path] = field(default_factory=dict)          # experiment -> df03_<exp>.csv
-    store: dict[str, Path] = field(default_factory=dict)           # experiment -> generated morph_latents_<exp>.csv
+    train: Path | None = None  # with --train-name
+    copies: dict[str, Path] = field(default_factory=dict)  # experiment -> df03_<exp>.csv
+    store: dict[str, Path] = field(default_factory=dict)  # experiment -> generated morph_latents_<exp>.csv
 
     @property
     def sidecar(self) -> Path:
@@ -69,27 +69,33 @@ class LegacyOutputs:
 
     def all(self) -> list[Path]:
         """Every file a run may write, in the order it writes them."""
-        return [*self.store.values(), self.df03, *([self.train] if self.train else []), *self.copies.values(),
-                self.partial_manifest, self.sidecar]
+        return [
+            *self.store.values(),
+            self.df03,
+            *([self.train] if self.train else []),
+            *self.copies.values(),
+            self.partial_manifest,
+            self.sidecar,
+        ]
 
 
 @dataclass
 class Plan:
     experiments: list[str]
-    rows: dict[str, int]                          # experiment -> df02 rows
-    usable: dict[str, int]                        # experiment -> df02 rows with use_embryo_flag
-    latent_files: dict[str, Path]                 # experiment -> legacy store file
-    covered: dict[str, int]                       # experiment -> df02 rows the store covers
-    missing: dict[str, list[str]]                 # experiment -> df02 snip_ids without store latents
-    to_embed: dict[str, int]                      # experiment -> snips the embed step will run (generation only)
-    embedded_before: dict[str, int]               # experiment -> missing snips the lake already embedded
+    rows: dict[str, int]  # experiment -> df02 rows
+    usable: dict[str, int]  # experiment -> df02 rows with use_embryo_flag
+    latent_files: dict[str, Path]  # experiment -> legacy store file
+    covered: dict[str, int]  # experiment -> df02 rows the store covers
+    missing: dict[str, list[str]]  # experiment -> df02 snip_ids without store latents
+    to_embed: dict[str, int]  # experiment -> snips the embed step will run (generation only)
+    embedded_before: dict[str, int]  # experiment -> missing snips the lake already embedded
     encoder: EncoderSource
     reads: list[Path]
     outputs: LegacyOutputs
-    df02_order: pa.Table                          # snip_id, experiment_date, df02_row: df02's file order
-    df02_columns: list[str]                       # df02's columns in its file's order (no pandas index)
-    stored: pa.Table                              # snip_id, experiment_date: the df02 rows the store covers
-    train_order: pa.Table | None = None           # snip_id, train_row: the training metadata's file order
+    df02_order: pa.Table  # snip_id, experiment_date, df02_row: df02's file order
+    df02_columns: list[str]  # df02's columns in its file's order (no pandas index)
+    stored: pa.Table  # snip_id, experiment_date: the df02 rows the store covers
+    train_order: pa.Table | None = None  # snip_id, train_row: the training metadata's file order
     train_columns: list[str] = field(default_factory=list)
     df02_skipped: list[Skipped] = field(default_factory=list)
 
@@ -162,16 +168,20 @@ def _store_ids(path: Path) -> set[str]:
     return set(stored.select(normalise_stem_expr("snip_id"))["snip_id"].drop_nulls().to_list())
 
 
-def _current_in_lake(lake: Lake, model_name: str, experiment: str, sha256: str | None, *,
-                     ledger: pa.Table, has_store: bool) -> set[str]:
+def _current_in_lake(
+    lake: Lake, model_name: str, experiment: str, sha256: str | None, *, ledger: pa.Table, has_store: bool
+) -> set[str]:
     """Snips the embed step will count as current: ONNX rows of this encoder file (legacy-faithful options)
     whose image fingerprint is the ledger's, and legacy rows of an experiment whose store file is gone."""
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
     if not path.is_file():
         return set()
     part = pq.ParquetFile(path)
-    keys = [k for k in ("snip_id", "source", "model_sha256", "image_fingerprint", "embed_options")
-            if k in part.schema_arrow.names]
+    keys = [
+        k
+        for k in ("snip_id", "source", "model_sha256", "image_fingerprint", "embed_options")
+        if k in part.schema_arrow.names
+    ]
     rows = pl.from_arrow(part.read(columns=keys))
     if "embed_options" not in rows.columns:
         rows = rows.with_columns(pl.lit(None, pl.String).alias("embed_options"))
@@ -204,8 +214,11 @@ def make_plan(opts: Build06Options) -> Plan:
     check_segment("model name", opts.model_name)
     df02, skipped = read_df02(df02_path(opts.root), opts.experiments, sort=False)
     frame = pl.from_arrow(df02)
-    order = frame.select("snip_id", "experiment_date").with_row_index("df02_row").select(
-        "snip_id", "experiment_date", pl.col("df02_row").cast(pl.Int64))
+    order = (
+        frame.select("snip_id", "experiment_date")
+        .with_row_index("df02_row")
+        .select("snip_id", "experiment_date", pl.col("df02_row").cast(pl.Int64))
+    )
     experiments = sorted(set(frame["experiment_date"].to_list()))
     latent_files = {e: p for e, p in list_latent_files(opts.data_root, opts.model_name).items() if e in experiments}
     encoder = find_encoder(opts.data_root, opts.model_name)
@@ -229,8 +242,11 @@ def make_plan(opts: Build06Options) -> Plan:
             # the same ledger ingest will write, so the plan's count is what embed then runs
             hashed = _needs_fingerprints(opts.lake, opts.model_name, exp)
             ledger, _ = scan_snips(opts.data_root, exp, known, _previous_ledger(opts.lake, exp), fingerprint=hashed)
-            current = _current_in_lake(opts.lake, opts.model_name, exp, sha, ledger=ledger,
-                                       has_store=False) if hashed else set()
+            current = (
+                _current_in_lake(opts.lake, opts.model_name, exp, sha, ledger=ledger, has_store=False)
+                if hashed
+                else set()
+            )
             imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
             to_embed[exp] = sum(1 for s in imaged if s not in current)
             before[exp] = len(imaged) - to_embed[exp]
@@ -240,52 +256,92 @@ def make_plan(opts: Build06Options) -> Plan:
         reads.append(train_files(opts.root)[opts.train_name])
         train, _ = read_train(train_files(opts.root)[opts.train_name], opts.train_name, sort=False)
         train_columns = [c for c in train.column_names if c != "train_name"]
-        train_order = pl.from_arrow(train.select(["snip_id"])).with_row_index("train_row").select(
-            "snip_id", pl.col("train_row").cast(pl.Int64)).to_arrow()
+        train_order = (
+            pl.from_arrow(train.select(["snip_id"]))
+            .with_row_index("train_row")
+            .select("snip_id", pl.col("train_row").cast(pl.Int64))
+            .to_arrow()
+        )
     if generate and missing:
         reads += [snip_dir(opts.data_root, e) for e in missing if e not in latent_files]
         if encoder.path is not None:
             reads.append(encoder.path)
     without_store = [e for e in experiments if e not in latent_files]
-    stored_table = pa.table({"snip_id": pa.array([s for s, _ in stored], pa.string()),
-                             "experiment_date": pa.array([e for _, e in stored], pa.string())})
-    return Plan(experiments, rows, usable, latent_files, covered, missing, to_embed, before, encoder, reads,
-                plan_outputs(opts, experiments, without_store), order.to_arrow(), frame.columns, stored_table,
-                train_order, train_columns, skipped)
+    stored_table = pa.table(
+        {
+            "snip_id": pa.array([s for s, _ in stored], pa.string()),
+            "experiment_date": pa.array([e for _, e in stored], pa.string()),
+        }
+    )
+    return Plan(
+        experiments,
+        rows,
+        usable,
+        latent_files,
+        covered,
+        missing,
+        to_embed,
+        before,
+        encoder,
+        reads,
+        plan_outputs(opts, experiments, without_store),
+        order.to_arrow(),
+        frame.columns,
+        stored_table,
+        train_order,
+        train_columns,
+        skipped,
+    )
 
 
 def describe_plan(plan: Plan, opts: Build06Options) -> str:
     """The dry-run report: experiments, latents present and missing, snips to embed, files read and written."""
-    lines = [f"build06 dry run (model {opts.model_name}; nothing is written)",
-             f"experiments: {len(plan.experiments)}",
-             f"  {'experiment':<36}{'df02':>7}{'usable':>8}{'latents':>9}{'missing':>9}  store file"]
+    lines = [
+        f"build06 dry run (model {opts.model_name}; nothing is written)",
+        f"experiments: {len(plan.experiments)}",
+        f"  {'experiment':<36}{'df02':>7}{'usable':>8}{'latents':>9}{'missing':>9}  store file",
+    ]
     for exp in plan.experiments:
         store = plan.latent_files.get(exp)
-        lines.append(f"  {exp:<36}{plan.rows[exp]:>7}{plan.usable[exp]:>8}{plan.covered[exp]:>9}"
-                     f"{len(plan.missing.get(exp, [])):>9}  {store.name if store else '(none)'}")
+        lines.append(
+            f"  {exp:<36}{plan.rows[exp]:>7}{plan.usable[exp]:>8}{plan.covered[exp]:>9}"
+            f"{len(plan.missing.get(exp, [])):>9}  {store.name if store else '(none)'}"
+        )
     if plan.experiments_without_latents:
         lines.append(f"experiments with no latents: {', '.join(plan.experiments_without_latents)}")
     if opts.generate_missing_latents:
         generated = sum(len(plan.missing[e]) for e in plan.experiments_without_latents)
         no_image = generated - plan.to_embed_count - sum(plan.embedded_before.values())
-        lines.append(f"snips to embed: {plan.to_embed_count} of {generated} in experiments without a store file "
-                     f"({sum(plan.embedded_before.values())} already embedded in the lake, {no_image} without a usable "
-                     f"image file); encoder: {plan.encoder.detail}")
+        lines.append(
+            f"snips to embed: {plan.to_embed_count} of {generated} in experiments without a store file "
+            f"({sum(plan.embedded_before.values())} already embedded in the lake, {no_image} without a usable "
+            f"image file); encoder: {plan.encoder.detail}"
+        )
         lines += [f"  {exp:<36}{n:>7}" for exp, n in plan.to_embed.items() if n]
         gaps = sum(len(v) for v in plan.gaps.values())
         if gaps:
-            lines.append(f"df02 rows the existing store files lack: {gaps} (not generated, as in the legacy step; "
-                         "the run fails on them unless --allow-partial)")
+            lines.append(
+                f"df02 rows the existing store files lack: {gaps} (not generated, as in the legacy step; "
+                "the run fails on them unless --allow-partial)"
+            )
     else:
-        lines.append(f"df02 rows without latents: {plan.missing_count} (pass --generate-missing-latents to embed "
-                     "them; no snip folder is read without it)")
-    lines.append(f"lake: {opts.lake.root} (ingest{', embed' if opts.generate_missing_latents else ''}, build: "
-                 "raw/, embeddings/, warehouse.duckdb, exports/df03/, runs/)")
+        lines.append(
+            f"df02 rows without latents: {plan.missing_count} (pass --generate-missing-latents to embed "
+            "them; no snip folder is read without it)"
+        )
+    lines.append(
+        f"lake: {opts.lake.root} (ingest{', embed' if opts.generate_missing_latents else ''}, build: "
+        "raw/, embeddings/, warehouse.duckdb, exports/df03/, runs/)"
+    )
     lines.append("files read:")
     lines += [f"  {p}" for p in plan.reads]
     lines.append("files written:")
     for path in plan.outputs.all():
-        state = ("exists: replaced (--overwrite)" if opts.overwrite else "exists: needs --overwrite") if path.exists() else "new"
+        state = (
+            ("exists: replaced (--overwrite)" if opts.overwrite else "exists: needs --overwrite")
+            if path.exists()
+            else "new"
+        )
         note = "  (only if the run is partial)" if path == plan.outputs.partial_manifest else ""
         lines.append(f"  {path}  [{state}]{note}")
     if plan.df02_skipped:

@@ -32,15 +32,21 @@ def store_name(flat: str, nuisance: int | None) -> str:
     return f"{kind}_{'n' if int(index) < nuisance else 'b'}_{index}"
 
 
-def store_sql(con: duckdb.DuckDBPyConnection, *, model_name: str, experiment: str, dim: int,
-              nuisance: int | None) -> tuple[str, list]:
+def store_sql(
+    con: duckdb.DuckDBPyConnection, *, model_name: str, experiment: str, dim: int, nuisance: int | None
+) -> tuple[str, list]:
     """One experiment's embeddings of the model as a store file: experiment_date, embryo_id, snip_id, then every
     z_mu and (where the model has them) z_sigma column, one row per df02 snip with an embedding."""
     where = "e.model_name = ? and e.experiment_date = ?"
-    has_sigma = con.sql(f"select count(z_sigma_00) from stg_embeddings e where {where}",
-                        params=[model_name, experiment]).fetchall()[0][0]
+    has_sigma = con.sql(
+        f"select count(z_sigma_00) from stg_embeddings e where {where}", params=[model_name, experiment]
+    ).fetchall()[0][0]
     zs = z_columns(dim) if has_sigma else z_columns(dim)[:dim]
-    select = ", ".join(["e.experiment_date, d.embryo_id, e.snip_id"]
-                       + [f"e.{quote(c)} as {quote(store_name(c, nuisance))}" for c in zs])
-    return (f"select {select} from stg_embeddings e join stg_df02 d using (snip_id, experiment_date) "
-            f"where {where} order by e.snip_id"), [model_name, experiment]
+    select = ", ".join(
+        ["e.experiment_date, d.embryo_id, e.snip_id"]
+        + [f"e.{quote(c)} as {quote(store_name(c, nuisance))}" for c in zs]
+    )
+    return (
+        f"select {select} from stg_embeddings e join stg_df02 d using (snip_id, experiment_date) "
+        f"where {where} order by e.snip_id"
+    ), [model_name, experiment]

@@ -23,8 +23,12 @@ def describe_df03(lake: Lake) -> str:
         f"coverage: {coverage_text(totals[1], totals[0])} df02 rows have an embedding; "
         f"usable rows (use_embryo_flag): {coverage_text(totals[3], totals[2])}",
     ]
-    lines += [f"  {exp:<32} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}"
-              for exp, d02, d03, use, emb in coverage]
-    lines.append("try:  python -c \"import duckdb; print(duckdb.connect('"
-                 f"{lake.warehouse}', read_only=True).sql('select * from df03_coverage'))\"")
+    lines += [
+        f"  {exp:<32} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}"
+        for exp, d02, d03, use, emb in coverage
+    ]
+    lines.append(
+        "try:  python -c \"import duckdb; print(duckdb.connect('"
+        f"{lake.warehouse}', read_only=True).sql('select * from df03_coverage'))\""
+    )
     return "\n".join(lines)

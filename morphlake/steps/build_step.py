@@ -6,14 +6,14 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
+from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.embeddings_table import model_latent_dim
-from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.lake.lock import LakeLock
@@ -28,12 +28,18 @@ LEGACY_LATENT_DIM, LEGACY_ZN_FRAC = 100, 0.2  # the legacy encoder's, for a mode
 
 def find_project(project_dir: Path | None = None) -> Path:
     """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, or dbt_project/ beside the packages."""
-    candidates = [project_dir, os.environ.get("MORPHLAKE_DBT_PROJECT"), Path(__file__).resolve().parents[2] / "dbt_project"]
+    candidates = [
+        project_dir,
+        os.environ.get("MORPHLAKE_DBT_PROJECT"),
+        Path(__file__).resolve().parents[2] / "dbt_project",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "dbt_project.yml").is_file():
             return Path(candidate).resolve()
-    raise MorphlakeError("cannot find the dbt project (dbt_project/dbt_project.yml)",
-                         "run from a morphlake checkout, or pass --project-dir / set MORPHLAKE_DBT_PROJECT")
+    raise MorphlakeError(
+        "cannot find the dbt project (dbt_project/dbt_project.yml)",
+        "run from a morphlake checkout, or pass --project-dir / set MORPHLAKE_DBT_PROJECT",
+    )
 
 
 @dataclass
@@ -129,8 +135,12 @@ def model_shape(lake: Lake, model_name: str) -> dict:
     """latent_dim (counted in the model's embeddings; 100 when it has none) and zn_frac (from the model's
     config, found through the runs that wrote its embeddings; else 0.2), each with where it came from."""
     dim = model_latent_dim(lake, model_name)
-    shape = {"latent_dim": dim or LEGACY_LATENT_DIM, "latent_dim_from": "embeddings" if dim else "default (no embeddings)",
-             "zn_frac": LEGACY_ZN_FRAC, "zn_frac_from": "default"}
+    shape = {
+        "latent_dim": dim or LEGACY_LATENT_DIM,
+        "latent_dim_from": "embeddings" if dim else "default (no embeddings)",
+        "zn_frac": LEGACY_ZN_FRAC,
+        "zn_frac_from": "default",
+    }
     for config in model_configs(lake, model_name):
         value = config_zn_frac(config)
         if value is not None:
@@ -139,16 +149,31 @@ def model_shape(lake: Lake, model_name: str) -> dict:
     return shape
 
 
-def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshold: float | None = None,
-          coverage_severity: str | None = None, select: list[str] | None = None,
-          project_dir: Path | None = None, quiet: bool = False) -> BuildResult:
+def build(
+    lake: Lake,
+    model_name: str,
+    z_schema: str = "auto",
+    coverage_threshold: float | None = None,
+    coverage_severity: str | None = None,
+    select: list[str] | None = None,
+    project_dir: Path | None = None,
+    quiet: bool = False,
+) -> BuildResult:
     """dbt build against <lake>/warehouse.duckdb; failures are collected with their messages."""
     from dbt.cli.main import dbtRunner  # slow import: only when building
 
     project = find_project(project_dir)
     variables = dbt_vars(model_name, z_schema, coverage_threshold, coverage_severity)
-    record = RunRecord("build", {"model_name": model_name, "z_schema": z_schema, "vars": variables,
-                                 "select": select, "project_dir": str(project)})
+    record = RunRecord(
+        "build",
+        {
+            "model_name": model_name,
+            "z_schema": z_schema,
+            "vars": variables,
+            "select": select,
+            "project_dir": str(project),
+        },
+    )
     record.set("lake", str(lake.root))
     lake.root.mkdir(parents=True, exist_ok=True)
     with LakeLock(lake.lock_file, "build", record.run_id):
@@ -160,9 +185,19 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
             raise
         record.set("latent", shape)
         variables.update(shape_vars(model_name, shape))  # the record's params hold this same dict
-        args = ["build", "--project-dir", str(project), "--profiles-dir", str(project),
-                "--target-path", str(lake.root / ".dbt" / "target"), "--log-path", str(lake.root / ".dbt" / "logs"),
-                "--vars", json.dumps(variables)]
+        args = [
+            "build",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target-path",
+            str(lake.root / ".dbt" / "target"),
+            "--log-path",
+            str(lake.root / ".dbt" / "logs"),
+            "--vars",
+            json.dumps(variables),
+        ]
         if select:
             args += ["--select", *select]
         if quiet:
@@ -173,8 +208,12 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
         # restarts from scratch whenever the profile changes, keeps working (about 2 s per build).
         staging = lake.staging_dir / "build"
         staged = stage_warehouse(lake, staging)
-        env = {"MORPHLAKE_LAKE": str(lake.root), "MORPHLAKE_LAKE_ROOT": str(lake.root),
-               "MORPHLAKE_WAREHOUSE": str(staged), "MORPHLAKE_LOCK_HELD": record.run_id}
+        env = {
+            "MORPHLAKE_LAKE": str(lake.root),
+            "MORPHLAKE_LAKE_ROOT": str(lake.root),
+            "MORPHLAKE_WAREHOUSE": str(staged),
+            "MORPHLAKE_LOCK_HELD": record.run_id,
+        }
         try:
             with _environment(env), record.timed("dbt_build"):
                 crash_point("dbt-start")
@@ -194,8 +233,16 @@ def build(lake: Lake, model_name: str, z_schema: str = "auto", coverage_threshol
                 lake.staging_dir.rmdir()
             except OSError:
                 pass
-        record.set("dbt", {"success": result.success, "counts": counts, "failures": failures, "skipped": skipped,
-                           "exception": str(result.exception) if result.exception else None})
+        record.set(
+            "dbt",
+            {
+                "success": result.success,
+                "counts": counts,
+                "failures": failures,
+                "skipped": skipped,
+                "exception": str(result.exception) if result.exception else None,
+            },
+        )
         error = None if ok else (str(result.exception) if result.exception else f"{len(failures)} dbt node(s) failed")
         if not ok:
             record.set("warehouse", "unchanged: the build failed, so the published warehouse was kept")
@@ -213,6 +260,12 @@ def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
         if status == "skipped":
             skipped.append(node.node.name)
         if status in ("error", "fail", "runtime error"):
-            failures.append({"node": node.node.name, "status": status, "message": (node.message or "").strip(),
-                             "failures": node.failures})
+            failures.append(
+                {
+                    "node": node.node.name,
+                    "status": status,
+                    "message": (node.message or "").strip(),
+                    "failures": node.failures,
+                }
+            )
     return failures, counts, skipped

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from morphlake.embed import Encoder
 from morphlake.embed.precision import PRECISIONS, cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, decode_chunk
-from morphlake.ingest.naming import check_segment
 from morphlake.errors import MorphlakeError
+from morphlake.ingest.naming import check_segment
 from morphlake.lake.layout import Lake
 
 log = logging.getLogger("morphlake")
@@ -57,8 +57,10 @@ def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precisio
     if precision == "fp32" or precision == source.info.precision:
         return LoadedEncoder(source, source)
     if source.info.precision != "fp32":
-        raise MorphlakeError(f"{model} is already a {source.info.precision} encoder; it cannot be made {precision}",
-                             "pass the fp32 encoder with --precision, or this file without it")
+        raise MorphlakeError(
+            f"{model} is already a {source.info.precision} encoder; it cannot be made {precision}",
+            "pass the fp32 encoder with --precision, or this file without it",
+        )
     check_segment("model name", source.info.model_name)  # it names a folder under <lake>/models/
     path = derived_path(lake, source, precision)
     if not path.is_file():
@@ -76,8 +78,10 @@ def _calibration_batch(lake: Lake, precision: str):
     refs = calibration_snips(lake)
     batch = decode_chunk(refs, max(1, len(refs)))
     if not batch.n:
-        raise MorphlakeError(f"no readable ledger snip to calibrate and check a {precision} encoder on",
-                             "run `morphlake ingest` with readable snips first, or use --precision fp32")
+        raise MorphlakeError(
+            f"no readable ledger snip to calibrate and check a {precision} encoder on",
+            "run `morphlake ingest` with readable snips first, or use --precision fp32",
+        )
     return batch
 
 
@@ -102,17 +106,32 @@ def verify(loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine
         return {"snips": 0, "note": "no readable snip to check the copy on (the run embeds none either)"}
     pixels = batch.pixels[: batch.n]
     worst_abs, worst_cos = drift(source.run(pixels)[0], derived.run(pixels)[0])
-    figures = {"snips": batch.n, "held_out_from_calibration": held_out, "min_cosine": round(worst_cos, 6),
-               "max_abs_dz": round(worst_abs, 6), "bound_min_cosine": min_cosine, "provider": derived.provider,
-               "cpu_int8": cpu_int8_support(), "recipe": derived.info.metadata.get("recipe", "")}
+    figures = {
+        "snips": batch.n,
+        "held_out_from_calibration": held_out,
+        "min_cosine": round(worst_cos, 6),
+        "max_abs_dz": round(worst_abs, 6),
+        "bound_min_cosine": min_cosine,
+        "provider": derived.provider,
+        "cpu_int8": cpu_int8_support(),
+        "recipe": derived.info.metadata.get("recipe", ""),
+    }
     where = f"{batch.n} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
-    log.info("%s copy checked against fp32 on %s on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
-             derived.info.precision, where, derived.provider, figures["cpu_int8"], worst_cos, worst_abs)
+    log.info(
+        "%s copy checked against fp32 on %s on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
+        derived.info.precision,
+        where,
+        derived.provider,
+        figures["cpu_int8"],
+        worst_cos,
+        worst_abs,
+    )
     if not worst_cos >= min_cosine:  # NaN fails too
         raise MorphlakeError(
             f"the {derived.info.precision} copy {lake.relative(derived.path)} drifts from the fp32 encoder on this "
             f"machine: smallest cosine {worst_cos:.4f} (largest |dz| {worst_abs:.3g}) on {where}, "
             f"below the bound {min_cosine} (CPU: {figures['cpu_int8']})",
             "embed without --precision (fp32, legacy-faithful); or --decode reduced alone for speed; "
-            "or delete the copy to remake it; or accept the drift with a lower --min-cosine")
+            "or delete the copy to remake it; or accept the drift with a lower --min-cosine",
+        )
     return figures

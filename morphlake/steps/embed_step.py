@@ -7,9 +7,9 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -18,16 +18,16 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
+from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import z_columns
 from morphlake.ingest.naming import check_segment
-from morphlake.steps.derived_encoder import MIN_COSINE, VERIFY_SNIPS, load_encoder, verify
 from morphlake.lake.embeddings_table import conform, merge, read_partition
-from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
+from morphlake.steps.derived_encoder import MIN_COSINE, VERIFY_SNIPS, load_encoder, verify
 from morphlake.steps.lifecycle import StepResult, run_step
 
 log = logging.getLogger("morphlake")
@@ -40,8 +40,9 @@ def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
     if experiments:
         unknown = [e for e in experiments if e not in found]
         if unknown:
-            raise MorphlakeError(f"experiment(s) not in the snip ledger: {', '.join(unknown)}",
-                                 f"choose from: {', '.join(found)}")
+            raise MorphlakeError(
+                f"experiment(s) not in the snip ledger: {', '.join(unknown)}", f"choose from: {', '.join(found)}"
+            )
         return [e for e in found if e in experiments]
     return found
 
@@ -51,7 +52,9 @@ DECODES = ("legacy", "reduced")
 
 def embed_options(decode: str = "legacy", precision: str = "fp32") -> str | None:
     """The embeddings' `embed_options` value: None for the legacy-faithful path, else what differs."""
-    parts = ([f"decode={decode}"] if decode != "legacy" else []) + ([f"precision={precision}"] if precision != "fp32" else [])
+    parts = ([f"decode={decode}"] if decode != "legacy" else []) + (
+        [f"precision={precision}"] if precision != "fp32" else []
+    )
     return ",".join(parts) or None
 
 
@@ -72,12 +75,15 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
     existing = part.read(columns=[k for k in keys if k in present])
     written = existing["embed_options"] if "embed_options" in present else pa.nulls(existing.num_rows, pa.string())
     same_options = pc.equal(pc.fill_null(written, ""), options or "")
-    current = pc.or_kleene(pc.equal(existing["source"], "legacy_csv"),
-                           pc.and_kleene(pc.equal(existing["model_sha256"], sha256), same_options))
+    current = pc.or_kleene(
+        pc.equal(existing["source"], "legacy_csv"),
+        pc.and_kleene(pc.equal(existing["model_sha256"], sha256), same_options),
+    )
     rows = existing.filter(pc.fill_null(current, False)).select(["snip_id", "source", "image_fingerprint"]).to_pylist()
     done = {r["snip_id"]: r for r in rows}
     todo = [
-        i for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
+        i
+        for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
         if snip not in done or (done[snip]["source"] == "onnx" and done[snip]["image_fingerprint"] != fp)
     ]
     return ledger.take(pa.array(todo, pa.int64()))
@@ -86,8 +92,15 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
 class PartitionWriter:
     """Collects embedded rows per experiment and stages each partition once all its snips are in."""
 
-    def __init__(self, txn: Transaction, lake: Lake, encoder: Encoder, run_id: str, expected: dict[str, int],
-                 options: str | None = None):
+    def __init__(
+        self,
+        txn: Transaction,
+        lake: Lake,
+        encoder: Encoder,
+        run_id: str,
+        expected: dict[str, int],
+        options: str | None = None,
+    ):
         self.txn, self.lake, self.info, self.run_id, self.options = txn, lake, encoder.info, run_id, options
         self.remaining = dict(expected)
         self.parts: dict[str, list[pa.Table]] = defaultdict(list)
@@ -134,16 +147,26 @@ class PartitionWriter:
         new = pa.concat_tables(new_parts)
         where = f"embeddings/model_name={self.info.model_name}/experiment_date={exp}"
         merged = merge(read_partition(self.lake, self.info.model_name, exp), new, new["snip_id"], where)
-        self.txn.stage("embeddings", {"model_name": self.info.model_name, "experiment_date": exp}, merged,
-                       expected_rows=merged.num_rows)
+        self.txn.stage(
+            "embeddings",
+            {"model_name": self.info.model_name, "experiment_date": exp},
+            merged,
+            expected_rows=merged.num_rows,
+        )
         self.rows += new.num_rows
 
 
 def _progress(total: int) -> Progress | None:
     if not sys.stderr.isatty() or total == 0:
         return None
-    return Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), transient=True)
+    return Progress(
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
 
 
 def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
@@ -152,17 +175,36 @@ def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
             yield SnipRef(snip, exp, path)
 
 
-def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, workers: int | None = None,
-          threads: int = 1, experiments: list[str] | None = None, allow_partial: bool = False,
-          decode: str = "legacy", precision: str = "fp32", min_cosine: float = MIN_COSINE) -> StepResult:
+def embed(
+    lake: Lake,
+    model: Path,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int | None = None,
+    threads: int = 1,
+    experiments: list[str] | None = None,
+    allow_partial: bool = False,
+    decode: str = "legacy",
+    precision: str = "fp32",
+    min_cosine: float = MIN_COSINE,
+) -> StepResult:
     """Embed every ledger snip without a current embedding for the model, and publish the partitions."""
     if batch_size < 1:
         raise MorphlakeError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 64")
     if decode not in DECODES:
         raise MorphlakeError(f"unknown decode {decode!r}", f"choose one of: {', '.join(DECODES)}")
-    params = {"model": str(Path(model).absolute()), "device": device, "batch_size": batch_size,
-              "workers": workers, "threads": threads, "experiments": experiments, "allow_partial": allow_partial,
-              "decode": decode, "precision": precision, "min_cosine": min_cosine}
+    params = {
+        "model": str(Path(model).absolute()),
+        "device": device,
+        "batch_size": batch_size,
+        "workers": workers,
+        "threads": threads,
+        "experiments": experiments,
+        "allow_partial": allow_partial,
+        "decode": decode,
+        "precision": precision,
+        "min_cosine": min_cosine,
+    }
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("load_model"):
@@ -171,20 +213,45 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
         info = encoder.info
         options = embed_options(decode, info.precision)
         check_segment("model name", info.model_name)
-        log.info("encoder %s (%s weights, sha256 %s…, %s) on %s", info.model_name, info.weights,
-                 info.source_sha256[:12], info.precision, encoder.provider)
+        log.info(
+            "encoder %s (%s weights, sha256 %s…, %s) on %s",
+            info.model_name,
+            info.weights,
+            info.source_sha256[:12],
+            info.precision,
+            encoder.provider,
+        )
         if info.weights == "demo":
             log.warning("this encoder has DEMO weights (seeded random); its embeddings are for trying morphlake only")
-        record.set("encoder", {"model_name": info.model_name, "sha256": info.source_sha256, "weights": info.weights,
-                               "latent_dim": info.latent_dim, "path": str(given.path),
-                               "weights_origin": info.metadata.get("weights_origin")})
-        record.set("embed_options", {"decode": decode, "precision": info.precision, "value": options,
-                                     "encoder_run": {"path": str(info.path), "sha256": info.sha256}})
+        record.set(
+            "encoder",
+            {
+                "model_name": info.model_name,
+                "sha256": info.source_sha256,
+                "weights": info.weights,
+                "latent_dim": info.latent_dim,
+                "path": str(given.path),
+                "weights_origin": info.metadata.get("weights_origin"),
+            },
+        )
+        record.set(
+            "embed_options",
+            {
+                "decode": decode,
+                "precision": info.precision,
+                "value": options,
+                "encoder_run": {"path": str(info.path), "sha256": info.sha256},
+            },
+        )
         if options:
-            log.info("embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)",
-                     options)
-        record.set("provider", {"requested": device, "used": encoder.provider,
-                                "session_providers": encoder.session.get_providers()})
+            log.info(
+                "embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)",
+                options,
+            )
+        record.set(
+            "provider",
+            {"requested": device, "used": encoder.provider, "session_providers": encoder.session.get_providers()},
+        )
         plans = {}
         with record.timed("plan"):
             for exp in ledger_experiments(lake, experiments):
@@ -199,8 +266,7 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
         record.count("to_embed", total)
         record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
-        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()},
-                                 options)
+        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()}, options)
         skipped: list[Skipped] = []
         timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
         progress = _progress(total)
@@ -211,9 +277,10 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
                 for ref, reason in batch.failures:
                     item = Skipped("snips", ref.snip_id, ref.path, reason)
                     if not allow_partial:
-                        raise MorphlakeError(f"cannot embed snip {ref.snip_id} ({ref.path}): {reason}",
-                                             "fix or remove the file and re-run `morphlake ingest`, "
-                                             "or pass --allow-partial to skip it")
+                        raise MorphlakeError(
+                            f"cannot embed snip {ref.snip_id} ({ref.path}): {reason}",
+                            "fix or remove the file and re-run `morphlake ingest`, or pass --allow-partial to skip it",
+                        )
                     skipped.append(item)
                 t0 = time.perf_counter()
                 writer.add(batch)
@@ -230,9 +297,15 @@ def embed(lake: Lake, model: Path, device: str = "auto", batch_size: int = 64, w
         record.set("embed_timings_s", {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
         record.count("embedded", writer.rows)
         record.count("images_per_s", round(writer.rows / elapsed, 1) if elapsed > 0 and writer.rows else 0)
-        log.info("embedded %d snip(s) in %.2fs on %s (decode %.2fs cpu, infer %.2fs, waited %.2fs for input)",
-                 writer.rows, elapsed, encoder.provider, timing["decode_cpu_s"], timing["infer_s"], timing["wait_s"])
+        log.info(
+            "embedded %d snip(s) in %.2fs on %s (decode %.2fs cpu, infer %.2fs, waited %.2fs for input)",
+            writer.rows,
+            elapsed,
+            encoder.provider,
+            timing["decode_cpu_s"],
+            timing["infer_s"],
+            timing["wait_s"],
+        )
         return skipped
 
     return run_step(lake, "embed", params, body, allow_partial)
-

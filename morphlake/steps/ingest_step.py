@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
 from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
-from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
@@ -55,12 +55,21 @@ def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
     return {row["path"]: row for row in pq.read_table(path, partitioning=None).to_pylist()}
 
 
-def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, data_root: Path,
-                   experiments: list[str], fingerprints: dict[str, str], record: RunRecord) -> list[Skipped]:
+def _stage_latents(
+    txn: Transaction,
+    lake: Lake,
+    run_id: str,
+    model_name: str,
+    data_root: Path,
+    experiments: list[str],
+    fingerprints: dict[str, str],
+    record: RunRecord,
+) -> list[Skipped]:
     skipped, rows, styles = [], 0, {}
     dim = model_latent_dim(data_root, model_name, lake)
-    for experiment, table, style, bad in read_latent_store(data_root, model_name, experiments, expected_dim=dim,
-                                                           skip_bad_files=True):
+    for experiment, table, style, bad in read_latent_store(
+        data_root, model_name, experiments, expected_dim=dim, skip_bad_files=True
+    ):
         skipped += bad
         if table is None:
             continue
@@ -69,8 +78,9 @@ def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, d
         table = table.append_column("model_name", pa.array([model_name] * n, pa.string()))
         table = table.append_column("source", pa.array(["legacy_csv"] * n, pa.string()))
         table = table.append_column("run_id", pa.array([run_id] * n, pa.string()))
-        table = table.append_column("image_fingerprint", pa.array(
-            [fingerprints.get(s) for s in table["snip_id"].to_pylist()], pa.string()))
+        table = table.append_column(
+            "image_fingerprint", pa.array([fingerprints.get(s) for s in table["snip_id"].to_pylist()], pa.string())
+        )
         where = f"embeddings/model_name={model_name}/experiment_date={experiment}"
         existing = read_partition(lake, model_name, experiment)
         if existing is not None:
@@ -81,8 +91,12 @@ def _stage_latents(txn: Transaction, lake: Lake, run_id: str, model_name: str, d
         if kept:  # a store file build06 generated from these rows: keep their provenance
             new = new.filter(pc.invert(pc.is_in(new["snip_id"], value_set=pa.array(sorted(kept), pa.string()))))
         merged = merge(existing, new, new["snip_id"], where)
-        txn.stage("embeddings", {"model_name": model_name, "experiment_date": experiment}, merged,
-                  expected_rows=merged.num_rows)
+        txn.stage(
+            "embeddings",
+            {"model_name": model_name, "experiment_date": experiment},
+            merged,
+            expected_rows=merged.num_rows,
+        )
         rows += n
     record.count("latent_rows", rows)
     record.set("latent_store", {"model_name": model_name, "experiments": sorted(styles), "z_naming": styles})
@@ -100,7 +114,8 @@ def _store_rows_already_embedded(existing: pa.Table | None, store: pa.Table) -> 
     old = pl.from_arrow(existing.select(["snip_id", *zs]))
     new = pl.from_arrow(store.select(["snip_id", *zs]))
     same = new.join(old, on="snip_id", suffix="__lake").filter(
-        pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}__lake")) for c in zs]))
+        pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}__lake")) for c in zs])
+    )
     return set(same["snip_id"].to_list())
 
 
@@ -115,13 +130,15 @@ def ledger_fingerprints(lake: Lake, experiments: list[str]) -> dict[str, str]:
     return found
 
 
-def _scan_ledger(txn: Transaction, lake: Lake, data_root: Path, exps: list[str], known: set[str],
-                 record: RunRecord) -> tuple[dict[str, str], list[Skipped]]:
+def _scan_ledger(
+    txn: Transaction, lake: Lake, data_root: Path, exps: list[str], known: set[str], record: RunRecord
+) -> tuple[dict[str, str], list[Skipped]]:
     skipped, fingerprints, snips = [], {}, 0
     for exp in exps:
         if not snip_dir(data_root, exp).is_dir():
-            skipped.append(Skipped("snips", exp, str(snip_dir(data_root, exp)),
-                                   "experiment has df02 rows but no snip folder"))
+            skipped.append(
+                Skipped("snips", exp, str(snip_dir(data_root, exp)), "experiment has df02 rows but no snip folder")
+            )
             continue
         ledger, bad = scan_snips(data_root, exp, known, _previous_ledger(lake, exp))
         skipped += bad
@@ -143,16 +160,30 @@ def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], reco
         record.set("df02_removed_experiments", gone)
 
 
-def ingest(lake: Lake, root: Path, data_root: Path, model_name: str, experiments: list[str] | None = None,
-           allow_partial: bool = False, *, scan_images: bool = True) -> StepResult:
+def ingest(
+    lake: Lake,
+    root: Path,
+    data_root: Path,
+    model_name: str,
+    experiments: list[str] | None = None,
+    allow_partial: bool = False,
+    *,
+    scan_images: bool = True,
+) -> StepResult:
     """Read every legacy input and publish the lake's raw tables and legacy embeddings.
 
     scan_images=False (or no snip folder under the data root at all, e.g. not mounted) ingests the metadata
     alone: df02, training metadata and the latent store; the ledger stays as it is.
     """
     root, data_root = Path(root).absolute(), Path(data_root).absolute()
-    params = {"root": str(root), "data_root": str(data_root), "model_name": model_name,
-              "experiments": experiments, "allow_partial": allow_partial, "scan_images": scan_images}
+    params = {
+        "root": str(root),
+        "data_root": str(data_root),
+        "model_name": model_name,
+        "experiments": experiments,
+        "allow_partial": allow_partial,
+        "scan_images": scan_images,
+    }
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("read_df02"):
@@ -178,9 +209,11 @@ def ingest(lake: Lake, root: Path, data_root: Path, model_name: str, experiments
             _retire_gone_experiments(txn, lake, exps, record)
         snips_mounted = (data_root / SNIP_SUBDIR).is_dir()
         if scan_images and not snips_mounted and not (data_root / "analysis" / "latent_embeddings").is_dir():
-            raise MorphlakeError(f"the data root {data_root} has neither {SNIP_SUBDIR}/ nor analysis/latent_embeddings/",
-                                 "check --data-root (or MORPHSEQ_DATA_ROOT); to ingest df02 and the training "
-                                 "metadata alone, pass --no-snips")
+            raise MorphlakeError(
+                f"the data root {data_root} has neither {SNIP_SUBDIR}/ nor analysis/latent_embeddings/",
+                "check --data-root (or MORPHSEQ_DATA_ROOT); to ingest df02 and the training "
+                "metadata alone, pass --no-snips",
+            )
         if scan_images and snips_mounted:
             with record.timed("scan_snips"):
                 fingerprints, bad = _scan_ledger(txn, lake, data_root, exps, known, record)

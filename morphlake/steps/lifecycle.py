@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from morphlake.ingest.errors import Skipped
 from morphlake.errors import PartialResult
+from morphlake.ingest.errors import Skipped
 from morphlake.lake.layout import Lake
 from morphlake.lake.lock import LakeLock
 from morphlake.lake.publish import Transaction

@@ -24,7 +24,8 @@ joined as (
         embeddings.run_id as embedding_run_id,
         {{ z_select('embeddings', z_schema) }},
         {{ z_mu_vector('embeddings') }} as z_mu
-    from df02
+    from
+        df02
     {# experiment_date too: a filter on it (the Parquet export writes one run of experiments at a time)
         then reaches both sides' files, instead of scanning every embedding to join a few experiments.
         df03_coverage joins the same way, so "has an embedding" means one thing in both. #}

@@ -5,16 +5,20 @@ with df02 as (
 ),
 
 embeddings as (
-    select snip_id, experiment_date, source from {{ ref('stg_embeddings') }}
+    select
+        snip_id,
+        experiment_date,
+        source
+    from {{ ref('stg_embeddings') }}
     where model_name = {{ sql_literal(var('model_name')) }}
 ),
 
 per_snip as (
     select
         df02.experiment_date,
+        embeddings.source,
         coalesce(df02.use_embryo_flag, false) as usable,
-        embeddings.snip_id is not null as embedded,
-        embeddings.source
+        embeddings.snip_id is not null as embedded
     from df02
     left join embeddings
         on df02.snip_id = embeddings.snip_id and df02.experiment_date = embeddings.experiment_date
@@ -29,8 +33,9 @@ final as (
         round(count(*) filter (where embedded) / count(*), 4) as coverage_all,
         count(*) filter (where usable) as usable_rows,
         count(*) filter (where usable and embedded) as embedded_rows,
-        case when count(*) filter (where usable) = 0 then null
-             else round(count(*) filter (where usable and embedded) / count(*) filter (where usable), 4)
+        case
+            when count(*) filter (where usable) = 0 then null
+            else round(count(*) filter (where usable and embedded) / count(*) filter (where usable), 4)
         end as coverage,
         count(*) filter (where source = 'legacy_csv') as legacy_rows,
         count(*) filter (where source = 'onnx') as onnx_rows
@@ -38,4 +43,5 @@ final as (
     group by experiment_date
 )
 
-select * from final order by experiment_date
+select * from final
+order by experiment_date

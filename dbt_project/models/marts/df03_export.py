@@ -27,8 +27,7 @@ def lake_root(session) -> str:
     """Set by `morphlake build` (which builds into a staged warehouse), else the warehouse's folder."""
     if os.environ.get("MORPHLAKE_LAKE_ROOT"):
         return os.environ["MORPHLAKE_LAKE_ROOT"]
-    rows = session.execute(
-        "select path from duckdb_databases() where database_name = current_database()").fetchall()
+    rows = session.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
     return os.path.dirname(rows[0][0])
 
 
@@ -42,8 +41,9 @@ def hold_lake_lock(lake: str):
     except BlockingIOError:
         holder = os.pread(fd, 4096, 0).decode(errors="replace")
         os.close(fd)
-        raise RuntimeError(f"the lake {lake} is being written by another morphlake process ({holder}); "
-                           "wait for it to finish")
+        raise RuntimeError(
+            f"the lake {lake} is being written by another morphlake process ({holder}); wait for it to finish"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), "command": "dbt build (df03_export)"}).encode())
     return fd
@@ -90,10 +90,12 @@ def stage_partitions(df03, session, staging: str, counts: list[tuple[str, int]])
     try:
         for i, group in enumerate(export_groups(counts)):
             out = os.path.join(staging, f"run-{i:04d}")
-            part = df03.filter(duckdb.ColumnExpression("experiment_date").isin(
-                *[duckdb.ConstantExpression(exp) for exp in group])).project(f"* exclude ({VECTOR_COLUMN})")
-            part.write_parquet(out, compression="snappy", partition_by=["experiment_date"],
-                               write_partition_columns=True)
+            part = df03.filter(
+                duckdb.ColumnExpression("experiment_date").isin(*[duckdb.ConstantExpression(exp) for exp in group])
+            ).project(f"* exclude ({VECTOR_COLUMN})")
+            part.write_parquet(
+                out, compression="snappy", partition_by=["experiment_date"], write_partition_columns=True
+            )
             for exp in group:
                 target = os.path.join(staging, f"experiment_date={exp}.parquet")
                 one_file(os.path.join(out, f"experiment_date={exp}"), target)

@@ -7,10 +7,11 @@ with source as (
 ),
 
 final as (
-    select * replace (
-        cast(experiment_date as varchar) as experiment_date,
-        cast(model_name as varchar) as model_name
-    )
+    select
+        * replace (
+            cast(experiment_date as varchar) as experiment_date,
+            cast(model_name as varchar) as model_name
+        )
     from source
 )
 
