@@ -13,7 +13,7 @@ from morphlake import DEFAULT_MODEL_NAME, __version__
 from morphlake.embed.errors import EmbedError
 from morphlake.ingest.errors import InputError
 from morphlake.lake.layout import Lake
-from morphlake.steps.lifecycle import EXIT_FAILED, StepResult
+from morphlake.steps.lifecycle import EXIT_FAILED, RunResult
 
 log = logging.getLogger("morphlake")
 
@@ -63,7 +63,7 @@ def split_names(values: tuple[str, ...]) -> list[str] | None:
     return names or None
 
 
-def report(result: StepResult, lake: Lake) -> None:
+def report(result: RunResult, lake: Lake) -> None:
     """One summary line per step on stdout; where the run record (and partial manifest) is."""
     rec = result.record
     parts = rec.get("partitions", {})
@@ -327,7 +327,14 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, sele
     the_lake = Lake.at(lake)
     quiet = ctx.find_root().params.get("quiet", False)
     result = run(
-        the_lake, model_name, z_schema, coverage_threshold, coverage_severity, list(select) or None, project_dir, quiet
+        the_lake,
+        model_name,
+        z_schema=z_schema,
+        coverage_threshold=coverage_threshold,
+        coverage_severity=coverage_severity,
+        select=list(select) or None,
+        project_dir=project_dir,
+        quiet=quiet,
     )
     report_build(result, the_lake)
     sys.exit(result.exit_code)
@@ -481,7 +488,8 @@ def build06(
         allow_partial=allow_partial,
         z_schema=z_schema,
     )
-    sys.exit(run_build06(opts, click.echo))
+    result = run_build06(opts, click.echo)
+    sys.exit(result.exit_code if result else 0)
 
 
 @main.command()

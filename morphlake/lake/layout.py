@@ -67,5 +67,23 @@ class Lake:
     def warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
 
+    @property
+    def dbt_target(self) -> Path:
+        """dbt's target folder for `morphlake build` (manifest, run_results.json, compiled SQL)."""
+        return self.root / ".dbt" / "target"
+
+    @property
+    def dbt_logs(self) -> Path:
+        return self.root / ".dbt" / "logs"
+
+    def models_dir(self, model_name: str) -> Path:
+        """<lake>/models/<model>/: encoders exported from a state dict, and --precision copies."""
+        return self.root / "models" / check_segment("model name", model_name)
+
+    @property
+    def df03_export(self) -> Path:
+        """The df03 Parquet export (Hive partitions by experiment_date)."""
+        return self.table_dir("df03_export")
+
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))

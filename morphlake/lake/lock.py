@@ -25,6 +25,7 @@ class LakeLock:
         self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                        "run_id": run_id, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self._fd: int | None = None
+        self.outermost = False  # True when this holder took the lock (not a nested, re-entrant hold)
 
     def __enter__(self) -> "LakeLock":
         key = str(self.lock_file.absolute())
@@ -49,6 +50,7 @@ class LakeLock:
         os.fsync(fd)
         self._fd = fd
         self._held[key] = 1
+        self.outermost = True
         return self
 
     @staticmethod

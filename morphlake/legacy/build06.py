@@ -16,7 +16,6 @@ from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import list_latent_files
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
-from morphlake.lake.lock import LakeLock
 from morphlake.lake.runs import RunRecord, write_json_atomic
 from morphlake.legacy.outputs import (
     check_outputs_free,
@@ -36,7 +35,7 @@ from morphlake.report.summary import coverage_text
 from morphlake.steps.build_step import build
 from morphlake.steps.embed_step import embed
 from morphlake.steps.ingest_step import ingest
-from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_PARTIAL
+from morphlake.steps.lifecycle import EXIT_COMPLETE, RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 COVERAGE_WARNING = 0.95
@@ -114,12 +113,13 @@ def still_missing(con: duckdb.DuckDBPyConnection) -> list[Skipped]:
     return [Skipped("df03", snip, exp, "df02 row without latents") for exp, snip in rows]
 
 
-def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
-    """Run the legacy step; returns the exit code (0 complete, 2 partial); raises on failure."""
+def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult | None:
+    """Run the legacy step (exit code 0 complete, 2 partial; raises on failure); a dry run prints the plan
+    and returns None."""
     plan = make_plan(opts)
     if opts.dry_run:
         echo(describe_plan(plan, opts))
-        return EXIT_COMPLETE
+        return None
     check_outputs_free(plan.outputs.all(), opts.overwrite)
     generate = opts.generate_missing_latents and plan.to_embed_count > 0
     if generate and plan.encoder.kind == "none":
@@ -133,78 +133,66 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> int:
                 "store files: " + ", ".join(f"{e} ({len(v)})" for e, v in plan.gaps.items()),
                 GAPS_HINT,
             )
-    record = RunRecord(
-        "build06",
-        {
-            k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
-            for k, v in vars(opts).items()
-        },
-    )
-    skipped: list[Skipped] = missing_latents(plan, gaps_only=opts.generate_missing_latents)
-    with LakeLock(opts.lake.lock_file, "build06", record.run_id):
-        try:
-            encoder = resolve_encoder(plan, opts) if generate else None
-            with record.timed("ingest"):
-                # a merge reads df02, the store and the training metadata only: no snip folder is needed
-                step = ingest(
-                    opts.lake,
-                    opts.root,
-                    opts.data_root,
-                    opts.model_name,
-                    opts.experiments,
-                    opts.allow_partial,
-                    scan_images=opts.generate_missing_latents,
-                )
-            skipped += step.skipped
-            record.set("ingest_run", step.run_id)
-            echo(
-                f"ingest: {step.record['counts'].get('df02_rows')} df02 rows, "
-                f"{step.record['counts'].get('latent_rows')} "
-                f"legacy latent rows"
+    params = {
+        k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
+        for k, v in vars(opts).items()
+    }
+    with lake_run(opts.lake, "build06", params, allow_partial=opts.allow_partial) as run:
+        run.skip(missing_latents(plan, gaps_only=opts.generate_missing_latents))
+        encoder = resolve_encoder(plan, opts) if generate else None
+        run.record.count("planned_to_embed", plan.to_embed_count)
+        with run.record.timed("ingest"):
+            # a merge reads df02, the store and the training metadata only: no snip folder is needed
+            step = ingest(
+                opts.lake,
+                opts.root,
+                opts.data_root,
+                opts.model_name,
+                opts.experiments,
+                opts.allow_partial,
+                scan_images=opts.generate_missing_latents,
             )
-            record.count("planned_to_embed", plan.to_embed_count)
-            if encoder is not None:
-                with record.timed("embed"):
-                    step = embed(
-                        opts.lake,
-                        encoder,
-                        experiments=sorted(e for e, n in plan.to_embed.items() if n),
-                        allow_partial=opts.allow_partial,
-                    )
-                skipped += step.skipped
-                record.set("embed_run", step.run_id)
-                record.set("encoder", step.record.get("encoder"))
-                record.count("embedded", step.record["counts"].get("embedded", 0))
-                echo(
-                    f"embed: {step.record['counts'].get('embedded', 0)} snip(s) embedded with {encoder} "
-                    f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
+        run.skip(step.skipped)
+        run.record.set("ingest_run", step.run_id)
+        counts = step.record["counts"]
+        echo(f"ingest: {counts.get('df02_rows')} df02 rows, {counts.get('latent_rows')} legacy latent rows")
+        if encoder is not None:
+            with run.record.timed("embed"):
+                step = embed(
+                    opts.lake,
+                    encoder,
+                    experiments=sorted(e for e, n in plan.to_embed.items() if n),
+                    allow_partial=opts.allow_partial,
                 )
-            with record.timed("dbt"):
-                built = build(opts.lake, opts.model_name, opts.z_schema, coverage_severity="warn", quiet=True)
-            record.set("build_run", built.run_id)
-            if built.exit_code != EXIT_COMPLETE:
-                details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)
-                raise MorphlakeError(
-                    f"dbt build failed: {details or built.record.get('error')}",
-                    f"see {opts.lake.runs_dir / (built.run_id + '.json')}",
-                )
-            with record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
-                outputs, coverage, counts = write_outputs(con, plan, opts, record, echo, skipped)
-        except BaseException as exc:
-            record.set("problems", [s.to_dict() for s in getattr(exc, "skipped", [])] or None)
-            record.finish(opts.lake.runs_dir, "failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        record.set("outputs", outputs)
-        record.set("coverage", coverage)
-        outcome = "partial" if skipped else "complete"
-        path = record.finish(opts.lake.runs_dir, outcome, skipped=skipped)
-    echo(f"build06: {outcome}; run record {path}")
-    if skipped:
+            run.skip(step.skipped)
+            run.record.set("embed_run", step.run_id)
+            run.record.set("encoder", step.record.get("encoder"))
+            run.record.count("embedded", step.record["counts"].get("embedded", 0))
+            echo(
+                f"embed: {step.record['counts'].get('embedded', 0)} snip(s) embedded with {encoder} "
+                f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
+            )
+        with run.record.timed("dbt"):
+            built = build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn", quiet=True)
+        run.record.set("build_run", built.run_id)
+        if built.exit_code != EXIT_COMPLETE:
+            details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)
+            raise MorphlakeError(
+                f"dbt build failed: {details or built.record.get('error')}",
+                f"see {opts.lake.runs_dir / (built.run_id + '.json')}",
+            )
+        with run.record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
+            outputs, coverage, _ = write_outputs(con, plan, opts, run.record, echo, run.skipped)
+        run.record.set("outputs", outputs)
+        run.record.set("coverage", coverage)
+    result = run.result
+    echo(f"build06: {result.record['outcome']}; run record {opts.lake.runs_dir / (result.run_id + '.json')}")
+    if result.skipped:
         echo(
-            f"  {len(skipped)} item(s) skipped, listed in {plan.outputs.partial_manifest} "
-            f"and {record.data['partial_manifest']}"
+            f"  {len(result.skipped)} item(s) skipped, listed in {plan.outputs.partial_manifest} "
+            f"and {result.record['partial_manifest']}"
         )
-    return EXIT_PARTIAL if skipped else EXIT_COMPLETE
+    return result
 
 
 def report_coverage(con, echo) -> tuple[dict, int]:

@@ -8,7 +8,6 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from morphlake.errors import MorphlakeError
@@ -16,10 +15,7 @@ from morphlake.ingest.naming import check_segment
 from morphlake.lake.embeddings_table import model_latent_dim
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
-from morphlake.lake.lock import LakeLock
-from morphlake.lake.publish import Transaction
-from morphlake.lake.runs import RunRecord
-from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_FAILED
+from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 Z_SCHEMAS = ("auto", "flat", "bio_nuisance")
@@ -40,14 +36,6 @@ def find_project(project_dir: Path | None = None) -> Path:
         "cannot find the dbt project (dbt_project/dbt_project.yml)",
         "run from a morphlake checkout, or pass --project-dir / set MORPHLAKE_DBT_PROJECT",
     )
-
-
-@dataclass
-class BuildResult:
-    run_id: str
-    exit_code: int
-    record: dict
-    failures: list[dict] = field(default_factory=list)
 
 
 @contextmanager
@@ -152,38 +140,31 @@ def model_shape(lake: Lake, model_name: str) -> dict:
 def build(
     lake: Lake,
     model_name: str,
+    *,
     z_schema: str = "auto",
     coverage_threshold: float | None = None,
     coverage_severity: str | None = None,
     select: list[str] | None = None,
     project_dir: Path | None = None,
     quiet: bool = False,
-) -> BuildResult:
-    """dbt build against <lake>/warehouse.duckdb; failures are collected with their messages."""
+) -> RunResult:
+    """dbt build against a staged copy of <lake>/warehouse.duckdb, published only when every node passed;
+    failing nodes are collected with their messages (exit code 1, the published warehouse kept)."""
     from dbt.cli.main import dbtRunner  # slow import: only when building
 
     project = find_project(project_dir)
     variables = dbt_vars(model_name, z_schema, coverage_threshold, coverage_severity)
-    record = RunRecord(
-        "build",
-        {
-            "model_name": model_name,
-            "z_schema": z_schema,
-            "vars": variables,
-            "select": select,
-            "project_dir": str(project),
-        },
-    )
-    record.set("lake", str(lake.root))
+    params = {
+        "model_name": model_name,
+        "z_schema": z_schema,
+        "vars": variables,
+        "select": select,
+        "project_dir": str(project),
+    }
     lake.root.mkdir(parents=True, exist_ok=True)
-    with LakeLock(lake.lock_file, "build", record.run_id):
-        Transaction.clean_stale(lake)
-        try:
-            shape = model_shape(lake, model_name)  # under the lock: the embeddings cannot change meanwhile
-        except MorphlakeError as exc:
-            record.finish(lake.runs_dir, "failed", error=str(exc))
-            raise
-        record.set("latent", shape)
+    with lake_run(lake, "build", params) as run:
+        shape = model_shape(lake, model_name)  # under the lock: the embeddings cannot change meanwhile
+        run.record.set("latent", shape)
         variables.update(shape_vars(model_name, shape))  # the record's params hold this same dict
         args = [
             "build",
@@ -192,9 +173,9 @@ def build(
             "--profiles-dir",
             str(project),
             "--target-path",
-            str(lake.root / ".dbt" / "target"),
+            str(lake.dbt_target),
             "--log-path",
-            str(lake.root / ".dbt" / "logs"),
+            str(lake.dbt_logs),
             "--vars",
             json.dumps(variables),
         ]
@@ -212,10 +193,10 @@ def build(
             "MORPHLAKE_LAKE": str(lake.root),
             "MORPHLAKE_LAKE_ROOT": str(lake.root),
             "MORPHLAKE_WAREHOUSE": str(staged),
-            "MORPHLAKE_LOCK_HELD": record.run_id,
+            "MORPHLAKE_LOCK_HELD": run.run_id,
         }
         try:
-            with _environment(env), record.timed("dbt_build"):
+            with _environment(env), run.record.timed("dbt_build"):
                 crash_point("dbt-start")
                 try:
                     result = dbtRunner().invoke(args)
@@ -229,25 +210,21 @@ def build(
                 crash_point("warehouse-publish")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            try:
-                lake.staging_dir.rmdir()
-            except OSError:
-                pass
-        record.set(
+        exception = str(result.exception) if result.exception else None
+        run.record.set(
             "dbt",
             {
                 "success": result.success,
                 "counts": counts,
                 "failures": failures,
                 "skipped": skipped,
-                "exception": str(result.exception) if result.exception else None,
+                "exception": exception,
             },
         )
-        error = None if ok else (str(result.exception) if result.exception else f"{len(failures)} dbt node(s) failed")
         if not ok:
-            record.set("warehouse", "unchanged: the build failed, so the published warehouse was kept")
-        record.finish(lake.runs_dir, "complete" if ok else "failed", error=error)
-    return BuildResult(record.run_id, EXIT_COMPLETE if ok else EXIT_FAILED, record.data, failures)
+            run.record.set("warehouse", "unchanged: the build failed, so the published warehouse was kept")
+            run.fail(exception or f"{len(failures)} dbt node(s) failed", failures)
+    return run.result
 
 
 def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:

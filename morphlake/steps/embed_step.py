@@ -28,7 +28,7 @@ from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
 from morphlake.steps.derived_encoder import MIN_COSINE, VERIFY_SNIPS, load_encoder, verify
-from morphlake.steps.lifecycle import StepResult, run_step
+from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 
@@ -187,7 +187,7 @@ def embed(
     decode: str = "legacy",
     precision: str = "fp32",
     min_cosine: float = MIN_COSINE,
-) -> StepResult:
+) -> RunResult:
     """Embed every ledger snip without a current embedding for the model, and publish the partitions."""
     if batch_size < 1:
         raise MorphlakeError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 64")
@@ -308,4 +308,6 @@ def embed(
         )
         return skipped
 
-    return run_step(lake, "embed", params, body, allow_partial)
+    with lake_run(lake, "embed", params, allow_partial=allow_partial) as run:
+        run.skip(body(run.txn, run.record))
+    return run.result

@@ -20,7 +20,7 @@ from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
-from morphlake.steps.lifecycle import StepResult, run_step
+from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 
@@ -169,7 +169,7 @@ def ingest(
     allow_partial: bool = False,
     *,
     scan_images: bool = True,
-) -> StepResult:
+) -> RunResult:
     """Read every legacy input and publish the lake's raw tables and legacy embeddings.
 
     scan_images=False (or no snip folder under the data root at all, e.g. not mounted) ingests the metadata
@@ -227,4 +227,6 @@ def ingest(
             skipped += _stage_latents(txn, lake, record.run_id, model_name, data_root, exps, fingerprints, record)
         return skipped
 
-    return run_step(lake, "ingest", params, body, allow_partial)
+    with lake_run(lake, "ingest", params, allow_partial=allow_partial) as run:
+        run.skip(body(run.txn, run.record))
+    return run.result

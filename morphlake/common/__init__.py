@@ -1,0 +1,1 @@
+"""What morphlake.ingest, morphlake.embed and the face share: hinted errors, skipped items, fingerprints, z names."""

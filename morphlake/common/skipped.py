@@ -1,0 +1,21 @@
+"""The record of one item a reader left out, and why (what a partial run lists)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One item (row, file, snip) that a reader left out, and why."""
+
+    table: str
+    item: str
+    where: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.item} ({self.where}): {self.reason}"
