@@ -184,12 +184,18 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
       morphlake ingest --root /data/morphseq --data-root /data/morphseq --lake ./lake
       morphlake ingest --root /data/morphseq --no-snips --lake ./lake   # metadata only
     """
-    from morphlake.steps.ingest_step import ingest as run
+    from morphlake.steps.ingest_step import run_ingest
 
     data_root = data_root or (Path(os.environ["MORPHSEQ_DATA_ROOT"]) if os.environ.get("MORPHSEQ_DATA_ROOT") else root)
     the_lake = Lake.at(lake)
-    result = run(
-        the_lake, root, data_root, model_name, split_names(experiments), allow_partial, scan_images=scan_images
+    result = run_ingest(
+        the_lake,
+        root,
+        data_root,
+        model_name=model_name,
+        experiments=split_names(experiments),
+        allow_partial=allow_partial,
+        scan_images=scan_images,
     )
     report(result, the_lake)
     sys.exit(result.exit_code)
@@ -264,21 +270,21 @@ def embed(model, device, batch_size, workers, threads, decode, precision, min_co
     Example:
       morphlake embed --model demo-data/models/legacy/20241107_ds_sweep01_optimum/encoder.onnx --lake ./lake
     """
-    from morphlake.steps.embed_step import embed as run
+    from morphlake.steps.embed_options import EmbedOptions
+    from morphlake.steps.embed_step import run_embed
 
     the_lake = Lake.at(lake)
-    result = run(
-        the_lake,
-        model,
-        device,
-        batch_size,
-        workers,
-        threads,
-        split_names(experiments),
-        allow_partial,
-        decode,
-        precision,
-        min_cosine,
+    options = EmbedOptions(
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        threads=threads,
+        decode=decode,
+        precision=precision,
+        min_cosine=min_cosine,
+    )
+    result = run_embed(
+        the_lake, model, options=options, experiments=split_names(experiments), allow_partial=allow_partial
     )
     report(result, the_lake)
     sys.exit(result.exit_code)
@@ -322,11 +328,11 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, sele
     Example:
       morphlake build --lake ./lake --z-schema bio_nuisance
     """
-    from morphlake.steps.build_step import build as run
+    from morphlake.steps.build_step import run_build
 
     the_lake = Lake.at(lake)
     quiet = ctx.find_root().params.get("quiet", False)
-    result = run(
+    result = run_build(
         the_lake,
         model_name,
         z_schema=z_schema,

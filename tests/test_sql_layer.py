@@ -199,14 +199,14 @@ def test_a_build_that_raises_still_leaves_its_failed_record(embedded_lake, monke
     from dbt.cli.main import dbtRunner
 
     from morphlake.lake.layout import Lake
-    from morphlake.steps.build_step import build
+    from morphlake.steps.build_step import run_build
 
     def explode(self, args):
         raise RuntimeError("dbt blew up")
 
     monkeypatch.setattr(dbtRunner, "invoke", explode)
     with pytest.raises(RuntimeError, match="dbt blew up"):
-        build(Lake.at(embedded_lake), DEFAULT_MODEL_NAME)
+        run_build(Lake.at(embedded_lake), DEFAULT_MODEL_NAME)
     records = [json.loads(p.read_text()) for p in (embedded_lake / "runs").glob("*-build-*.json")]
     assert [(r["outcome"], r["error"]) for r in records] == [("failed", "RuntimeError: dbt blew up")]
     assert not (embedded_lake / "warehouse.duckdb").exists() and not (embedded_lake / ".staging").exists()

@@ -32,9 +32,9 @@ from morphlake.legacy.outputs import (
 from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
 from morphlake.legacy.store import store_naming, store_sql
 from morphlake.report.summary import coverage_text
-from morphlake.steps.build_step import build
-from morphlake.steps.embed_step import embed
-from morphlake.steps.ingest_step import ingest
+from morphlake.steps.build_step import run_build
+from morphlake.steps.embed_step import run_embed
+from morphlake.steps.ingest_step import run_ingest
 from morphlake.steps.lifecycle import EXIT_COMPLETE, RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -143,13 +143,13 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult 
         run.record.count("planned_to_embed", plan.to_embed_count)
         with run.record.timed("ingest"):
             # a merge reads df02, the store and the training metadata only: no snip folder is needed
-            step = ingest(
+            step = run_ingest(
                 opts.lake,
                 opts.root,
                 opts.data_root,
-                opts.model_name,
-                opts.experiments,
-                opts.allow_partial,
+                model_name=opts.model_name,
+                experiments=opts.experiments,
+                allow_partial=opts.allow_partial,
                 scan_images=opts.generate_missing_latents,
             )
         run.skip(step.skipped)
@@ -158,7 +158,7 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult 
         echo(f"ingest: {counts.get('df02_rows')} df02 rows, {counts.get('latent_rows')} legacy latent rows")
         if encoder is not None:
             with run.record.timed("embed"):
-                step = embed(
+                step = run_embed(
                     opts.lake,
                     encoder,
                     experiments=sorted(e for e, n in plan.to_embed.items() if n),
@@ -173,7 +173,7 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult 
                 f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
             )
         with run.record.timed("dbt"):
-            built = build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn", quiet=True)
+            built = run_build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn", quiet=True)
         run.record.set("build_run", built.run_id)
         if built.exit_code != EXIT_COMPLETE:
             details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)

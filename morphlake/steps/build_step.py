@@ -137,7 +137,7 @@ def model_shape(lake: Lake, model_name: str) -> dict:
     return shape
 
 
-def build(
+def run_build(
     lake: Lake,
     model_name: str,
     *,

@@ -9,15 +9,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from morphlake.embed import Encoder
-from morphlake.embed.precision import PRECISIONS, cpu_int8_support, derive_encoder, drift
+from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, decode_chunk
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.layout import Lake
+from morphlake.steps.embed_options import MIN_COSINE
 
 log = logging.getLogger("morphlake")
 CALIBRATION_SNIPS = 128
-MIN_COSINE = 0.99  # a reduced-precision copy whose z_mu points elsewhere than fp32's by more is refused
 
 
 @dataclass
@@ -51,8 +51,6 @@ def calibration_snips(lake: Lake, count: int = CALIBRATION_SNIPS) -> list[SnipRe
 def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precision: str) -> LoadedEncoder:
     """The encoder to run. fp16/int8 copies are made once and reused, so every run of the lake embeds with
     the same copy (int8 calibrates on the ledger's first snips); `verify` checks a copy before it embeds."""
-    if precision not in PRECISIONS:
-        raise MorphlakeError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     source = Encoder(model, device=device, threads=threads)
     if precision == "fp32" or precision == source.info.precision:
         return LoadedEncoder(source, source)

@@ -27,7 +27,8 @@ from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
-from morphlake.steps.derived_encoder import MIN_COSINE, VERIFY_SNIPS, load_encoder, verify
+from morphlake.steps.derived_encoder import VERIFY_SNIPS, LoadedEncoder, load_encoder, verify
+from morphlake.steps.embed_options import EmbedOptions
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -45,17 +46,6 @@ def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
             )
         return [e for e in found if e in experiments]
     return found
-
-
-DECODES = ("legacy", "reduced")
-
-
-def embed_options(decode: str = "legacy", precision: str = "fp32") -> str | None:
-    """The embeddings' `embed_options` value: None for the legacy-faithful path, else what differs."""
-    parts = ([f"decode={decode}"] if decode != "legacy" else []) + (
-        [f"precision={precision}"] if precision != "fp32" else []
-    )
-    return ",".join(parts) or None
 
 
 def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, options: str | None = None) -> pa.Table:
@@ -175,139 +165,153 @@ def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
             yield SnipRef(snip, exp, path)
 
 
-def embed(
+def run_embed(
     lake: Lake,
     model: Path,
-    device: str = "auto",
-    batch_size: int = 64,
-    workers: int | None = None,
-    threads: int = 1,
+    *,
+    options: EmbedOptions = EmbedOptions(),
     experiments: list[str] | None = None,
     allow_partial: bool = False,
-    decode: str = "legacy",
-    precision: str = "fp32",
-    min_cosine: float = MIN_COSINE,
 ) -> RunResult:
-    """Embed every ledger snip without a current embedding for the model, and publish the partitions."""
-    if batch_size < 1:
-        raise MorphlakeError(f"--batch-size must be at least 1, got {batch_size}", "use e.g. --batch-size 64")
-    if decode not in DECODES:
-        raise MorphlakeError(f"unknown decode {decode!r}", f"choose one of: {', '.join(DECODES)}")
+    """Embed every ledger snip without a current embedding for the model, and publish the partitions:
+    load the encoder, plan, check a --precision copy, then read -> encode -> write batch by batch."""
     params = {
         "model": str(Path(model).absolute()),
-        "device": device,
-        "batch_size": batch_size,
-        "workers": workers,
-        "threads": threads,
+        **options.to_dict(),
         "experiments": experiments,
         "allow_partial": allow_partial,
-        "decode": decode,
-        "precision": precision,
-        "min_cosine": min_cosine,
     }
-
-    def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
-        with record.timed("load_model"):
-            loaded = load_encoder(lake, model, device=device, threads=threads, precision=precision)
-        encoder, given = loaded.run, loaded.given
-        info = encoder.info
-        options = embed_options(decode, info.precision)
-        check_segment("model name", info.model_name)
-        log.info(
-            "encoder %s (%s weights, sha256 %s…, %s) on %s",
-            info.model_name,
-            info.weights,
-            info.source_sha256[:12],
-            info.precision,
-            encoder.provider,
-        )
-        if info.weights == "demo":
-            log.warning("this encoder has DEMO weights (seeded random); its embeddings are for trying morphlake only")
-        record.set(
-            "encoder",
-            {
-                "model_name": info.model_name,
-                "sha256": info.source_sha256,
-                "weights": info.weights,
-                "latent_dim": info.latent_dim,
-                "path": str(given.path),
-                "weights_origin": info.metadata.get("weights_origin"),
-            },
-        )
-        record.set(
-            "embed_options",
-            {
-                "decode": decode,
-                "precision": info.precision,
-                "value": options,
-                "encoder_run": {"path": str(info.path), "sha256": info.sha256},
-            },
-        )
-        if options:
-            log.info(
-                "embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)",
-                options,
-            )
-        record.set(
-            "provider",
-            {"requested": device, "used": encoder.provider, "session_providers": encoder.session.get_providers()},
-        )
-        plans = {}
-        with record.timed("plan"):
-            for exp in ledger_experiments(lake, experiments):
-                todo = plan_experiment(lake, exp, info.model_name, info.source_sha256, options)
-                if todo.num_rows:
-                    plans[exp] = todo
-        total = sum(t.num_rows for t in plans.values())
-        if loaded.derived and total:
-            with record.timed("verify_copy"):
-                todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
-                record.data["embed_options"]["verification"] = verify(loaded, todo, lake=lake, min_cosine=min_cosine)
-        record.count("to_embed", total)
-        record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
-        log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
-        writer = PartitionWriter(txn, lake, encoder, record.run_id, {e: t.num_rows for e, t in plans.items()}, options)
-        skipped: list[Skipped] = []
-        timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
-        progress = _progress(total)
-        start = time.perf_counter()
-        with progress or nullcontext():
-            task = progress.add_task("embed", total=total, rate="-") if progress else None
-            for batch in embed_snips(_refs(plans), encoder, batch_size, workers, reduced=decode == "reduced"):
-                for ref, reason in batch.failures:
-                    item = Skipped("snips", ref.snip_id, ref.path, reason)
-                    if not allow_partial:
-                        raise MorphlakeError(
-                            f"cannot embed snip {ref.snip_id} ({ref.path}): {reason}",
-                            "fix or remove the file and re-run `morphlake ingest`, or pass --allow-partial to skip it",
-                        )
-                    skipped.append(item)
-                t0 = time.perf_counter()
-                writer.add(batch)
-                timing["write_s"] += time.perf_counter() - t0
-                timing["decode_cpu_s"] += batch.decode_s
-                timing["wait_s"] += batch.wait_s
-                timing["infer_s"] += batch.infer_s
-                timing["batches"] += 1
-                crash_point("embed-batch")
-                if progress:
-                    done = writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped)
-                    progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.0f}")
-        elapsed = time.perf_counter() - start
-        record.set("embed_timings_s", {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
-        record.count("embedded", writer.rows)
-        record.count("images_per_s", round(writer.rows / elapsed, 1) if elapsed > 0 and writer.rows else 0)
-        log.info(
-            "embedded %d snip(s) in %.2fs on %s (decode %.2fs cpu, infer %.2fs, waited %.2fs for input)",
-            writer.rows,
-            elapsed,
-            encoder.provider,
-            timing["decode_cpu_s"],
-            timing["infer_s"],
-            timing["wait_s"],
-        )
-        return skipped
-
     with lake_run(lake, "embed", params, allow_partial=allow_partial) as run:
-        run.skip(body(run.txn, run.record))
+        with run.record.timed("load_model"):
+            loaded = load_encoder(
+                lake, model, device=options.device, threads=options.threads, precision=options.precision
+            )
+        value = options.value(loaded.run.info.precision)
+        describe_encoder(run.record, loaded, options, value)
+        with run.record.timed("plan"):
+            plans = plan_embedding(lake, loaded.run.info, experiments, value)
+        total = sum(t.num_rows for t in plans.values())
+        run.record.count("to_embed", total)
+        run.record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
+        log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
+        if loaded.derived and total:
+            with run.record.timed("verify_copy"):
+                todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
+                run.record.data["embed_options"]["verification"] = verify(
+                    loaded, todo, lake=lake, min_cosine=options.min_cosine
+                )
+        writer = PartitionWriter(
+            run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
+        )
+        run.skip(embed_batches(run.record, loaded.run, plans, writer, options=options, allow_partial=allow_partial))
     return run.result
+
+
+def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOptions, value: str | None) -> None:
+    """Say which encoder, weights, options and provider run, in the log and the run record."""
+    encoder, info = loaded.run, loaded.run.info
+    check_segment("model name", info.model_name)
+    log.info(
+        "encoder %s (%s weights, sha256 %s…, %s) on %s",
+        info.model_name,
+        info.weights,
+        info.source_sha256[:12],
+        info.precision,
+        encoder.provider,
+    )
+    if info.weights == "demo":
+        log.warning("this encoder has DEMO weights (seeded random); its embeddings are for trying morphlake only")
+    record.set(
+        "encoder",
+        {
+            "model_name": info.model_name,
+            "sha256": info.source_sha256,
+            "weights": info.weights,
+            "latent_dim": info.latent_dim,
+            "path": str(loaded.given.path),
+            "weights_origin": info.metadata.get("weights_origin"),
+        },
+    )
+    record.set(
+        "embed_options",
+        {
+            "decode": options.decode,
+            "precision": info.precision,
+            "value": value,
+            "encoder_run": {"path": str(info.path), "sha256": info.sha256},
+        },
+    )
+    if value:
+        log.info(
+            "embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)", value
+        )
+    record.set(
+        "provider",
+        {"requested": options.device, "used": encoder.provider, "session_providers": encoder.session.get_providers()},
+    )
+
+
+def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:
+    """Experiment -> its ledger rows that need embedding (experiments with none left out)."""
+    plans = {}
+    for exp in ledger_experiments(lake, experiments):
+        todo = plan_experiment(lake, exp, info.model_name, info.source_sha256, value)
+        if todo.num_rows:
+            plans[exp] = todo
+    return plans
+
+
+def embed_batches(
+    record: RunRecord,
+    encoder: Encoder,
+    plans: dict[str, pa.Table],
+    writer: PartitionWriter,
+    *,
+    options: EmbedOptions,
+    allow_partial: bool,
+) -> list[Skipped]:
+    """Read -> encode -> write, batch by batch, with per-batch timings and a progress bar on a terminal;
+    returns the snips skipped (a strict run fails on the first)."""
+    total = sum(t.num_rows for t in plans.values())
+    skipped: list[Skipped] = []
+    timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
+    progress = _progress(total)
+    start = time.perf_counter()
+    with progress or nullcontext():
+        task = progress.add_task("embed", total=total, rate="-") if progress else None
+        batches = embed_snips(
+            _refs(plans), encoder, options.batch_size, options.workers, reduced=options.reduced_decode
+        )
+        for batch in batches:
+            for ref, reason in batch.failures:
+                if not allow_partial:
+                    raise MorphlakeError(
+                        f"cannot embed snip {ref.snip_id} ({ref.path}): {reason}",
+                        "fix or remove the file and re-run `morphlake ingest`, or pass --allow-partial to skip it",
+                    )
+                skipped.append(Skipped("snips", ref.snip_id, ref.path, reason))
+            t0 = time.perf_counter()
+            writer.add(batch)
+            timing["write_s"] += time.perf_counter() - t0
+            timing["decode_cpu_s"] += batch.decode_s
+            timing["wait_s"] += batch.wait_s
+            timing["infer_s"] += batch.infer_s
+            timing["batches"] += 1
+            crash_point("embed-batch")
+            if progress:
+                done = writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped)
+                progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.0f}")
+    elapsed = time.perf_counter() - start
+    record.set("embed_timings_s", {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
+    record.count("embedded", writer.rows)
+    record.count("images_per_s", round(writer.rows / elapsed, 1) if elapsed > 0 and writer.rows else 0)
+    log.info(
+        "embedded %d snip(s) in %.2fs on %s (decode %.2fs cpu, infer %.2fs, waited %.2fs for input)",
+        writer.rows,
+        elapsed,
+        encoder.provider,
+        timing["decode_cpu_s"],
+        timing["infer_s"],
+        timing["wait_s"],
+    )
+    return skipped

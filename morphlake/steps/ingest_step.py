@@ -160,14 +160,14 @@ def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], reco
         record.set("df02_removed_experiments", gone)
 
 
-def ingest(
+def run_ingest(
     lake: Lake,
     root: Path,
     data_root: Path,
+    *,
     model_name: str,
     experiments: list[str] | None = None,
     allow_partial: bool = False,
-    *,
     scan_images: bool = True,
 ) -> RunResult:
     """Read every legacy input and publish the lake's raw tables and legacy embeddings.

@@ -1,0 +1,60 @@
+"""How `embed` runs (device, batching, decode, precision), validated once where the options are made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from morphlake.embed.model import DEVICES
+from morphlake.embed.precision import PRECISIONS
+from morphlake.errors import MorphlakeError
+
+DECODES = ("legacy", "reduced")
+MIN_COSINE = 0.99  # a reduced-precision copy whose z_mu points elsewhere than fp32's by more is refused
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise MorphlakeError(f"unknown {name} {value!r}", f"choose one of: {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Everything but the model and the lake that decides how snips are embedded; invalid values fail here,
+    naming the allowed ones, before any run starts."""
+
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int | None = None  # None: the CPU count (at most 8)
+    threads: int = 1  # onnxruntime intra-op threads per batch (0: onnxruntime's default)
+    decode: str = "legacy"
+    precision: str = "fp32"
+    min_cosine: float = MIN_COSINE
+
+    def __post_init__(self) -> None:
+        _one_of("device", self.device, DEVICES)
+        _one_of("decode", self.decode, DECODES)
+        _one_of("precision", self.precision, PRECISIONS)
+        if self.batch_size < 1:
+            raise MorphlakeError(f"batch size must be at least 1, got {self.batch_size}", "use e.g. 64")
+        if self.workers is not None and self.workers < 1:
+            raise MorphlakeError(f"workers must be at least 1, got {self.workers}", "leave it unset for the CPU count")
+        if self.threads < 0:
+            raise MorphlakeError(f"threads must be 0 or more, got {self.threads}", "use 1 (the default) or 0")
+        if not -1 <= self.min_cosine <= 1:
+            raise MorphlakeError(f"min cosine {self.min_cosine} is not a cosine", "use a value from -1 to 1, e.g. 0.99")
+
+    @property
+    def reduced_decode(self) -> bool:
+        return self.decode == "reduced"
+
+    def value(self, precision: str | None = None) -> str | None:
+        """The embeddings' `embed_options` column: None for the legacy-faithful path, else what differs
+        (`precision` is the precision that actually ran: an fp16 file passed as the model counts too)."""
+        precision = precision or self.precision
+        parts = ([f"decode={self.decode}"] if self.decode != "legacy" else []) + (
+            [f"precision={precision}"] if precision != "fp32" else []
+        )
+        return ",".join(parts) or None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
