@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from benchmarks.common import Rounds, make_snips, seconds, table
 from morphlake.embed.architecture import EncoderSpec
@@ -68,8 +69,9 @@ def main() -> None:
         n = len(refs)
         fp32 = write_demo_encoder(folder / "encoder.onnx", "bench", seed=SEED)
         calibration = decode_chunk(refs[:128], 128).pixels
-        int8 = derive_encoder(fp32, "int8", folder / "int8.onnx", calibration, "128 benchmark snips")
-        fp16 = derive_encoder(fp32, "fp16", folder / "fp16.onnx")
+        int8, fp16 = folder / "int8.onnx", folder / "fp16.onnx"
+        onnx.save(derive_encoder(fp32, "int8", calibration=calibration, calibration_note="128 benchmark snips"), int8)
+        onnx.save(derive_encoder(fp32, "fp16"), fp16)
         one = Encoder(fp32, device=args.device)  # 1 intra-op thread: the pipeline's encoder
         allcores = Encoder(fp32, device=args.device, threads=0)  # onnxruntime's own parallelism
         quant = Encoder(int8, device=args.device)

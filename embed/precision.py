@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -93,30 +92,26 @@ def _int8(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelPro
 
 
 def derive_encoder(
-    source: Path, precision: str, out: Path, calibration: np.ndarray | None = None, calibration_note: str = ""
-) -> Path:
-    """Write `out`: the encoder at `source` in `precision`, its metadata naming where it came from."""
+    source: Path, precision: str, *, calibration: np.ndarray | None = None, calibration_note: str = ""
+) -> onnx.ModelProto:
+    """The encoder at `source` in `precision` (fp16, or int8 calibrated on `calibration` pixels), its metadata
+    naming where it came from and how it was made; the caller writes it where it belongs."""
     if precision not in PRECISIONS or precision == "fp32":
         raise EmbedError(f"cannot derive a {precision!r} encoder", f"choose one of: {', '.join(PRECISIONS[1:])}")
     if precision == "int8" and (calibration is None or len(calibration) == 0):
-        raise EmbedError("an int8 encoder needs calibration images", "embed at least one snip first")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".derive-") as scratch:
+        raise EmbedError("an int8 encoder needs calibration images", "give it at least one decoded snip")
+    with tempfile.TemporaryDirectory(prefix="morphlake-derive-") as scratch:  # quantization's own files
         model = _fp16(source) if precision == "fp16" else _int8(source, calibration, Path(scratch))
-        _set_metadata(
-            model,
-            {
-                "morphlake.precision": precision,
-                "morphlake.derived_from_sha256": file_sha256(source),
-                "morphlake.calibration": calibration_note if precision == "int8" else "",
-                "morphlake.recipe": INT8_RECIPE if precision == "int8" else "fp16, uint8 input, fp32 outputs",
-            },
-        )
-        staged = Path(scratch) / "derived.onnx"
-        onnx.save(model, staged)
-        os.replace(staged, out)
-    return out
+    _set_metadata(
+        model,
+        {
+            "morphlake.precision": precision,
+            "morphlake.derived_from_sha256": file_sha256(source),
+            "morphlake.calibration": calibration_note if precision == "int8" else "",
+            "morphlake.recipe": INT8_RECIPE if precision == "int8" else "fp16, uint8 input, fp32 outputs",
+        },
+    )
+    return model
 
 
 def cpu_int8_support() -> str:

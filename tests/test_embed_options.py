@@ -66,7 +66,8 @@ def test_cpu_workers_give_the_same_embeddings_in_order_as_one_worker(tmp_path, d
 def test_derived_encoders_stay_close_to_fp32(tmp_path, demo_file, precision, max_abs, min_cos):
     rng = np.random.default_rng(2)
     pixels = np.stack([np.asarray(embryo_snip(rng, 20 + i, "wt").resize((128, 288))) for i in range(24)])[:, None]
-    out = derive_encoder(demo_file, precision, tmp_path / f"enc-{precision}.onnx", pixels[:16], "16 test snips")
+    out = tmp_path / f"enc-{precision}.onnx"
+    onnx.save(derive_encoder(demo_file, precision, calibration=pixels[:16], calibration_note="16 test snips"), out)
     derived = Encoder(out, "cpu")
     assert derived.info.precision == precision
     assert derived.info.source_sha256 == Encoder(demo_file, "cpu").info.sha256 != derived.info.sha256
@@ -117,7 +118,8 @@ def test_partitions_written_before_embed_options_count_as_legacy_faithful(cli, i
 
 
 def test_a_derived_encoder_cannot_be_derived_again(cli, ingested, encoder_path, tmp_path):
-    fp16 = derive_encoder(encoder_path, "fp16", tmp_path / "enc16.onnx")
+    fp16 = tmp_path / "enc16.onnx"
+    onnx.save(derive_encoder(encoder_path, "fp16"), fp16)
     result = cli("embed", "--model", fp16, "--precision", "int8", "--lake", ingested)
     assert result.exit_code == 1
     assert "is already a fp16 encoder; it cannot be made int8" in result.output

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
+from morphlake.lake.files import fsync_dir
 from morphlake.lake.layout import PART_FILE, Lake
 
 VOLATILE_COLUMNS = ("run_id",)  # differ between runs without the data changing
@@ -27,14 +28,6 @@ class Staged:
     staged: Path
     target: Path
     rows: int
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows: int | None) -> None:
@@ -119,14 +112,14 @@ class Transaction:
                 continue
             item.target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(item.staged, item.target)
-            _fsync_dir(item.target.parent)
+            fsync_dir(item.target.parent)
             published.append(rel)
             crash_point("publish")
         for folder in self.retired:
             trash = self.dir / ".retired" / self.lake.relative(folder)
             trash.parent.mkdir(parents=True, exist_ok=True)
             os.replace(folder, trash)
-            _fsync_dir(folder.parent)
+            fsync_dir(folder.parent)
             removed.append(self.lake.relative(folder))
             crash_point("publish")
         crash_point("after-publish")

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from morphlake import __version__
+from morphlake.lake.files import write_atomic
 
 _LIBRARIES = ("polars", "pyarrow", "duckdb", "onnxruntime-gpu", "onnxruntime", "numpy", "pillow", "dbt-core", "dbt-duckdb")
 
@@ -36,12 +37,7 @@ def library_versions() -> dict[str, str]:
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed run
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
 class RunRecord:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow as pa
 
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.latents import Z_COLUMN
+from morphlake.lake.files import atomic_file
 
 
 def quote(name: str) -> str:
@@ -37,44 +37,19 @@ def check_outputs_free(paths: list[Path], overwrite: bool) -> None:
         )
 
 
-def remove_stale_temporaries(path: Path) -> None:
-    """Temporary files a killed run left beside `path` (hidden, never read as outputs)."""
-    for stale in path.parent.glob(f".{path.name}.tmp*") if path.parent.is_dir() else []:
-        stale.unlink(missing_ok=True)
-
-
 def write_csv_atomic(
     con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path, *, replace: bool = True
 ) -> int:
-    """Stream a query into a CSV next to `path`, then rename it into place; returns the row count.
-    replace=False never replaces a file that appeared meanwhile (a hard link fails where a rename would not)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Stream a query into a CSV written with atomic_file (replace=False: never over a file that appeared
+    meanwhile); returns the row count."""
     rows = 0
-    try:
-        with open(tmp, "wb") as handle:
-            for i, batch in enumerate(con.sql(sql, params=params).to_arrow_reader()):
-                pl.from_arrow(batch).write_csv(handle, include_header=(i == 0))
-                rows += batch.num_rows
-            if rows == 0:  # still a header, so readers see the columns
-                pl.from_arrow(con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()).write_csv(
-                    handle
-                )
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise MorphlakeError(
-                    f"{path} appeared while build06 ran; it was not replaced",
-                    "move it away, or pass --overwrite to replace it",
-                ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path, replace=replace) as handle:
+        for i, batch in enumerate(con.sql(sql, params=params).to_arrow_reader()):
+            pl.from_arrow(batch).write_csv(handle, include_header=(i == 0))
+            rows += batch.num_rows
+        if rows == 0:  # still a header, so readers see the columns
+            empty = con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()
+            pl.from_arrow(empty).write_csv(handle)
     return rows
 
 

@@ -13,6 +13,7 @@ from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, decode_chunk
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
+from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake
 from morphlake.steps.embed_options import MIN_COSINE
 
@@ -33,7 +34,7 @@ class LoadedEncoder:
 
 
 def derived_path(lake: Lake, source: Encoder, precision: str) -> Path:
-    return lake.root / "models" / source.info.model_name / f"encoder-{source.info.sha256[:16]}-{precision}.onnx"
+    return lake.models_dir(source.info.model_name) / f"encoder-{source.info.sha256[:16]}-{precision}.onnx"
 
 
 def calibration_snips(lake: Lake, count: int = CALIBRATION_SNIPS) -> list[SnipRef]:
@@ -65,7 +66,9 @@ def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precisio
         batch = _calibration_batch(lake, precision)
         note = f"{batch.n} ledger snips, {batch.refs[0].snip_id} .. {batch.refs[-1].snip_id}"
         log.info("making the %s copy of %s at %s", precision, source.info.model_name, lake.relative(path))
-        derive_encoder(source.path, precision, path, batch.pixels[: batch.n] if precision == "int8" else None, note)
+        pixels = batch.pixels[: batch.n] if precision == "int8" else None
+        model = derive_encoder(source.path, precision, calibration=pixels, calibration_note=note)
+        write_atomic(path, model.SerializeToString())
     derived = Encoder(path, device=device, threads=threads)
     if derived.info.source_sha256 != source.info.sha256:
         raise MorphlakeError(f"{path} was not derived from {model}", f"delete {path} and re-run")

@@ -1,0 +1,62 @@
+"""The one way morphlake writes a file: to a hidden temporary beside it, fsynced, then renamed into place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from morphlake.errors import MorphlakeError
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Temporaries a killed writer left beside `path` (hidden, never read as outputs)."""
+    for stale in path.parent.glob(f".{path.name}.tmp*") if path.parent.is_dir() else []:
+        stale.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_file(path: Path, *, replace: bool = True) -> Iterator[BinaryIO]:
+    """`with atomic_file(path) as handle:` — what is written appears at `path` whole, or not at all.
+
+    The temporary is fsynced, renamed into place and the folder fsynced. replace=False never replaces a file
+    that exists by then (a hard link fails where a rename would not), raising MorphlakeError.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise MorphlakeError(f"{path} appeared while morphlake was writing it; it was not replaced",
+                                     "move it away and run again (or allow replacing it)") from None
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], *, replace: bool = True) -> Path:
+    """Write bytes (or whatever `data(handle)` writes) to `path` with atomic_file; returns the path."""
+    with atomic_file(path, replace=replace) as handle:
+        handle.write(data) if isinstance(data, bytes) else data(handle)
+    return Path(path)
