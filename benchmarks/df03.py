@@ -23,7 +23,7 @@ from benchmarks.common import peak_of, table
 from benchmarks.legacy_root import DIM, PER_EXPERIMENT, write_data_root
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.ingest.latents import latent_store_dir
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 
 def node_seconds(lake: Path, unique_id: str) -> float:

@@ -11,7 +11,7 @@ import polars as pl
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.ingest.latents import latent_store_dir
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 PER_EXPERIMENT = 10_000
 DIM = 100

@@ -16,9 +16,7 @@ from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import decode_snip
 from morphlake.errors import MorphlakeError
-from morphlake.ingest.latents import latent_store_dir
-from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.steps.ingest_step import DF02_RELPATH, TRAIN_CSV
+from morphlake.lake.data_root import DataRoot
 
 MARKER = ".morphlake-demo"
 DEMO_EXPERIMENTS = [
@@ -120,21 +118,22 @@ def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: i
     root.mkdir(parents=True)
     (root / MARKER).write_text("made by `morphlake demo`; safe to delete\n")
     rng = np.random.default_rng(spec.seed)
+    dirs = DataRoot.at(root)
     rows = _df02_rows(spec, rng)
     df02 = pl.DataFrame(rows, infer_schema_length=None, strict=False)
     for row in rows:
-        path = root / SNIP_SUBDIR / row["experiment_date"] / f"{row['snip_id']}.jpg"
+        path = dirs.snip_dir(row["experiment_date"]) / f"{row['snip_id']}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         embryo_snip(rng, row["predicted_stage_hpf"], row["short_pert_name"]).save(path, quality=92)
-    (root / DF02_RELPATH).parent.mkdir(parents=True, exist_ok=True)
-    df02.write_csv(root / DF02_RELPATH)
+    dirs.df02.parent.mkdir(parents=True, exist_ok=True)
+    df02.write_csv(dirs.df02)
     train = df02.filter(pl.col("short_pert_name").is_in(["wt", "ctrl"]))
-    train_csv = root / "training_data" / DEMO_TRAIN_NAME / TRAIN_CSV
+    train_csv = dirs.train_csv(DEMO_TRAIN_NAME)
     train_csv.parent.mkdir(parents=True)
     train.select("snip_id", "embryo_id", "experiment_date", "short_pert_name", "predicted_stage_hpf").write_csv(
         train_csv
     )
-    model_dir = root / "models" / "legacy" / model_name
+    model_dir = dirs.model_dir(model_name)
     encoder_spec = EncoderSpec(latent_dim=latent_dim)
     encoder_path = write_demo_encoder(model_dir / "encoder.onnx", model_name, seed=spec.seed, spec=encoder_spec)
     (model_dir / "model_config.json").write_text(
@@ -173,9 +172,8 @@ def _write_latent_store(
         rows = df02.filter(pl.col("experiment_date") == exp)
         if index == 1:
             rows = rows.filter(pl.col("time_int") < pl.col("time_int").max())
-        pixels = np.stack([decode_snip((root / SNIP_SUBDIR / exp / f"{s}.jpg").read_bytes()) for s in rows["snip_id"]])[
-            :, None
-        ]
+        folder = DataRoot.at(root).snip_dir(exp)
+        pixels = np.stack([decode_snip((folder / f"{s}.jpg").read_bytes()) for s in rows["snip_id"]])[:, None]
         mu, logvar = encoder.run(pixels)
         naming = (
             (lambda kind, i: f"z_{kind}_{i:02d}")
@@ -187,7 +185,7 @@ def _write_latent_store(
         table = rows.select("experiment_date", "embryo_id", "snip_id").with_columns(
             **{k: pl.Series(v) for k, v in z.items()}
         )
-        path = latent_store_dir(root, model_name) / f"morph_latents_{exp}.csv"
+        path = DataRoot.at(root).store_file(model_name, exp)
         path.parent.mkdir(parents=True, exist_ok=True)
         table.write_csv(path)
         covered[exp] = table.height

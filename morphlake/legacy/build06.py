@@ -86,7 +86,7 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
         raise MorphlakeError(
             f"--generate-missing-latents needs an encoder for {opts.model_name}: {source.detail}",
             f"export one with `morphlake export-onnx --state-dict <model folder>/encoder_reformatted.pt "
-            f"-o {opts.data_root / 'models' / 'legacy' / opts.model_name / 'encoder.onnx'}` "
+            f"-o {opts.dirs.model_dir(opts.model_name) / 'encoder.onnx'}` "
             "(needs: pip install 'morphlake[export]')",
         )
     path = source.path
@@ -309,7 +309,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
             )
         else:
             echo(
-                f"  note: no training metadata {opts.root / 'training_data' / opts.train_name}; "
+                f"  note: no training metadata {opts.dirs.train_csv(opts.train_name)}; "
                 f"{plan.outputs.train.name} not written"
             )
     for exp, target in plan.outputs.copies.items():

@@ -14,13 +14,11 @@ from morphlake.embed.model import file_sha256
 from morphlake.ingest import read_df02, read_train, scan_snips
 from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
-from morphlake.ingest.latents import latent_store_dir, list_latent_files
-from morphlake.ingest.ledger import snip_dir
+from morphlake.ingest.latents import list_latent_files
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
+from morphlake.lake.data_root import DataRoot
 from morphlake.lake.layout import Lake
-from morphlake.steps.ingest_step import df02_path, train_files
 
-DF03_CSV = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df03.csv"
 SIDECAR_SUFFIX = ".meta.json"
 PARTIAL_SUFFIX = ".partial.json"
 
@@ -41,6 +39,10 @@ class Build06Options:
     overwrite: bool = False
     allow_partial: bool = False
     z_schema: str = "auto"
+
+    @property
+    def dirs(self) -> DataRoot:
+        return DataRoot.at(self.root, self.data_root)
 
 
 @dataclass
@@ -119,22 +121,21 @@ class Plan:
 
 def plan_outputs(opts: Build06Options, experiments: list[str], without_store: list[str]) -> LegacyOutputs:
     """The legacy files this run writes (and must not replace without --overwrite)."""
-    outputs = LegacyOutputs(opts.root / DF03_CSV)
+    dirs = opts.dirs
+    outputs = LegacyOutputs(dirs.df03)
     if opts.train_name:
         check_segment("training set name", opts.train_name)
-        outputs.train = opts.root / "training_data" / opts.train_name / "embryo_metadata_with_embeddings.csv"
+        outputs.train = dirs.train_with_embeddings(opts.train_name)
     if opts.export_analysis_copies:
-        folder = opts.data_root / "metadata" / "metadata_n_embeddings" / opts.model_name
-        outputs.copies = {exp: folder / f"df03_{exp}.csv" for exp in experiments}
+        outputs.copies = {exp: dirs.analysis_copy(opts.model_name, exp) for exp in experiments}
     if opts.generate_missing_latents:
-        store = latent_store_dir(opts.data_root, opts.model_name)
-        outputs.store = {exp: store / f"morph_latents_{exp}.csv" for exp in without_store}
+        outputs.store = {exp: dirs.store_file(opts.model_name, exp) for exp in without_store}
     return outputs
 
 
 def find_encoder(data_root: Path, model_name: str) -> EncoderSource:
     """encoder.onnx in the model folder, else a state dict to export (needs torch), else none."""
-    folder = Path(data_root) / "models" / "legacy" / model_name
+    folder = DataRoot.at(data_root).model_dir(model_name)
     onnx_file = folder / "encoder.onnx"
     if onnx_file.is_file():
         return EncoderSource("onnx", onnx_file, f"{onnx_file}")
@@ -148,7 +149,7 @@ def find_encoder(data_root: Path, model_name: str) -> EncoderSource:
 
 def exported_encoder_path(lake: Lake, model_name: str, state_dict: Path) -> Path:
     """Where an encoder exported on the fly from a state dict lives (in the lake, never the user's folder)."""
-    return lake.root / "models" / model_name / f"encoder-{file_sha256(state_dict)[:16]}.onnx"
+    return lake.models_dir(model_name) / f"encoder-{file_sha256(state_dict)[:16]}.onnx"
 
 
 def encoder_sha256(opts: Build06Options, encoder: EncoderSource) -> str | None:
@@ -212,7 +213,7 @@ def _needs_fingerprints(lake: Lake, model_name: str, experiment: str) -> bool:
 def make_plan(opts: Build06Options) -> Plan:
     """Read df02, the legacy store's snip ids and (only to generate latents) the snip folders; write nothing."""
     check_segment("model name", opts.model_name)
-    df02, skipped = read_df02(df02_path(opts.root), opts.experiments, sort=False)
+    df02, skipped = read_df02(opts.dirs.df02, opts.experiments, sort=False)
     frame = pl.from_arrow(df02)
     order = (
         frame.select("snip_id", "experiment_date")
@@ -238,7 +239,7 @@ def make_plan(opts: Build06Options) -> Plan:
         missing[exp] = lacking
         # the legacy step's generation: "ensure missing morph_latents_<exp>.csv are created"; the gaps of an
         # existing store file stay gaps (its df03 lacks those rows too)
-        if generate and exp not in latent_files and snip_dir(opts.data_root, exp).is_dir():
+        if generate and exp not in latent_files and opts.dirs.snip_dir(exp).is_dir():
             # the same ledger ingest will write, so the plan's count is what embed then runs
             hashed = _needs_fingerprints(opts.lake, opts.model_name, exp)
             ledger, _ = scan_snips(opts.data_root, exp, known, _previous_ledger(opts.lake, exp), fingerprint=hashed)
@@ -250,11 +251,12 @@ def make_plan(opts: Build06Options) -> Plan:
             imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
             to_embed[exp] = sum(1 for s in imaged if s not in current)
             before[exp] = len(imaged) - to_embed[exp]
-    reads = [df02_path(opts.root), *latent_files.values()]
+    reads = [opts.dirs.df02, *latent_files.values()]
     train_order, train_columns = None, []
-    if opts.train_name and opts.train_name in train_files(opts.root):
-        reads.append(train_files(opts.root)[opts.train_name])
-        train, _ = read_train(train_files(opts.root)[opts.train_name], opts.train_name, sort=False)
+    train_sets = opts.dirs.train_sets()
+    if opts.train_name and opts.train_name in train_sets:
+        reads.append(train_sets[opts.train_name])
+        train, _ = read_train(train_sets[opts.train_name], opts.train_name, sort=False)
         train_columns = [c for c in train.column_names if c != "train_name"]
         train_order = (
             pl.from_arrow(train.select(["snip_id"]))
@@ -263,7 +265,7 @@ def make_plan(opts: Build06Options) -> Plan:
             .to_arrow()
         )
     if generate and missing:
-        reads += [snip_dir(opts.data_root, e) for e in missing if e not in latent_files]
+        reads += [opts.dirs.snip_dir(e) for e in missing if e not in latent_files]
         if encoder.path is not None:
             reads.append(encoder.path)
     without_store = [e for e in experiments if e not in latent_files]

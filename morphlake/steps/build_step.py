@@ -12,6 +12,7 @@ from pathlib import Path
 
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
+from morphlake.lake.data_root import DataRoot
 from morphlake.lake.embeddings_table import model_latent_dim
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
@@ -114,7 +115,7 @@ def model_configs(lake: Lake, model_name: str) -> Iterator[Path]:
             continue
         params, encoder = run.get("params") or {}, run.get("encoder") or {}
         if run.get("command") == "ingest" and params.get("model_name") == model_name and params.get("data_root"):
-            yield Path(params["data_root"]) / "models" / "legacy" / model_name / "model_config.json"
+            yield DataRoot.at(params["data_root"]).model_config(model_name)
         elif run.get("command") == "embed" and encoder.get("model_name") == model_name and encoder.get("path"):
             yield Path(encoder["path"]).parent / "model_config.json"
 

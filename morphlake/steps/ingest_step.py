@@ -15,6 +15,7 @@ from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
+from morphlake.lake.data_root import DF02_RELPATH, TRAIN_CSV, DataRoot  # noqa: F401 - DF02_RELPATH, TRAIN_CSV: re-exported
 from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
 from morphlake.lake.layout import Lake
@@ -24,24 +25,11 @@ from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 
-DF02_RELPATH = Path("metadata") / "combined_metadata_files" / "embryo_metadata_df02.csv"
-TRAIN_CSV = "embryo_metadata_df_train.csv"
-
-
-def df02_path(root: Path) -> Path:
-    return Path(root) / DF02_RELPATH
-
-
-def train_files(root: Path) -> dict[str, Path]:
-    """train_name -> training metadata CSV under <root>/training_data/*/."""
-    base = Path(root) / "training_data"
-    return {p.parent.name: p for p in sorted(base.glob(f"*/{TRAIN_CSV}"))} if base.is_dir() else {}
-
 
 def model_latent_dim(data_root: Path, model_name: str, lake: Lake | None = None) -> int | None:
     """latent_dim from the model folder's model_config.json, else the width of the model's embeddings in the
     lake, else None (the store's first file decides, and the others must agree)."""
-    config = Path(data_root) / "models" / "legacy" / model_name / "model_config.json"
+    config = DataRoot.at(data_root).model_config(model_name)
     try:
         return int(json.loads(config.read_text())["latent_dim"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -187,7 +175,7 @@ def run_ingest(
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
         with record.timed("read_df02"):
-            df02, skipped = read_df02(df02_path(root), experiments)
+            df02, skipped = read_df02(DataRoot.at(root).df02, experiments)
         exps = sorted(set(df02["experiment_date"].to_pylist()))
         record.set("experiments", exps)
         record.count("df02_rows", df02.num_rows)
@@ -196,7 +184,7 @@ def run_ingest(
             part = df02.filter(pc.equal(df02["experiment_date"], exp))
             txn.stage("df02", {"experiment_date": exp}, part, expected_rows=part.num_rows)
         with record.timed("read_train"):
-            for name, path in train_files(root).items():
+            for name, path in DataRoot.at(root).train_sets().items():
                 try:
                     table, bad = read_train(path, name)
                 except InputError as exc:  # a whole file that cannot be used: skipped in partial mode
