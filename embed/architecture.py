@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The legacy bio/nuisance z names (sized by EncoderSpec.nuisance_dims), re-exported from the shared z grammar.
+from morphlake.common.zcolumns import bio_nuisance_name as bio_nuisance_name
+
 ARCHITECTURE = "morphseq_legacy_seqvae_encoder_v1"
 INPUT_HEIGHT, INPUT_WIDTH = 288, 128
 CHANNELS = (1, 16, 32, 64, 128, 256)
@@ -59,8 +62,3 @@ class EncoderSpec:
             }
         )
         return shapes
-
-
-def bio_nuisance_name(kind: str, index: int, nuisance_dims: int) -> str:
-    """Legacy name of flat z index: z_mu_n_00 for nuisance dims, z_mu_b_20 for the rest."""
-    return f"z_{kind}_{'n' if index < nuisance_dims else 'b'}_{index:02d}"

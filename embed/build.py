@@ -13,7 +13,10 @@ from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
 from morphlake.embed.demo_weights import demo_metadata, demo_weights
 from morphlake.embed.onnx_graph import build_encoder_model
 
-DEMO_BACKGROUND = 205  # grey level of the demo snips' background (morphlake.demo.images)
+# The grey level of a blank snip that the demo encoder maps to z = 0: a parameter of the demo weights
+# (write_demo_encoder, demo_encoder_weights), recorded in the file's metadata (demo_background). The demo's
+# snip drawing (morphlake.demo.images) takes its background from here, so there is one value.
+DEMO_BACKGROUND = 205
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> Path:
@@ -26,8 +29,10 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def _centre_on_background(weights: dict[str, np.ndarray], spec: EncoderSpec, metadata: dict) -> dict[str, np.ndarray]:
-    """Shift the head biases so a blank brightfield background encodes to z = 0.
+def _centre_on_background(
+    weights: dict[str, np.ndarray], spec: EncoderSpec, metadata: dict, background: int
+) -> dict[str, np.ndarray]:
+    """Shift the head biases so a blank brightfield background (grey level `background`) encodes to z = 0.
 
     Random weights otherwise map every image to nearly the same direction (the background dominates),
     and the demo's nearest-neighbour and embedding-map examples would show nothing.
@@ -36,7 +41,7 @@ def _centre_on_background(weights: dict[str, np.ndarray], spec: EncoderSpec, met
 
     model = build_encoder_model(weights, spec, metadata)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    blank = np.full((1, 1, INPUT_HEIGHT, INPUT_WIDTH), DEMO_BACKGROUND, np.uint8)
+    blank = np.full((1, 1, INPUT_HEIGHT, INPUT_WIDTH), background, np.uint8)
     mu, logvar = session.run(None, {"image": blank})
     centred = dict(weights)
     # z_mu = (h) @ E.T with E orthogonal, so the pre-projection offset is mu @ E.
@@ -45,15 +50,26 @@ def _centre_on_background(weights: dict[str, np.ndarray], spec: EncoderSpec, met
     return centred
 
 
-def demo_encoder_weights(spec: EncoderSpec, seed: int) -> dict[str, np.ndarray]:
-    """The weights a demo encoder file holds (seeded, then centred on the background)."""
-    return _centre_on_background(demo_weights(spec, seed), spec, demo_metadata(seed, "demo"))
+def demo_encoder_weights(spec: EncoderSpec, seed: int, background: int = DEMO_BACKGROUND) -> dict[str, np.ndarray]:
+    """The weights a demo encoder file holds (seeded, then centred on a blank image of grey level `background`)."""
+    if not 0 <= background <= 255:
+        raise ValueError(f"background is a grey level from 0 to 255, not {background}")
+    return _centre_on_background(demo_weights(spec, seed), spec, demo_metadata(seed, "demo"), background)
 
 
-def write_demo_encoder(path: Path, model_name: str, seed: int = 0, spec: EncoderSpec = EncoderSpec()) -> Path:
-    """The demo encoder: legacy architecture, seeded random weights, labelled DEMO in its metadata."""
-    weights = demo_encoder_weights(spec, seed)
-    return save_model(build_encoder_model(weights, spec, demo_metadata(seed, model_name)), path)
+def write_demo_encoder(
+    path: Path,
+    model_name: str,
+    seed: int = 0,
+    spec: EncoderSpec = EncoderSpec(),
+    background: int = DEMO_BACKGROUND,
+) -> Path:
+    """The demo encoder: legacy architecture, seeded random weights, labelled DEMO in its metadata.
+
+    background: the grey level of the snips' blank background, which the encoder maps to z = 0.
+    """
+    weights = demo_encoder_weights(spec, seed, background)
+    return save_model(build_encoder_model(weights, spec, demo_metadata(seed, model_name, background)), path)
 
 
 def write_trained_encoder(

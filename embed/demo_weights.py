@@ -31,13 +31,15 @@ def demo_weights(spec: EncoderSpec, seed: int = 0) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) for k, v in weights.items()}
 
 
-def demo_metadata(seed: int, model_name: str) -> dict[str, str]:
-    return {
+def demo_metadata(seed: int, model_name: str, background: int | None = None) -> dict[str, str]:
+    """The demo encoder's metadata; `background` is the grey level its head biases were centred on."""
+    centred = "" if background is None else f", head biases centred on a blank background of grey level {background}"
+    meta = {
         "model_name": model_name,
         "weights": "demo",
-        "weights_origin": (
-            f"DEMO WEIGHTS: seeded random (numpy default_rng seed {seed}), head biases centred on a "
-            "blank background; not a trained model"
-        ),
+        "weights_origin": f"DEMO WEIGHTS: seeded random (numpy default_rng seed {seed}){centred}; not a trained model",
         "demo_seed": str(seed),
     }
+    if background is not None:
+        meta["demo_background"] = str(background)
+    return meta

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from morphlake.common.errors import HintedError
 
-class EmbedError(Exception):
+
+class EmbedError(HintedError):
     """The encoder or its inputs cannot be used."""
-
-    def __init__(self, message: str, hint: str = ""):
-        self.hint = hint
-        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
 
 
 class EncoderFileError(EmbedError):

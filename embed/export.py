@@ -22,7 +22,7 @@ def _torch():
         import torch
     except ImportError:
         raise EmbedError(
-            "export-onnx needs PyTorch, which is not installed",
+            "exporting an encoder from its PyTorch weights needs PyTorch, which is not installed",
             "install the export extra: pip install 'morphlake[export]' (or: pip install torch)",
         ) from None
     return torch

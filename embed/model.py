@@ -63,14 +63,14 @@ def _providers(device: str) -> list:
     if device == "cuda":
         if CUDA not in available:
             raise DeviceUnavailable(
-                f"--device cuda was asked for, but this onnxruntime ({ort.__version__}) has no CUDA provider "
+                f"device cuda was asked for, but this onnxruntime ({ort.__version__}) has no CUDA provider "
                 f"(available: {', '.join(available)})",
-                "install onnxruntime-gpu, or use --device auto / cpu",
+                "install onnxruntime-gpu, or run on the CPU",
             )
         if not cuda_driver_present():
             raise DeviceUnavailable(
-                "--device cuda was asked for, but no NVIDIA driver (libcuda.so.1) is present",
-                "run on a machine with a GPU, or use --device auto / cpu",
+                "device cuda was asked for, but no NVIDIA driver (libcuda.so.1) is present",
+                "run on a machine with an NVIDIA GPU, or on the CPU",
             )
         return [(CUDA, {"device_id": 0}), CPU]
     return [(CUDA, {"device_id": 0}), CPU] if CUDA in available and cuda_driver_present() else [CPU]
@@ -86,7 +86,7 @@ class Encoder:
         if not self.path.is_file():
             raise EncoderFileError(
                 f"encoder file not found: {self.path}",
-                "pass the .onnx written by `morphlake export-onnx` or `morphlake demo`",
+                "check the path: an encoder is a self-describing .onnx file exported from the model's weights",
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -103,13 +103,13 @@ class Encoder:
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise EncoderFileError(
                 f"{self.path} is not a loadable ONNX model ({type(exc).__name__}: {exc})",
-                "re-create it with `morphlake export-onnx`",
+                "the file is damaged or not ONNX; re-export the encoder from its weights",
             ) from exc
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != CUDA:
             raise DeviceUnavailable(
-                f"--device cuda was asked for, but onnxruntime fell back to {self.provider}",
-                "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or use --device cpu",
+                f"device cuda was asked for, but onnxruntime fell back to {self.provider}",
+                "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or run on the CPU",
             )
         self.info = self._describe()
         self._binding = None
@@ -121,7 +121,7 @@ class Encoder:
         if missing:
             raise EncoderFileError(
                 f"{self.path} lacks morphlake metadata ({', '.join(missing)})",
-                "export it with `morphlake export-onnx` so the file describes its model",
+                "re-export the encoder so the file describes its model",
             )
         if props["architecture"] != ARCHITECTURE:
             raise EncoderFileError(
@@ -139,14 +139,14 @@ class Encoder:
             got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
             raise EncoderFileError(
                 f"{self.path} has input(s) {got}; expected image tensor(uint8) [N, 1, 288, 128]",
-                "re-export the encoder with `morphlake export-onnx`",
+                "re-export the encoder from its weights; this file's graph is not the legacy encoder's",
             )
         dim = int(props["latent_dim"])
         names = {o.name: o.shape for o in outputs}
         if set(names) != {MU_NAME, LOGVAR_NAME} or any(s[-1] != dim for s in names.values()):
             raise EncoderFileError(
                 f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
-                "re-export the encoder with `morphlake export-onnx`",
+                "re-export the encoder from its weights; this file's graph is not the legacy encoder's",
             )
         sha = file_sha256(self.path)
         return EncoderInfo(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from collections import deque
@@ -14,6 +13,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
+from morphlake.common.fingerprint import fingerprint_bytes
 from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
 
 MAX_PIXELS = 4096 * 4096  # snips are 576x256; anything this large is a decompression bomb or a wrong file
@@ -104,9 +104,7 @@ def _exact_reduction(w: int, h: int) -> bool:
     return any(w == INPUT_WIDTH * k and h == INPUT_HEIGHT * k for k in (2, 4, 8))
 
 
-def fingerprint(data: bytes) -> str:
-    """The ledger's fingerprint of the same bytes (blake2b-128)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+fingerprint = fingerprint_bytes  # the ledger's fingerprint of the same bytes (blake2b-128)
 
 
 @dataclass
@@ -141,7 +139,7 @@ def decode_chunk(chunk: list[SnipRef], batch_size: int, reduced: bool = False) -
             batch.failures.append((ref, f"cannot read file ({exc.strerror or exc})"))
             continue
         batch.refs.append(ref)
-        batch.fingerprints.append(fingerprint(data))
+        batch.fingerprints.append(fingerprint_bytes(data))
     batch.decode_s = time.perf_counter() - start
     return batch
 

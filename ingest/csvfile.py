@@ -42,7 +42,7 @@ def read_csv_strings(path: Path, what: str, columns: list[str] | None = None) ->
     """Every column (or only `columns`) as String; null tokens become null. Raises InputError on unusable files."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{what} file not found: {path}", "check --root / --data-root")
+        raise InputError(f"{what} file not found: {path}", "check the root folder it was looked for under")
     if path.stat().st_size == 0:
         raise InputError(f"{what} file {path} is empty (0 bytes)", "re-export the file from its source")
     separator = _sniff_separator(path)

@@ -28,6 +28,9 @@ DF02_COLUMNS: dict[str, pl.DataType] = {
     "medium": pl.String,
     "use_embryo_flag": pl.Boolean,
 }
+# The required columns as they land in the lake (Arrow types of the Parquet files; other columns pass through):
+# the one source of stg_df02's empty relation and df03's column contract (dbt_project/macros/schemas.sql).
+DF02_SCHEMA: pa.Schema = to_arrow(pl.DataFrame(schema=DF02_COLUMNS)).schema
 NOT_NULL = ("snip_id", "embryo_id", "experiment_date")
 _DTYPE_WORDS = {pl.Int64: "an integer", pl.Float64: "a number", pl.Boolean: "a flag (true/false, 1/0, yes/no)"}
 

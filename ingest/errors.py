@@ -1,29 +1,13 @@
-"""Named input errors and the skipped-item records used by --allow-partial."""
+"""Named input errors and the skipped-item records a partial run lists (both shared with morphlake.embed)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from morphlake.common.errors import HintedError
+from morphlake.common.skipped import Skipped
 
 
-class InputError(Exception):
+class InputError(HintedError):
     """An input that cannot be used; the message names the item and says how to fix it."""
 
-    def __init__(self, message: str, hint: str = ""):
-        self.hint = hint
-        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
 
-
-@dataclass(frozen=True)
-class Skipped:
-    """One item (row, file, snip) that a reader left out, and why."""
-
-    table: str
-    item: str
-    where: str
-    reason: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.table}: {self.item} ({self.where}): {self.reason}"
+__all__ = ["InputError", "Skipped"]

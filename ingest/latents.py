@@ -8,13 +8,13 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from morphlake.common.zcolumns import Z_COLUMN, flat_name, z_columns
 from morphlake.ingest.coerce import to_arrow
 from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
 
 LATENT_FILE = re.compile(r"^morph_latents_(?P<experiment>.+)\.csv$")
-Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")
 
 
 def latent_store_dir(data_root: Path, model_name: str) -> Path:
@@ -53,7 +53,7 @@ def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
     for col, m in parsed.items():
         index = int(m["index"])
         indices[m["kind"]].add(index)
-        rename[col] = f"z_{m['kind']}_{index:02d}"
+        rename[col] = flat_name(m["kind"], index)
     if indices["sigma"] and not indices["mu"]:
         raise InputError(
             f"latent file {path} has z_sigma columns but no z_mu columns",
@@ -72,11 +72,6 @@ def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
     if len(set(rename.values())) != len(rename):
         raise InputError(f"latent file {path} names the same z index twice", "remove the repeated z columns")
     return (styles.pop() if styles else "flat"), dim, rename
-
-
-def z_columns(dim: int) -> list[str]:
-    """Flat z column names in lake order: all means, then all log-variances."""
-    return [f"z_mu_{i:02d}" for i in range(dim)] + [f"z_sigma_{i:02d}" for i in range(dim)]
 
 
 def read_latent_file(
@@ -99,7 +94,7 @@ def read_latent_file(
     if expected_dim is not None and dim != expected_dim:
         raise InputError(
             f"latent file {path} has {dim} latent dims, the model has {expected_dim}",
-            "check the file belongs to this --model-name",
+            "check the file belongs to this model (its store folder names it)",
         )
     held = set(rename.values())
     zs = [c for c in z_columns(dim) if c in held]  # what the file holds (maybe no z_sigma)

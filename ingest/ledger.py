@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
+from morphlake.common.fingerprint import fingerprint_file
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
 
@@ -41,13 +41,7 @@ def list_snip_experiments(data_root: Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
 
-def file_fingerprint(path: Path) -> str:
-    """Content fingerprint of an image file (blake2b-128 of its bytes)."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_fingerprint = fingerprint_file  # content fingerprint of an image file (blake2b-128 of its bytes)
 
 
 def _header(path: Path) -> tuple[str, int, int, str]:
@@ -73,7 +67,7 @@ def scan_snips(
     root = Path(data_root).resolve()
     if not folder.is_dir():
         raise InputError(
-            f"no snip folder for experiment {experiment!r}: {folder}", "check --data-root or --experiments"
+            f"no snip folder for experiment {experiment!r}: {folder}", "check the data root and the experiment name"
         )
     rows, skipped, seen, orphans = [], [], {}, []
     for path in sorted(folder.iterdir()):
@@ -128,7 +122,7 @@ def scan_snips(
                 "mode": mode,
                 "file_size": stat.st_size,
                 "mtime_ns": stat.st_mtime_ns,
-                "fingerprint": old["fingerprint"] if reuse else file_fingerprint(real) if fingerprint else None,
+                "fingerprint": old["fingerprint"] if reuse else fingerprint_file(real) if fingerprint else None,
             }
         )
     if orphans:

@@ -3,7 +3,8 @@
 import polars as pl
 import pytest
 
-from morphlake.demo.data_root import DemoSpec, make_demo_root
+from morphlake.demo.data_root import DEMO_EXPERIMENTS, DemoSpec, make_demo_root
+from morphlake.ingest.df02 import DF02_COLUMNS
 from morphlake.ingest.errors import InputError
 from morphlake.steps.ingest_step import DF02_RELPATH
 
@@ -24,12 +25,47 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 
 
 def test_demo_df02_has_mixed_flags_and_extra_columns(tmp_path):
-    make_demo_root(tmp_path / "a", DemoSpec(embryos=2, timepoints=2), "m")
+    spec = DemoSpec(embryos=2, timepoints=2)
+    make_demo_root(tmp_path / "a", spec, "m")
     frame = pl.read_csv(tmp_path / "a" / DF02_RELPATH, infer_schema=False)
-    assert frame.width > 25
-    flags = set(frame["use_embryo_flag"]) | set(frame["control_flag"])
-    assert {"True", "1", "true"} & flags and len(flags) >= 4
-    assert "20240626" in set(frame["experiment_date"])
+    per_experiment = spec.embryos * spec.timepoints
+    assert frame.height == per_experiment * spec.experiments
+    assert frame["experiment_date"].unique(maintain_order=True).to_list() == [e for e, _, _ in DEMO_EXPERIMENTS]
+    assert set(DF02_COLUMNS) <= set(frame.columns)
+    # the other columns the lab's df02 has, beyond the ones morphlake requires (DF02_COLUMNS)
+    assert [c for c in frame.columns if c not in DF02_COLUMNS] == [
+        "length_um",
+        "width_um",
+        "xpos",
+        "ypos",
+        "dead_flag",
+        "sa_outlier_flag",
+        "bubble_flag",
+        "focus_flag",
+        "frame_flag",
+        "no_yolk_flag",
+        "master_perturbation",
+        "genotype",
+        "chem_perturbation",
+        "microscope",
+        "start_age_hpf",
+        "Height (um)",
+        "Width (um)",
+    ]
+    # Each experiment spells its flags its own way (True/False, 1/0, true/false), as the real files do.
+    flags = frame.group_by("experiment_date").agg(pl.col("control_flag").unique().sort(), pl.col("use_embryo_flag"))
+    assert sorted(flags.select("experiment_date", "control_flag").rows()) == [
+        ("20240626", ["False", "True"]),
+        ("20250305_24hpf_lmx1b", ["false", "true"]),
+        ("20250612_30hpf_ctrl_atf6", ["0", "1"]),
+    ]
+    use = {exp: sorted(values) for exp, values in flags.select("experiment_date", "use_embryo_flag").rows()}
+    # all usable but the second experiment's last embryo at its last time point
+    assert use == {
+        "20240626": ["1"] * per_experiment,
+        "20250305_24hpf_lmx1b": ["True"] * per_experiment,
+        "20250612_30hpf_ctrl_atf6": ["false"] + ["true"] * (per_experiment - 1),
+    }
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):

@@ -6,6 +6,7 @@ import shutil
 import images
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from conftest import lake_files
 
@@ -14,6 +15,7 @@ from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import decode_snip
 from morphlake.ingest.ledger import SNIP_SUBDIR
+from morphlake.steps.ingest_step import DF02_RELPATH
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover
 
@@ -156,6 +158,12 @@ def test_files_that_are_not_jpegs_are_left_out_of_the_ledger(cli, root, lake, ki
     maker(root / SNIP_SUBDIR / EXP / f"{snip}.jpg")
     strict = cli("ingest", "--root", root, "--lake", lake)
     assert strict.exit_code == 1 and f"snips: {snip}" in strict.stderr
+    ledger_part = lake / "raw" / "snips" / f"experiment_date={EXP}" / "part-00000.parquet"
+    assert not ledger_part.exists()  # a strict run that fails publishes nothing
+    assert cli("ingest", "--root", root, "--lake", lake, "--allow-partial").exit_code == 2
+    ledger = pq.read_table(ledger_part, partitioning=None)
+    df02 = pl.read_csv(root / DF02_RELPATH, infer_schema=False).filter(pl.col("experiment_date") == EXP)
+    assert sorted(ledger["snip_id"].to_pylist()) == sorted(set(df02["snip_id"]) - {snip})
 
 
 def test_symlink_outside_the_data_root_is_refused(cli, root, lake, tmp_path):
@@ -174,7 +182,7 @@ def test_cuda_requested_but_missing_is_an_error(cli, ingested, encoder_path, mon
     before = lake_files(ingested)
     result = cli("embed", "--model", encoder_path, "--lake", ingested, "--device", "cuda")
     assert result.exit_code == 1
-    assert "--device cuda was asked for" in result.stderr
+    assert "device cuda was asked for" in result.stderr
     assert lake_files(ingested) == before
 
 

@@ -6,11 +6,12 @@ import pytest
 from reference_encoder import reference_encoder
 
 from morphlake.embed.architecture import EncoderSpec
-from morphlake.embed.build import demo_encoder_weights, write_demo_encoder
+from morphlake.embed.build import demo_encoder_weights, save_model, write_demo_encoder
 from morphlake.embed.demo_weights import demo_weights
 from morphlake.embed.errors import DeviceUnavailable, EncoderFileError
 from morphlake.embed.model import Encoder
 from morphlake.embed.onnx_graph import build_encoder_model, check_weights
+from morphlake.embed.precision import derive_encoder
 
 SPEC = EncoderSpec()
 
@@ -101,7 +102,7 @@ def test_file_without_metadata_is_refused(tmp_path, demo_file):
     with pytest.raises(
         EncoderFileError,
         match=r"lacks morphlake metadata \(architecture, latent_dim[^)]*\)\n"
-        r"  hint: export it with `morphlake export-onnx`",
+        r"  hint: re-export the encoder so the file describes its model",
     ):
         Encoder(path, "cpu")
 
@@ -136,15 +137,95 @@ def test_cuda_requested_without_gpu_fails(demo_file, monkeypatch):
     import morphlake.embed.model as model_module
 
     monkeypatch.setattr(model_module, "cuda_driver_present", lambda: False)
-    with pytest.raises(DeviceUnavailable, match="--device cuda was asked for"):
+    with pytest.raises(DeviceUnavailable, match="device cuda was asked for"):
         Encoder(demo_file, "cuda")
     assert Encoder(demo_file, "auto").provider == "CPUExecutionProvider"
 
 
-def test_graph_rejects_nothing_valid():
-    model = build_encoder_model(demo_weights(SPEC, 0), SPEC, {"model_name": "x", "weights": "demo"})
+@pytest.fixture(scope="module")
+def valid_encoders(demo_file, tmp_path_factory):
+    """Valid encoder files: the demo one, one rebuilt from other weights, one of another width, an fp16 copy."""
+    folder = tmp_path_factory.mktemp("valid")
+    rebuilt = build_encoder_model(demo_weights(SPEC, 0), SPEC, {"model_name": "x", "weights": "demo"})
+    return {
+        "demo": (demo_file, "m1", 100, "fp32"),
+        "rebuilt": (save_model(rebuilt, folder / "rebuilt.onnx"), "x", 100, "fp32"),
+        "latent16": (
+            write_demo_encoder(folder / "d16.onnx", "d16", spec=EncoderSpec(latent_dim=16)),
+            "d16",
+            16,
+            "fp32",
+        ),
+        "fp16": (save_model(derive_encoder(demo_file, "fp16"), folder / "fp16.onnx"), "m1", 100, "fp16"),
+    }
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("which", ["demo", "rebuilt", "latent16", "fp16"])
+def test_valid_encoders_load_and_run(valid_encoders, which, batch):
+    path, model_name, latent_dim, precision = valid_encoders[which]
+    enc = Encoder(path, "cpu")
+    assert (enc.info.model_name, enc.info.latent_dim, enc.info.precision) == (model_name, latent_dim, precision)
+    pixels = np.random.default_rng(batch).integers(0, 256, (batch, 1, 288, 128), dtype=np.uint8)
+    mu, logvar = enc.run(pixels)
+    assert mu.shape == logvar.shape == (batch, latent_dim)
+    assert mu.dtype == logvar.dtype == np.float32  # fp16 too: it keeps the fp32 outputs
+    assert np.all(np.isfinite(mu)) and np.all(np.isfinite(logvar))
+
+
+def set_props(model: onnx.ModelProto, **changes: str | None) -> None:
+    """Change morphlake.<key> metadata entries (None removes one)."""
     props = {p.key: p.value for p in model.metadata_props}
-    assert props["morphlake.latent_dim"] == "100" and props["morphlake.model_name"] == "x"
+    for key, value in changes.items():
+        props.pop(f"morphlake.{key}")
+        if value is not None:
+            props[f"morphlake.{key}"] = value
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+
+
+def rename(model: onnx.ModelProto, old: str, new: str) -> None:
+    """Rename a graph input or output and every node's use of it."""
+    for value in [*model.graph.input, *model.graph.output]:
+        value.name = new if value.name == old else value.name
+    for node in model.graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+
+
+INVALID_VARIANTS = {
+    "other_architecture": (
+        lambda m: set_props(m, architecture="other_v1"),
+        r"is a 'other_v1' model, expected 'morphseq_legacy_seqvae_encoder_v1'",
+    ),
+    "no_model_name": (lambda m: set_props(m, model_name=None), r"lacks morphlake metadata \(model_name\)"),
+    "float_input": (
+        lambda m: setattr(m.graph.input[0].type.tensor_type, "elem_type", onnx.TensorProto.FLOAT),
+        r"has input\(s\) image tensor\(float\) .*expected image tensor\(uint8\) \[N, 1, 288, 128\]",
+    ),
+    "renamed_input": (
+        lambda m: rename(m, "image", "img"),
+        r"has input\(s\) img tensor\(uint8\) .*expected image tensor\(uint8\)",
+    ),
+    "renamed_output": (lambda m: rename(m, "z_logvar", "logvar"), r"expected z_mu and z_logvar \[N, 100\]"),
+    "latent_dim_disagrees": (lambda m: set_props(m, latent_dim="16"), r"expected z_mu and z_logvar \[N, 16\]"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(INVALID_VARIANTS))
+def test_encoder_refuses_invalid_variants(tmp_path, demo_file, variant):
+    change, message = INVALID_VARIANTS[variant]
+    model = onnx.load(str(demo_file))
+    change(model)
+    path = tmp_path / f"{variant}.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(EncoderFileError, match=message):
+        Encoder(path, "cpu")
+
+
+def test_graph_is_not_built_from_weights_of_another_width():
+    with pytest.raises(EncoderFileError, match=r"do not match the legacy encoder architecture \(latent_dim 16\)"):
+        build_encoder_model(demo_weights(SPEC, 0), EncoderSpec(latent_dim=16), {"model_name": "x", "weights": "demo"})
 
 
 def test_demo_encoder_maps_blank_background_to_zero(demo_file):

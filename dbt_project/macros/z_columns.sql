@@ -98,13 +98,12 @@
 {%- endmacro %}
 
 
-{#- Column -> type map of the embeddings table, for an empty stand-in before any embeddings exist. Its z
-    columns span var model_name's width and at least the legacy encoder's 100: stg_embeddings holds every
-    model, and the df03 unit tests (a 100-wide test model) bind to its columns in a lake of narrower models. -#}
+{#- Column -> type map of the embeddings table, for an empty stand-in before any embeddings exist: the
+    metadata columns (embedding_meta_columns(), generated in macros/schemas.sql), then float z columns. These
+    span var model_name's width and at least the legacy encoder's 100: stg_embeddings holds every model, and the
+    df03 unit tests (a 100-wide test model) bind to its columns in a lake of narrower models. -#}
 {% macro embedding_columns() %}
-  {%- set cols = {'snip_id': 'varchar', 'experiment_date': 'varchar', 'model_name': 'varchar', 'source': 'varchar',
-                  'encoder_weights': 'varchar', 'model_sha256': 'varchar', 'image_fingerprint': 'varchar', 'embed_options': 'varchar',
-                  'z_naming': 'varchar', 'run_id': 'varchar'} -%}
+  {%- set cols = embedding_meta_columns() -%}
   {%- for kind in ('mu', 'sigma') -%}
     {%- for i in range([latent_dim(), 100] | max) -%}
       {%- do cols.update({'z_' ~ kind ~ '_' ~ ('%02d' % i): 'float'}) -%}

@@ -68,11 +68,13 @@ def _block_comment(text: str) -> str:
     return "{#- " + "\n    ".join(lines) + " -#}"
 
 
-def render(macros: Iterable[MacroSchema], source: str) -> str:
-    """The text of the generated macro file; `source` says what wrote it (in its header)."""
-    parts = [_block_comment(f"GENERATED from morphlake's Python schemas by {source}: do not edit by hand.")]
+def render(macros: Iterable[MacroSchema], header: str) -> str:
+    """The text of the generated macro file, under a comment holding `header` (what wrote it, how to redo it)."""
+    parts = [_block_comment(header)]
     for item in macros:
-        entries = [f"      {json.dumps(name)}: {json.dumps(kind)}" for name, kind in duckdb_columns(item.schema).items()]
+        entries = [
+            f"      {json.dumps(name)}: {json.dumps(kind)}" for name, kind in duckdb_columns(item.schema).items()
+        ]
         body = ",\n".join(entries)
         parts.append(
             f"{_block_comment(item.about)}\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
+from morphlake.embed.build import DEMO_BACKGROUND  # the demo encoder is centred on this grey
+
 SNIP_HEIGHT, SNIP_WIDTH = 576, 256
 
 # perturbation -> (body curvature, yolk scale, body thickness scale)
@@ -31,7 +33,7 @@ def embryo_snip(rng: np.random.Generator, stage_hpf: float, perturbation: str) -
     yolk_r = yolk_scale * (70 - 30 * growth)
     yolk = ((x - cx) / (yolk_r * 0.9)) ** 2 + ((y - (cy - 0.25 * half_length)) / yolk_r) ** 2 < 1
     eye = ((x - cx - 10) ** 2 + (y - (cy - 0.8 * half_length)) ** 2) < (9 + 5 * growth) ** 2
-    img = np.full((SNIP_HEIGHT, SNIP_WIDTH), 205, np.float32)
+    img = np.full((SNIP_HEIGHT, SNIP_WIDTH), DEMO_BACKGROUND, np.float32)
     img[body] = 120
     img[yolk] = 150
     img[eye] = 45

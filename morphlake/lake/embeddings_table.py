@@ -8,10 +8,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from morphlake.ingest.latents import z_columns
+from morphlake.common.zcolumns import z_columns
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake
 
+# The columns before the z columns; also the dbt project's (embedding_meta_columns() in
+# dbt_project/macros/schemas.sql, generated from this list: tests/test_schemas.py).
 META_FIELDS = [
     ("snip_id", pa.string()),
     ("experiment_date", pa.string()),

@@ -1,11 +1,8 @@
-{#- One row per snip_id: the embryo metadata table (df02) as ingested, every column kept. -#}
-{%- set empty = {'snip_id': 'varchar', 'embryo_id': 'varchar', 'experiment_date': 'varchar', 'well': 'varchar',
-                 'time_int': 'bigint', 'Time Rel (s)': 'double', 'predicted_stage_hpf': 'double',
-                 'surface_area_um': 'double', 'short_pert_name': 'varchar', 'phenotype': 'varchar',
-                 'control_flag': 'boolean', 'temperature': 'double', 'medium': 'varchar', 'use_embryo_flag': 'boolean'} -%}
+{#- One row per snip_id: the embryo metadata table (df02) as ingested, every column kept. Before any df02 is
+    ingested: its required columns, typed as ingest writes them (df02_columns(), generated in macros/schemas.sql). -#}
 
 with source as (
-    select * from {{ lake_table('raw/df02/*/*.parquet', empty) }}
+    select * from {{ lake_table('raw/df02/*/*.parquet', df02_columns()) }}
 ),
 
 final as (

@@ -1,10 +1,8 @@
-{#- One row per snip image file found at ingest (the ledger). -#}
-{%- set empty = {'snip_id': 'varchar', 'experiment_date': 'varchar', 'path': 'varchar', 'format': 'varchar',
-                 'width': 'integer', 'height': 'integer', 'mode': 'varchar', 'file_size': 'bigint',
-                 'mtime_ns': 'bigint', 'fingerprint': 'varchar'} -%}
+{#- One row per snip image file found at ingest (the ledger); before any: none, with the ledger's columns
+    (ledger_columns(), generated in macros/schemas.sql). -#}
 
 with source as (
-    select * from {{ lake_table('raw/snips/*/*.parquet', empty) }}
+    select * from {{ lake_table('raw/snips/*/*.parquet', ledger_columns()) }}
 ),
 
 final as (

@@ -1,0 +1,61 @@
+{#- GENERATED from morphlake's Python schemas (listed in tests/test_schemas.py, rendered by
+    morphlake.common.dbt_macros): do not edit by hand. Regenerate: MORPHLAKE_WRITE_SCHEMAS=1 pytest
+    tests/test_schemas.py -#}
+
+
+{#- df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA, typed by DF02_COLUMNS); df02
+    keeps every other column of its CSV besides. stg_df02's empty relation, and df02's part of df03's column
+    contract. -#}
+{% macro df02_columns() %}
+  {{ return({
+      "snip_id": "varchar",
+      "embryo_id": "varchar",
+      "experiment_date": "varchar",
+      "well": "varchar",
+      "time_int": "bigint",
+      "Time Rel (s)": "double",
+      "predicted_stage_hpf": "double",
+      "surface_area_um": "double",
+      "short_pert_name": "varchar",
+      "phenotype": "varchar",
+      "control_flag": "boolean",
+      "temperature": "double",
+      "medium": "varchar",
+      "use_embryo_flag": "boolean"
+  }) }}
+{% endmacro %}
+
+
+{#- The snip-image ledger, raw/snips (morphlake.ingest.ledger.LEDGER_SCHEMA). stg_snips' empty relation. -#}
+{% macro ledger_columns() %}
+  {{ return({
+      "snip_id": "varchar",
+      "experiment_date": "varchar",
+      "path": "varchar",
+      "format": "varchar",
+      "width": "integer",
+      "height": "integer",
+      "mode": "varchar",
+      "file_size": "bigint",
+      "mtime_ns": "bigint",
+      "fingerprint": "varchar"
+  }) }}
+{% endmacro %}
+
+
+{#- The embeddings' columns before their z columns (morphlake.lake.embeddings_table.META_FIELDS);
+    embedding_columns() (macros/z_columns.sql) adds the float z columns. -#}
+{% macro embedding_meta_columns() %}
+  {{ return({
+      "snip_id": "varchar",
+      "experiment_date": "varchar",
+      "model_name": "varchar",
+      "source": "varchar",
+      "encoder_weights": "varchar",
+      "model_sha256": "varchar",
+      "image_fingerprint": "varchar",
+      "embed_options": "varchar",
+      "z_naming": "varchar",
+      "run_id": "varchar"
+  }) }}
+{% endmacro %}

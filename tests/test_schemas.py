@@ -1,0 +1,202 @@
+"""One source for each lake schema: the Python definitions feed the dbt project, and the two agree.
+
+dbt_project/macros/schemas.sql is generated from the Python schemas below and committed (a plain `dbt build`
+needs no morphlake). When a schema changes, regenerate it with
+
+    MORPHLAKE_WRITE_SCHEMAS=1 .venv/bin/pytest -q tests/test_schemas.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from morphlake.common import dbt_macros
+from morphlake.common.dbt_macros import MacroSchema, duckdb_columns
+from morphlake.ingest.df02 import DF02_COLUMNS, DF02_SCHEMA
+from morphlake.ingest.ledger import LEDGER_SCHEMA
+from morphlake.lake.embeddings_table import META_FIELDS, embeddings_schema
+
+PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+GENERATED = PROJECT / "macros" / "schemas.sql"
+
+SCHEMAS = [
+    MacroSchema(
+        "df02_columns",
+        "df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA, typed by DF02_COLUMNS); "
+        "df02 keeps every other column of its CSV besides. stg_df02's empty relation, and df02's part of df03's "
+        "column contract.",
+        DF02_SCHEMA,
+    ),
+    MacroSchema(
+        "ledger_columns",
+        "The snip-image ledger, raw/snips (morphlake.ingest.ledger.LEDGER_SCHEMA). stg_snips' empty relation.",
+        LEDGER_SCHEMA,
+    ),
+    MacroSchema(
+        "embedding_meta_columns",
+        "The embeddings' columns before their z columns (morphlake.lake.embeddings_table.META_FIELDS); "
+        "embedding_columns() (macros/z_columns.sql) adds the float z columns.",
+        pa.schema(META_FIELDS),
+    ),
+]
+HEADER = (
+    "GENERATED from morphlake's Python schemas (listed in tests/test_schemas.py, rendered by "
+    "morphlake.common.dbt_macros): do not edit by hand. Regenerate: MORPHLAKE_WRITE_SCHEMAS=1 pytest "
+    "tests/test_schemas.py"
+)
+
+
+def test_generated_macros_are_current():
+    text = dbt_macros.render(SCHEMAS, HEADER)
+    if os.environ.get("MORPHLAKE_WRITE_SCHEMAS"):
+        dbt_macros.write(GENERATED, text)
+    assert GENERATED.read_text() == text, (
+        f"{GENERATED} is out of date with the Python schemas; regenerate it: "
+        "MORPHLAKE_WRITE_SCHEMAS=1 .venv/bin/pytest -q tests/test_schemas.py"
+    )
+
+
+def test_df02_schema_is_the_declared_columns():
+    assert DF02_SCHEMA.names == list(DF02_COLUMNS)
+    assert set(duckdb_columns(DF02_SCHEMA).values()) <= {"varchar", "bigint", "double", "boolean"}
+
+
+def test_the_dbt_project_reads_the_generated_macros_and_types_no_schema_by_hand():
+    """Each schema is typed in one place: the staging models and df03's contract call the generated macros."""
+    by_macro = {item.macro: item.schema for item in SCHEMAS}
+    readers = {  # file -> the generated macro it reads instead of typing those columns itself
+        PROJECT / "models" / "staging" / "stg_df02.sql": "df02_columns",
+        PROJECT / "models" / "marts" / "df03.yml": "df02_columns",
+        PROJECT / "models" / "staging" / "stg_snips.sql": "ledger_columns",
+        PROJECT / "macros" / "z_columns.sql": "embedding_meta_columns",
+    }
+    for path, macro in readers.items():
+        text = path.read_text()
+        assert f"{macro}()" in text, f"{path.name} does not call {macro}()"
+        # a column typed by hand: its quoted name, a colon, a type (`'well': 'varchar'`, `"well": VARCHAR`)
+        typed = [
+            name
+            for name in by_macro[macro].names
+            if re.search(rf"""['"]{re.escape(name)}['"]\s*:\s*['"]?[A-Za-z]""", text)
+        ]
+        assert not typed, f"{path.name} types {macro}'s columns {typed} by hand"
+
+
+def describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    return {name: kind for name, kind, *_ in con.execute(f"describe {relation}").fetchall()}
+
+
+def run_dbt(lake: Path, *args: str) -> None:
+    dbt = Path(sys.executable).with_name("dbt")
+    out = subprocess.run(
+        [str(dbt), *args, "--target-path", str(lake / ".dbt-target"), "--log-path", str(lake / ".dbt-logs")],
+        cwd=PROJECT,
+        env={**os.environ, "MORPHLAKE_LAKE": str(lake)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize("has_files", [True, False], ids=["lake_with_files", "empty_lake"])
+def test_python_and_dbt_agree_on_the_staging_types(embedded_lake, tmp_path, has_files):
+    """The staging views have the Python schemas' types, whether they read the lake's files or (no files yet)
+    the generated macros' empty relations; df03's contract holds on the real data."""
+    lake = embedded_lake if has_files else tmp_path / "empty-lake"
+    lake.mkdir(exist_ok=True)
+    if has_files:
+        run_dbt(lake, "build", "--select", "stg_df02", "stg_snips", "stg_embeddings", "df03")
+    else:  # df03's tests need rows to be meaningful; an empty lake is only read
+        run_dbt(lake, "run", "--select", "stg_df02", "stg_snips", "stg_embeddings")
+    dim = 100
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        df02 = describe(con, "stg_df02")
+        snips = describe(con, "stg_snips")
+        embeddings = describe(con, "stg_embeddings")
+        if has_files:
+            raw_ledger = describe(
+                con, f"(select * from read_parquet('{lake}/raw/snips/*/*.parquet', hive_partitioning=false))"
+            )
+    # df02: the required columns first, with their types (a real df02 carries more after them)
+    want = {k: v.upper() for k, v in duckdb_columns(DF02_SCHEMA).items()}
+    assert list(df02)[: len(want)] == list(want) and {k: df02[k] for k in want} == want
+    # the ledger: the files hold exactly LEDGER_SCHEMA; stg_snips renames some columns but keeps their types
+    ledger = {k: v.upper() for k, v in duckdb_columns(LEDGER_SCHEMA).items()}
+    if has_files:
+        assert raw_ledger == ledger
+    renamed = {"path": "image_path", "format": "image_format", "width": "image_width", "height": "image_height"}
+    renamed |= {"mode": "image_mode", "file_size": "image_bytes", "fingerprint": "image_fingerprint"}
+    assert snips == {renamed.get(k, k): v for k, v in ledger.items() if k != "mtime_ns"}
+    # embeddings: the metadata columns, then D float z_mu and D z_sigma (at least the legacy 100 when empty)
+    assert embeddings == {k: v.upper() for k, v in duckdb_columns(embeddings_schema(dim)).items()}
+
+
+# The shared leaf (morphlake.common): one implementation each, the old names still importable.
+
+
+@pytest.mark.parametrize("size", [0, 4, (1 << 20) + 7])  # empty, small, more than one read chunk
+def test_the_ledger_and_the_reader_fingerprint_alike(tmp_path, size):
+    from morphlake.common.fingerprint import fingerprint_bytes, fingerprint_file
+    from morphlake.embed.reader import fingerprint
+    from morphlake.ingest.ledger import file_fingerprint
+
+    data = (b"snip" * (size // 4 + 1))[:size]
+    path = tmp_path / "snip.jpg"
+    path.write_bytes(data)
+    assert fingerprint_file(path) == fingerprint_bytes(data) == file_fingerprint(path) == fingerprint(data)
+    assert len(fingerprint_bytes(data)) == 32  # blake2b-128, hex
+
+
+def test_the_fingerprint_is_blake2b_128_of_the_bytes():
+    """Pinned: fingerprints already in lakes must keep matching the files they came from."""
+    from morphlake.common.fingerprint import fingerprint_bytes
+
+    assert fingerprint_bytes(b"") == "cae66941d9efbd404e4d88758ea67670"
+    assert fingerprint_bytes(b"snip") == "96cd869e5f071e11c4796f196e3cb617"
+
+
+def test_both_libraries_raise_hinted_errors():
+    from morphlake.common.errors import HintedError
+    from morphlake.common.skipped import Skipped
+    from morphlake.embed.errors import EmbedError, EncoderFileError
+    from morphlake.ingest import errors as ingest_errors
+
+    for kind in (ingest_errors.InputError, EmbedError, EncoderFileError):
+        assert issubclass(kind, HintedError)
+        error = kind("the file is bad", "use a good one")
+        assert str(error) == "the file is bad\n  hint: use a good one" and error.hint == "use a good one"
+        assert str(kind("no hint")) == "no hint" and kind("no hint").hint == ""
+    assert ingest_errors.Skipped is Skipped
+
+
+def test_one_z_grammar():
+    from morphlake.common import zcolumns
+    from morphlake.embed import architecture
+    from morphlake.ingest import latents
+
+    assert latents.Z_COLUMN is zcolumns.Z_COLUMN and latents.z_columns is zcolumns.z_columns
+    assert architecture.bio_nuisance_name is zcolumns.bio_nuisance_name
+    assert zcolumns.z_columns(2) == ["z_mu_00", "z_mu_01", "z_sigma_00", "z_sigma_01"]
+    names = [zcolumns.bio_nuisance_name(k, i, 20) for k in zcolumns.KINDS for i in (0, 19, 20, 99)]
+    assert names == ["z_mu_n_00", "z_mu_n_19", "z_mu_b_20", "z_mu_b_99"] + [
+        "z_sigma_n_00",
+        "z_sigma_n_19",
+        "z_sigma_b_20",
+        "z_sigma_b_99",
+    ]
+    parsed = [zcolumns.Z_COLUMN.match(n) for n in ["z_mu_07", "z_sigma_b_20", "z_mu_x_01", "z_mu"]]
+    assert [m and (m["kind"], m["part"], int(m["index"])) for m in parsed] == [
+        ("mu", None, 7),
+        ("sigma", "b", 20),
+        None,
+        None,
+    ]
