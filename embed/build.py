@@ -72,9 +72,9 @@ def write_demo_encoder(
     return save_model(build_encoder_model(weights, spec, demo_metadata(seed, model_name, background)), path)
 
 
-def write_trained_encoder(
-    path: Path, weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str, origin: str
-) -> Path:
+def trained_encoder_model(
+    weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str, origin: str
+) -> onnx.ModelProto:
     """An encoder from real weights (see embed.export for loading them from encoder_reformatted.pt)."""
     meta = {"model_name": model_name, "weights": "trained", "weights_origin": origin}
-    return save_model(build_encoder_model(weights, spec, meta), path)
+    return build_encoder_model(weights, spec, meta)

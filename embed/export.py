@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from morphlake.embed.architecture import CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING, STRIDE, EncoderSpec
-from morphlake.embed.build import write_trained_encoder
+from morphlake.embed.build import trained_encoder_model
 from morphlake.embed.errors import EmbedError, EncoderFileError
 from morphlake.embed.model import Encoder, file_sha256
 from morphlake.embed.onnx_graph import check_weights
@@ -96,9 +98,11 @@ def reference_module(spec: EncoderSpec):
 
 
 @dataclass
-class ExportReport:
-    path: Path
-    sha256: str
+class ExportedEncoder:
+    """A verified encoder built from a state dict: the ONNX model (the caller writes it), its name and how
+    closely it matches the PyTorch reference."""
+
+    model: onnx.ModelProto
     model_name: str
     max_relative_error: float
 
@@ -119,25 +123,23 @@ def verify_against_torch(
     )
 
 
-def export_onnx(state_dict: Path, config: Path, out: Path, model_name: str | None = None) -> ExportReport:
-    """encoder_reformatted.pt + model_config.json -> verified, self-describing encoder.onnx."""
-    state_dict, out = Path(state_dict), Path(out)
+def export_encoder(state_dict: Path, config: Path, *, model_name: str | None = None) -> ExportedEncoder:
+    """encoder_reformatted.pt + model_config.json -> a self-describing encoder, verified against the PyTorch
+    reference of the architecture (EncoderFileError when it differs); nothing is written."""
+    state_dict = Path(state_dict)
     spec = read_config(config)
     weights = load_state_dict(state_dict)
     check_weights(weights, spec)
     name = model_name or state_dict.absolute().parent.name
     origin = f"{state_dict.absolute()} (sha256 {file_sha256(state_dict)})"
-    tmp = out.with_name(f".{out.name}.unverified")
-    write_trained_encoder(tmp, weights, spec, name, origin)
-    try:
-        error = verify_against_torch(tmp, weights, spec)
-        if not error <= TOLERANCE:
-            raise EncoderFileError(
-                f"the exported graph differs from the PyTorch reference (relative error {error:.2e} "
-                f"> {TOLERANCE:.0e}); nothing was written to {out}",
-                "report this with the model folder; the state dict may not be this architecture",
-            )
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return ExportReport(out, file_sha256(out), name, error)
+    model = trained_encoder_model(weights, spec, name, origin)
+    with tempfile.TemporaryDirectory(prefix="morphlake-export-") as scratch:  # onnxruntime loads from a file
+        unverified = Path(scratch) / "encoder.onnx"
+        onnx.save_model(model, str(unverified))
+        error = verify_against_torch(unverified, weights, spec)
+    if not error <= TOLERANCE:
+        raise EncoderFileError(
+            f"the exported graph differs from the PyTorch reference (relative error {error:.2e} > {TOLERANCE:.0e})",
+            "check the state dict is this architecture's (a plain state dict of the legacy encoder)",
+        )
+    return ExportedEncoder(model, name, error)

@@ -393,16 +393,19 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
       morphlake export-onnx --state-dict models/legacy/20241107_ds_sweep01_optimum/encoder_reformatted.pt \\
           --config models/legacy/20241107_ds_sweep01_optimum/model_config.json -o encoder.onnx
     """
-    from morphlake.embed.export import export_onnx as run
+    from morphlake.embed.export import export_encoder
+    from morphlake.embed.model import file_sha256
+    from morphlake.lake.files import write_atomic
 
     output = output or state_dict.parent / "encoder.onnx"
     config = config or state_dict.parent / "model_config.json"
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists", "pass --overwrite to replace it, or choose another -o")
-    report_ = run(state_dict, config, output, model_name)
+    exported = export_encoder(state_dict, config, model_name=model_name)
+    write_atomic(output, exported.model.SerializeToString())
     click.echo(
-        f"wrote {report_.path} (model {report_.model_name}, sha256 {report_.sha256[:12]}…); "
-        f"matches the PyTorch reference to a relative error of {report_.max_relative_error:.1e}"
+        f"wrote {output} (model {exported.model_name}, sha256 {file_sha256(output)[:12]}…); "
+        f"matches the PyTorch reference to a relative error of {exported.max_relative_error:.1e}"
     )
 
 

@@ -15,6 +15,7 @@ from morphlake.errors import MorphlakeError, PartialResult
 from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import list_latent_files
 from morphlake.lake.faults import crash_point
+from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake
 from morphlake.lake.runs import RunRecord, write_json_atomic
 from morphlake.legacy.outputs import (
@@ -91,13 +92,13 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
         )
     path = source.path
     if source.kind == "state_dict":
-        from morphlake.embed.export import export_onnx
+        from morphlake.embed.export import export_encoder
 
         out = exported_encoder_path(opts.lake, opts.model_name, path)
         if not out.is_file():
             log.info("exporting %s to %s", path, out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(path, path.parent / "model_config.json", out, opts.model_name)
+            exported = export_encoder(path, path.parent / "model_config.json", model_name=opts.model_name)
+            write_atomic(out, exported.model.SerializeToString())
         path = out
     name = Encoder(path, device="cpu").info.model_name
     if name != opts.model_name:
