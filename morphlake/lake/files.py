@@ -26,17 +26,29 @@ def remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def _temporary(path: Path, scratch: Path | None) -> Path:
+    """Where to write `path`'s temporary: in `scratch` (e.g. the run's staging in the lake, which the next run
+    sweeps after a crash) when it is on the same filesystem, so a killed run leaves nothing in the user's
+    folder; else hidden beside `path`, where the next write of `path` removes it."""
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+        if os.stat(scratch).st_dev == os.stat(path.parent).st_dev:
+            return scratch / f"{path.name}.tmp{os.getpid()}"
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
 @contextmanager
-def atomic_file(path: Path, *, replace: bool = True) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, replace: bool = True, scratch: Path | None = None) -> Iterator[BinaryIO]:
     """`with atomic_file(path) as handle:` — what is written appears at `path` whole, or not at all.
 
     The temporary is fsynced, renamed into place and the folder fsynced. replace=False never replaces a file
-    that exists by then (a hard link fails where a rename would not), raising MorphlakeError.
+    that exists by then (a hard link fails where a rename would not), raising MorphlakeError. `scratch`: a
+    folder for the temporary (used when it shares `path`'s filesystem).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary(path, scratch)
     try:
         with open(tmp, "wb") as handle:
             yield handle
@@ -55,8 +67,10 @@ def atomic_file(path: Path, *, replace: bool = True) -> Iterator[BinaryIO]:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], *, replace: bool = True) -> Path:
+def write_atomic(
+    path: Path, data: bytes | Callable[[BinaryIO], None], *, replace: bool = True, scratch: Path | None = None
+) -> Path:
     """Write bytes (or whatever `data(handle)` writes) to `path` with atomic_file; returns the path."""
-    with atomic_file(path, replace=replace) as handle:
+    with atomic_file(path, replace=replace, scratch=scratch) as handle:
         handle.write(data) if isinstance(data, bytes) else data(handle)
     return Path(path)

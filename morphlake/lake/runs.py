@@ -36,8 +36,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    write_atomic(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+def write_json_atomic(path: Path, payload: dict, *, scratch: Path | None = None) -> None:
+    write_atomic(path, (json.dumps(payload, indent=2, default=str) + "\n").encode(), scratch=scratch)
 
 
 class RunRecord:

@@ -290,7 +290,11 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     plan.outputs.sidecar.unlink(missing_ok=True)
     plan.outputs.partial_manifest.unlink(missing_ok=True)
     outputs: dict[str, int] = {}
-    write = lambda sql_params, target: write_csv_atomic(con, *sql_params, target, replace=opts.overwrite)  # noqa: E731
+    # temporaries go to the run's staging in the lake (swept by the next run), not into the user's folders
+    scratch = opts.lake.staging_dir / record.run_id
+    write = lambda sql_params, target: write_csv_atomic(  # noqa: E731
+        con, *sql_params, target, replace=opts.overwrite, scratch=scratch
+    )
     _, nuisance = store_naming(list(list_latent_files(opts.data_root, opts.model_name).values()))
     dim = len(z_mu_columns_of(con, "df03"))
     for exp in generated:
@@ -333,6 +337,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
                 "skipped_snip_ids": [m.item for m in missing],
                 "skipped": [s.to_dict() for s in skipped],
             },
+            scratch=scratch,
         )
     shas = [
         r[0] for r in con.sql("select distinct model_sha256 from legacy_rows where model_sha256 is not null").fetchall()
@@ -357,6 +362,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
             "coverage": coverage,
             "outputs": outputs,
         },
+        scratch=scratch,
     )
     for path, n in outputs.items():
         echo(f"wrote {path} ({n} rows)")

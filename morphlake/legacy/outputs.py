@@ -38,12 +38,18 @@ def check_outputs_free(paths: list[Path], overwrite: bool) -> None:
 
 
 def write_csv_atomic(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list, path: Path, *, replace: bool = True
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list,
+    path: Path,
+    *,
+    replace: bool = True,
+    scratch: Path | None = None,
 ) -> int:
     """Stream a query into a CSV written with atomic_file (replace=False: never over a file that appeared
     meanwhile); returns the row count."""
     rows = 0
-    with atomic_file(path, replace=replace) as handle:
+    with atomic_file(path, replace=replace, scratch=scratch) as handle:
         for i, batch in enumerate(con.sql(sql, params=params).to_arrow_reader()):
             pl.from_arrow(batch).write_csv(handle, include_header=(i == 0))
             rows += batch.num_rows
