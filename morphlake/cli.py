@@ -131,7 +131,9 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
     """
     from morphlake.demo.data_root import DemoSpec, make_demo_root
     from morphlake.demo.pipeline import run_demo_pipeline
+    from morphlake.steps.build_step import find_project
 
+    find_project()  # before writing anything: the build at the end needs the dbt project
     spec = DemoSpec(seed=seed, embryos=embryos, timepoints=timepoints, experiments=n_experiments)
     summary = make_demo_root(root, spec, model_name)
     click.echo(

@@ -4,6 +4,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -390,3 +391,24 @@ def test_a_data_root_with_neither_snips_nor_store_is_a_mistake(cli, lab_root, la
     assert "has neither training_data/bf_embryo_snips/ nor analysis/latent_embeddings/" in result.stderr
     assert "check --data-root" in result.stderr and "--no-snips" in result.stderr
     assert cli("ingest", "--root", lab_root, "--data-root", elsewhere, "--no-snips", "--lake", lake).exit_code == 0
+
+
+def test_a_scratch_on_another_mount_falls_back_to_a_temporary_beside_the_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from morphlake.lake import files
+
+    real_replace, calls = os.replace, []
+
+    def cross_device(src, dst):
+        calls.append(str(src))
+        if Path(src).parent.name == "scratch":  # the scratch is on another mount than the target
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", cross_device)
+    target = tmp_path / "out" / "df03.csv"
+    files.write_atomic(target, b"a,b\n", scratch=tmp_path / "scratch")
+    assert target.read_bytes() == b"a,b\n" and len(calls) == 2
+    assert list((tmp_path / "out").iterdir()) == [target] and not list((tmp_path / "scratch").iterdir())

@@ -18,12 +18,12 @@ META_FIELDS = [
     ("snip_id", pa.string()),
     ("experiment_date", pa.string()),
     ("model_name", pa.string()),
-    ("source", pa.string()),             # onnx | legacy_csv
-    ("encoder_weights", pa.string()),    # trained | demo (onnx rows); null for legacy_csv rows
-    ("model_sha256", pa.string()),       # sha256 of the ONNX file; null for legacy_csv rows
+    ("source", pa.string()),  # onnx | legacy_csv
+    ("encoder_weights", pa.string()),  # trained | demo (onnx rows); null for legacy_csv rows
+    ("model_sha256", pa.string()),  # sha256 of the ONNX file; null for legacy_csv rows
     ("image_fingerprint", pa.string()),  # ledger fingerprint of the image that was embedded
-    ("embed_options", pa.string()),      # e.g. "decode=reduced,precision=int8"; null: legacy-faithful fp32
-    ("z_naming", pa.string()),           # flat | bio_nuisance: the legacy store's naming; null for onnx rows
+    ("embed_options", pa.string()),  # e.g. "decode=reduced,precision=int8"; null: legacy-faithful fp32
+    ("z_naming", pa.string()),  # flat | bio_nuisance: the legacy store's naming; null for onnx rows
     ("run_id", pa.string()),
 ]
 
@@ -35,8 +35,9 @@ def embeddings_schema(dim: int) -> pa.Schema:
 def conform(table: pa.Table, dim: int) -> pa.Table:
     """Add missing metadata columns as nulls and order/cast columns to the lake schema."""
     schema = embeddings_schema(dim)
-    columns = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-               for f in schema]
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -64,7 +65,8 @@ def model_latent_dim(lake: Lake, model_name: str) -> int | None:
         raise MorphlakeError(
             f"the embeddings of model {model_name} have different latent widths: {a} in {where_a}, {b} in {where_b}",
             "one model has one width: remove the partitions of the other width and re-run `morphlake ingest` / "
-            "`morphlake embed`, or file a model of another size under its own --model-name")
+            "`morphlake embed`, or file a model of another size under its own --model-name",
+        )
     return next(iter(found), None)
 
 

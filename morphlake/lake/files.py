@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,17 +56,47 @@ def atomic_file(path: Path, *, replace: bool = True, scratch: Path | None = None
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
+        try:
+            _into_place(tmp, path, replace=replace)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # scratch and target share a device number but not a mount (bind mounts, container volumes):
+            # copy beside the target first, then move it in from there
+            beside = path.with_name(f".{path.name}.tmp{os.getpid()}")
             try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise MorphlakeError(f"{path} appeared while morphlake was writing it; it was not replaced",
-                                     "move it away and run again (or allow replacing it)") from None
+                shutil.copyfile(tmp, beside)
+                with open(beside, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                _into_place(beside, path, replace=replace)
+            finally:
+                beside.unlink(missing_ok=True)
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _into_place(tmp: Path, path: Path, *, replace: bool) -> None:
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise MorphlakeError(
+            f"{path} appeared while morphlake was writing it; it was not replaced",
+            "move it away and run again (or allow replacing it)",
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            raise
+        # a filesystem without hard links (some SMB shares, exFAT): check, then rename (a narrow race)
+        if path.exists():
+            raise MorphlakeError(
+                f"{path} appeared while morphlake was writing it; it was not replaced",
+                "move it away and run again (or allow replacing it)",
+            ) from None
+        os.replace(tmp, path)
 
 
 def write_atomic(

@@ -30,7 +30,7 @@ class Lake:
     root: Path
 
     @classmethod
-    def at(cls, root: Path | str | None) -> "Lake":
+    def at(cls, root: Path | str | None) -> Lake:
         return cls(Path(root if root is not None else default_lake()).absolute())
 
     def table_dir(self, table: str) -> Path:

@@ -22,12 +22,17 @@ class LakeLock:
 
     def __init__(self, lock_file: Path, command: str, run_id: str):
         self.lock_file = Path(lock_file)
-        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                       "run_id": run_id, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "run_id": run_id,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         self._fd: int | None = None
         self.outermost = False  # True when this holder took the lock (not a nested, re-entrant hold)
 
-    def __enter__(self) -> "LakeLock":
+    def __enter__(self) -> LakeLock:
         key = str(self.lock_file.absolute())
         if self._held.get(key):
             self._held[key] += 1

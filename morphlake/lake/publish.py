@@ -33,14 +33,18 @@ class Staged:
 def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows: int | None) -> None:
     """Raise MorphlakeError if keys repeat, z values are not finite, or the row count is off."""
     if expected_rows is not None and data.num_rows != expected_rows:
-        raise MorphlakeError(f"{what}: staged {data.num_rows} rows, expected {expected_rows}",
-                             "this is a bug in morphlake; the lake was not changed")
+        raise MorphlakeError(
+            f"{what}: staged {data.num_rows} rows, expected {expected_rows}",
+            "this is a bug in morphlake; the lake was not changed",
+        )
     if unique and data.num_rows:
         counts = pc.value_counts(data[unique])
         repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
         if repeated:
-            raise MorphlakeError(f"{what}: {unique} repeats: {', '.join(map(str, repeated[:5]))}",
-                                 "remove the duplicates from the input; the lake was not changed")
+            raise MorphlakeError(
+                f"{what}: {unique} repeats: {', '.join(map(str, repeated[:5]))}",
+                "remove the duplicates from the input; the lake was not changed",
+            )
         if data[unique].null_count:
             raise MorphlakeError(f"{what}: {data[unique].null_count} rows have no {unique}", "the lake was not changed")
     for name in data.column_names:
@@ -50,8 +54,10 @@ def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows
             missing_ok = name.startswith("z_sigma_")
             finite = pc.fill_null(pc.is_finite(col), missing_ok)
             if pc.any(pc.invert(finite)).as_py():
-                raise MorphlakeError(f"{what}: column {name} holds non-finite{'' if missing_ok else ' or missing'} values",
-                                     "check the encoder and its inputs; the lake was not changed")
+                raise MorphlakeError(
+                    f"{what}: column {name} holds non-finite{'' if missing_ok else ' or missing'} values",
+                    "check the encoder and its inputs; the lake was not changed",
+                )
 
 
 def same_content(existing: Path, data: pa.Table) -> bool:
@@ -75,8 +81,15 @@ class Transaction:
         self.staged: list[Staged] = []
         self.retired: list[Path] = []  # partition folders to remove at publish
 
-    def stage(self, table: str, keys: dict[str, str], data: pa.Table, *, unique: str | None = "snip_id",
-              expected_rows: int | None = None) -> Staged:
+    def stage(
+        self,
+        table: str,
+        keys: dict[str, str],
+        data: pa.Table,
+        *,
+        unique: str | None = "snip_id",
+        expected_rows: int | None = None,
+    ) -> Staged:
         """Check and write one partition to the staging area (not yet visible in the lake)."""
         target = self.lake.partition_file(table, **keys)
         what = f"{table} partition {self.lake.relative(target.parent)}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import secrets
 import sys
@@ -16,7 +15,17 @@ from pathlib import Path
 from morphlake import __version__
 from morphlake.lake.files import write_atomic
 
-_LIBRARIES = ("polars", "pyarrow", "duckdb", "onnxruntime-gpu", "onnxruntime", "numpy", "pillow", "dbt-core", "dbt-duckdb")
+_LIBRARIES = (
+    "polars",
+    "pyarrow",
+    "duckdb",
+    "onnxruntime-gpu",
+    "onnxruntime",
+    "numpy",
+    "pillow",
+    "dbt-core",
+    "dbt-duckdb",
+)
 
 
 def new_run_id(command: str) -> str:
@@ -46,9 +55,15 @@ class RunRecord:
     def __init__(self, command: str, params: dict):
         self.run_id = new_run_id(command)
         self.data: dict = {
-            "run_id": self.run_id, "command": command, "argv": sys.argv[1:], "params": params,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": library_versions(),
-            "counts": {}, "timings_s": {}, "outcome": "running",
+            "run_id": self.run_id,
+            "command": command,
+            "argv": sys.argv[1:],
+            "params": params,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": library_versions(),
+            "counts": {},
+            "timings_s": {},
+            "outcome": "running",
         }
         self._t0 = time.perf_counter()
 
@@ -88,14 +103,19 @@ class RunRecord:
 
     def finish(self, runs_dir: Path, outcome: str, error: str | None = None, skipped: list | None = None) -> Path:
         """Write the record (and the partial manifest when items were skipped); return the record path."""
-        self.data.update(outcome=outcome, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         elapsed_s=round(time.perf_counter() - self._t0, 3))
+        self.data.update(
+            outcome=outcome,
+            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            elapsed_s=round(time.perf_counter() - self._t0, 3),
+        )
         if error:
             self.data["error"] = error
         if skipped:
             manifest = runs_dir / f"{self.run_id}.partial.json"
-            write_json_atomic(manifest, {"run_id": self.run_id, "command": self.data["command"],
-                                         "skipped": [s.to_dict() for s in skipped]})
+            write_json_atomic(
+                manifest,
+                {"run_id": self.run_id, "command": self.data["command"], "skipped": [s.to_dict() for s in skipped]},
+            )
             self.data["partial_manifest"] = str(manifest)
             self.data["counts"]["skipped"] = len(skipped)
         path = runs_dir / f"{self.run_id}.json"

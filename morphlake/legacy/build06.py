@@ -278,6 +278,8 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
             "no df02 row has latents of the model, so df03 would be empty; nothing was written",
             GENERATE_HINT.replace(", or --allow-partial to write what exists", ""),
         )
+    if skipped and not opts.allow_partial:  # e.g. a generated store file that cannot be written whole
+        raise PartialResult(skipped, "items")
     listed = {s.item for s in skipped} | set(plan.experiments_without_latents)
     skipped += [m for m in missing if m.item not in listed and m.where not in listed]
     bad = non_finite_count(con)

@@ -195,8 +195,9 @@ def run_ingest(
                 record.count(f"train_rows:{name}", table.num_rows)
         if not experiments:
             _retire_gone_experiments(txn, lake, exps, record)
-        snips_mounted = (data_root / SNIP_SUBDIR).is_dir()
-        if scan_images and not snips_mounted and not (data_root / "analysis" / "latent_embeddings").is_dir():
+        dirs = DataRoot.at(root, data_root)
+        snips_mounted = dirs.snips.is_dir()
+        if scan_images and not snips_mounted and not dirs.latent_embeddings.is_dir():
             raise MorphlakeError(
                 f"the data root {data_root} has neither {SNIP_SUBDIR}/ nor analysis/latent_embeddings/",
                 "check --data-root (or MORPHSEQ_DATA_ROOT); to ingest df02 and the training "
@@ -207,7 +208,7 @@ def run_ingest(
                 fingerprints, bad = _scan_ledger(txn, lake, data_root, exps, known, record)
             skipped += bad
         else:
-            why = "asked not to scan images" if not scan_images else f"no snip folder {data_root / SNIP_SUBDIR}"
+            why = "asked not to scan images" if not scan_images else f"no snip folder {dirs.snips}"
             (log.info if not scan_images else log.warning)("metadata only (%s): the snip ledger is left as it is", why)
             record.set("snips", f"not scanned: {why}")
             fingerprints = ledger_fingerprints(lake, exps)
