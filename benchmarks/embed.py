@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from benchmarks.common import Rounds, make_snips, seconds, table
+from benchmarks.common import SNIP_KINDS, Rounds, make_snips, seconds, table
 from morphlake.embed.architecture import EncoderSpec
 from morphlake.embed.build import demo_encoder_weights, write_demo_encoder
 from morphlake.embed.errors import EmbedError
@@ -45,6 +45,21 @@ def z_mu(refs, encoder, batch_size, workers, reduced=False) -> np.ndarray:
     return np.concatenate([b.z_mu for b in embed_snips(refs, encoder, batch_size, workers, reduced)])
 
 
+def per_kind_costs(folder: Path, encoder: Encoder, count: int, batch_size: int) -> list[list]:
+    """Per snip kind: mean file size, and one core's decode and inference milliseconds per image."""
+    rows = []
+    for kind in SNIP_KINDS:
+        refs = make_snips(folder / "kinds", count, seed=1, kind=kind)
+        size = sum(Path(r.path).stat().st_size for r in refs) / len(refs) / 1024
+        decode_chunk(refs, len(refs))  # warm the page cache
+        decode = seconds(lambda: decode_chunk(refs, len(refs))) / len(refs) * 1e3  # noqa: B023
+        pixels = decode_chunk(refs[:batch_size], batch_size).pixels
+        encoder.run(pixels)
+        infer = seconds(lambda: encoder.run(pixels)) / batch_size * 1e3  # noqa: B023
+        rows.append([kind, f"{size:.0f}", f"{decode:.2f}", f"{infer:.2f}", f"{decode / (decode + infer):.0%}"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snips", type=int, default=2048)
@@ -52,6 +67,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (the GPU run of benchmarks/README.md)")
     parser.add_argument("--no-legacy", action="store_true", help="skip the PyTorch path (no `export` extra)")
+    parser.add_argument(
+        "--kind",
+        choices=SNIP_KINDS,
+        default="noisy-jpeg",
+        help="the snips the rounds run on (the per-kind table measures every kind)",
+    )
     args = parser.parse_args()
     cores, bs = os.cpu_count() or 1, args.batch_size
     try:
@@ -64,10 +85,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        refs = make_snips(folder, args.snips)
+        refs = make_snips(folder, args.snips, kind=args.kind)
         paths = [r.path for r in refs]
         n = len(refs)
         fp32 = write_demo_encoder(folder / "encoder.onnx", "bench", seed=SEED)
+        kinds = per_kind_costs(folder, Encoder(fp32, device=args.device), min(n, 256), args.batch_size)
         calibration = decode_chunk(refs[:128], 128).pixels
         int8, fp16 = folder / "int8.onnx", folder / "fp16.onnx"
         onnx.save(derive_encoder(fp32, "int8", calibration=calibration, calibration_note="128 benchmark snips"), int8)
@@ -148,7 +170,7 @@ def main() -> None:
         share = f"{r.median(f'share:{name}'):.0%}" if f"share:{name}" in r.values else ""
         rows.append([name, r.median(name), r.spread(name), share, r.median(name) / base if base else "-"])
     print(
-        f"embed benchmark: {n} snips 576x256 JPEG, batch {bs}, {cores} cores, {provider}, "
+        f"embed benchmark: {n} snips 576x256 {args.kind}, batch {bs}, {cores} cores, {provider}, "
         f"median of {args.rounds} rounds"
     )
     print(
@@ -160,6 +182,13 @@ def main() -> None:
             f"  machine: {cores} copies side by side reach {r.median('scale_decode'):.2f}x one copy's decode and "
             f"{r.median('scale_infer'):.2f}x its inference throughput (the bound assumes {cores:.2f}x)"
         )
+    print(
+        table(
+            "per snip kind (one core, legacy decode)",
+            ["kind", "KB/file", "decode ms", "infer ms", "decode share"],
+            kinds,
+        )
+    )
     print(table("", ["", "images/s", "range", "of bound", "x legacy"], rows))
     faithful = next(iter(variants))
     if provider == CPU:
