@@ -20,7 +20,7 @@ import pytest
 
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 EXP = "20240626"
 STORE = Path("analysis/latent_embeddings/legacy") / DEFAULT_MODEL_NAME

@@ -9,7 +9,7 @@ import time
 import polars as pl
 from conftest import TINY
 
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 SNIPS = TINY.embryos * TINY.timepoints * TINY.experiments  # rows of the tiny root's df02, and so of df03
 READS_DURING_WRITE = 10  # the reader must finish more reads than this while the writer runs (measured: hundreds)

@@ -6,7 +6,7 @@ import pytest
 from morphlake.demo.data_root import DEMO_EXPERIMENTS, DemoSpec, make_demo_root
 from morphlake.ingest.df02 import DF02_COLUMNS
 from morphlake.ingest.errors import InputError
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 SPEC = DemoSpec(seed=3, embryos=1, timepoints=2, experiments=2)
 

@@ -15,7 +15,7 @@ from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import decode_snip
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover
 

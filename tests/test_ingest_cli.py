@@ -12,7 +12,7 @@ import pytest
 from conftest import lake_files
 
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.steps.ingest_step import DF02_RELPATH
+from morphlake.lake.data_root import DF02_RELPATH
 
 DIGIT_EXP = "20240626"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.latents import Z_COLUMN
@@ -83,22 +84,20 @@ def register_legacy_rows(
     generated: list[str],
     train_order: pa.Table | None,
 ) -> None:
-    """Temp views for the legacy files: df02_order (df02's file order), and legacy_rows: the df03 rows whose
+    """Temp views for the legacy files (df02_order, df02's file order, is registered already): store_keys,
+    train_order, and legacy_rows: the df03 rows whose
     latents the store holds (its files, and the ones this run generates) — the legacy step's merge, which
     leaves out what the lake holds beyond the store (e.g. rows `morphlake embed --precision int8` made)."""
-    con.register("df02_order", order)
-    con.register("store_keys", stored)
+    in_generated = pc.is_in(order["experiment_date"], value_set=pa.array(generated, pa.string()))
+    generated_keys = order.filter(in_generated).select(["snip_id", "experiment_date"]).cast(stored.schema)
+    keys = pa.concat_tables([stored, generated_keys])
+    con.register("store_keys", keys)
     if train_order is not None:
         con.register("train_order", train_order)
     con.sql(
         "create or replace temp view legacy_rows as "
-        "select df03.* from df03 join store_keys using (snip_id, experiment_date) "
-        "union all by name select * from df03 where list_contains(?, experiment_date)".replace("?", _list(generated))
+        "select df03.* from df03 join store_keys using (snip_id, experiment_date)"
     )
-
-
-def _list(values: list[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]::varchar[]"
 
 
 def df03_sql(con: duckdb.DuckDBPyConnection, experiments: list[str], *, columns: list[str]) -> tuple[str, list]:

@@ -18,6 +18,7 @@ from morphlake.ingest.latents import list_latent_files
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.layout import Lake
+from morphlake.steps.ingest_step import previous_ledger
 
 SIDECAR_SUFFIX = ".meta.json"
 PARTIAL_SUFFIX = ".partial.json"
@@ -169,45 +170,35 @@ def _store_ids(path: Path) -> set[str]:
     return set(stored.select(normalise_stem_expr("snip_id"))["snip_id"].drop_nulls().to_list())
 
 
-def _current_in_lake(
-    lake: Lake, model_name: str, experiment: str, sha256: str | None, *, ledger: pa.Table, has_store: bool
-) -> set[str]:
-    """Snips the embed step will count as current: ONNX rows of this encoder file (legacy-faithful options)
-    whose image fingerprint is the ledger's, and legacy rows of an experiment whose store file is gone."""
+EMBEDDING_KEYS = {
+    "snip_id": pl.String,
+    "source": pl.String,
+    "model_sha256": pl.String,
+    "image_fingerprint": pl.String,
+    "embed_options": pl.String,
+}
+
+
+def _embedded_rows(lake: Lake, model_name: str, experiment: str) -> pl.DataFrame:
+    """The key columns of the lake's embeddings of one experiment (none: an empty frame), read once."""
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
     if not path.is_file():
-        return set()
+        return pl.DataFrame(schema=EMBEDDING_KEYS)
     part = pq.ParquetFile(path)
-    keys = [
-        k
-        for k in ("snip_id", "source", "model_sha256", "image_fingerprint", "embed_options")
-        if k in part.schema_arrow.names
-    ]
-    rows = pl.from_arrow(part.read(columns=keys))
-    if "embed_options" not in rows.columns:
-        rows = rows.with_columns(pl.lit(None, pl.String).alias("embed_options"))
-    fingerprints = dict(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
-    current = set()
-    for snip, source, sha, fingerprint, options in rows.select(*keys[:4], "embed_options").iter_rows():
-        if source == "legacy_csv" and not has_store:
-            current.add(snip)
-        elif source == "onnx" and sha == sha256 and options is None and fingerprints.get(snip) == fingerprint:
-            current.add(snip)
-    return current
+    rows = pl.from_arrow(part.read(columns=[k for k in EMBEDDING_KEYS if k in part.schema_arrow.names]))
+    return rows.with_columns(pl.lit(None, pl.String).alias(k) for k in EMBEDDING_KEYS if k not in rows.columns)
 
 
-def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
-    path = lake.partition_file("snips", experiment_date=experiment)
-    if not path.is_file():
-        return {}
-    return {row["path"]: row for row in pq.read_table(path, partitioning=None).to_pylist()}
-
-
-def _needs_fingerprints(lake: Lake, model_name: str, experiment: str) -> bool:
-    """Whether the lake holds ONNX rows of this experiment, whose images the plan must fingerprint to know
-    if they are current (else the count needs only the file headers, as ingest would read them)."""
-    path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
-    return path.is_file() and "onnx" in pq.read_table(path, columns=["source"], partitioning=None)["source"].to_pylist()
+def _current(rows: pl.DataFrame, ledger: pa.Table, sha256: str | None) -> set[str]:
+    """Snips the embed step counts as current in an experiment without a store file: its legacy rows (ingest
+    leaves them), and ONNX rows of this encoder file, legacy-faithful, whose image fingerprint is the ledger's."""
+    fingerprints = pl.from_arrow(ledger.select(["snip_id", "fingerprint"]))
+    same_image = pl.col("image_fingerprint") == pl.col("fingerprint")
+    onnx = (pl.col("source") == "onnx") & (pl.col("model_sha256") == pl.lit(sha256, pl.String))
+    current = rows.join(fingerprints, on="snip_id", how="left").filter(
+        (pl.col("source") == "legacy_csv") | (onnx & pl.col("embed_options").is_null() & same_image)
+    )
+    return set(current["snip_id"].to_list())
 
 
 def make_plan(opts: Build06Options) -> Plan:
@@ -241,13 +232,11 @@ def make_plan(opts: Build06Options) -> Plan:
         # existing store file stay gaps (its df03 lacks those rows too)
         if generate and exp not in latent_files and opts.dirs.snip_dir(exp).is_dir():
             # the same ledger ingest will write, so the plan's count is what embed then runs
-            hashed = _needs_fingerprints(opts.lake, opts.model_name, exp)
-            ledger, _ = scan_snips(opts.data_root, exp, known, _previous_ledger(opts.lake, exp), fingerprint=hashed)
-            current = (
-                _current_in_lake(opts.lake, opts.model_name, exp, sha, ledger=ledger, has_store=False)
-                if hashed
-                else set()
-            )
+            # fingerprints (a read of every image) only where ONNX rows must be compared with them
+            embedded = _embedded_rows(opts.lake, opts.model_name, exp)
+            hashed = bool((embedded["source"] == "onnx").any())
+            ledger, _ = scan_snips(opts.data_root, exp, known, previous_ledger(opts.lake, exp), fingerprint=hashed)
+            current = _current(embedded, ledger, sha)
             imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
             to_embed[exp] = sum(1 for s in imaged if s not in current)
             before[exp] = len(imaged) - to_embed[exp]

@@ -15,7 +15,7 @@ from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
-from morphlake.lake.data_root import DF02_RELPATH, TRAIN_CSV, DataRoot  # noqa: F401 - DF02_RELPATH, TRAIN_CSV: re-exported
+from morphlake.lake.data_root import DataRoot
 from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
 from morphlake.lake.layout import Lake
@@ -36,7 +36,8 @@ def model_latent_dim(data_root: Path, model_name: str, lake: Lake | None = None)
         return lake_latent_dim(lake, model_name) if lake is not None else None
 
 
-def _previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
+def previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
+    """path -> the lake's ledger row, so a rescan reuses the fingerprints of unchanged files."""
     path = lake.partition_file("snips", experiment_date=experiment)
     if not path.is_file():
         return {}
@@ -128,7 +129,7 @@ def _scan_ledger(
                 Skipped("snips", exp, str(snip_dir(data_root, exp)), "experiment has df02 rows but no snip folder")
             )
             continue
-        ledger, bad = scan_snips(data_root, exp, known, _previous_ledger(lake, exp))
+        ledger, bad = scan_snips(data_root, exp, known, previous_ledger(lake, exp))
         skipped += bad
         snips += ledger.num_rows
         fingerprints.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
