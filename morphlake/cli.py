@@ -94,7 +94,8 @@ def main(quiet: bool) -> None:
 
     \b
     Try it:  morphlake demo
-    Then:    duckdb lake/warehouse.duckdb "select * from df03 limit 5"
+    Then:    morphlake sql "select * from df03 limit 5"
+             morphlake status; morphlake report -o report.html
     """
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
@@ -532,17 +533,89 @@ def compare(old, new, key, tolerance):
 
 
 @main.command()
+@click.option("--model-name", default=None, help="Only this model (default: every model in the lake).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON, for scripts.")
+@click.option("--brief", is_flag=True, help="Leave out the per-experiment lines.")
 @lake_option
-def status(lake):
-    """Show the lake's tables, partitions, row counts and recent runs.
+def status(model_name, as_json, brief, lake):
+    """Show the lake: tables and rows; per model, the coverage of df02 overall and per experiment (legacy
+    store / ONNX rows), stale embeddings (image changed since), experiments no longer in df02, the writer
+    running now (pid, host, command, since when) and the last failed run with its error and hint.
 
     \b
     Example:
       morphlake status --lake ./lake
+      morphlake status --lake ./lake --json | jq '.models[0].total'
     """
+    import json
+
+    from morphlake.report.health import lake_health
     from morphlake.report.status import lake_status
 
-    click.echo(lake_status(Lake.at(lake)))
+    the_lake = Lake.at(lake)
+    if as_json:
+        if not the_lake.root.is_dir():
+            raise InputError(f"no lake at {the_lake.root}", "run `morphlake ingest` or `morphlake demo` first")
+        click.echo(json.dumps(lake_health(the_lake, model_name), indent=2, default=str))
+    else:
+        click.echo(lake_status(the_lake, model_name, per_experiment=not brief))
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the whole result to FILE.csv or FILE.parquet instead of printing it.",
+)
+@click.option("--max-rows", type=click.IntRange(1), default=40, show_default=True, help="Rows printed (head and tail).")
+@click.option("--raw", is_flag=True, help="Query the raw lake (df02, train, snips, embeddings) even when a warehouse exists.")
+@lake_option
+def sql(query, output, max_rows, raw, lake):
+    """Run a SQL query (DuckDB) read-only against the lake's warehouse (df03, df03_coverage, train_embeddings,
+    stg_* views), or against the raw lake (views df02, train, snips, embeddings) when there is no
+    warehouse yet or with --raw. Prints a table; -o writes CSV or Parquet.
+
+    \b
+    Examples:
+      morphlake sql "select * from df03 limit 5"
+      morphlake sql "select experiment_date, coverage_all from df03_coverage" -o coverage.csv
+      morphlake sql --raw "select model_name, source, count(*) from embeddings group by all"
+    """
+    import duckdb
+
+    from morphlake.report.query import render, run_sql, write
+
+    con, relation = run_sql(Lake.at(lake), query, raw=raw)
+    try:
+        if output:
+            write(relation, output)
+            click.echo(f"wrote {output} ({con.execute(f'select count(*) from ({query})').fetchone()[0]} rows)")
+        else:
+            click.echo(render(relation, max_rows=max_rows))
+    except duckdb.Error as exc:
+        raise InputError(f"the query failed: {str(exc).strip()}", "check the query against `morphlake sql 'show tables'`") from None
+
+
+@main.command()
+@click.argument("snip_id")
+@click.option("-k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="How many neighbours.")
+@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True, help="Whose embeddings.")
+@lake_option
+def neighbours(snip_id, k, model_name, lake):
+    """The K snips nearest SNIP_ID by cosine similarity of z_mu, with their df02 metadata (the snips df03
+    holds: the same answer as the README's df03 query, read from the embeddings Parquet).
+
+    \b
+    Example:
+      morphlake neighbours 20240626_A01_e01_t0000 -k 10 --lake ./lake
+    """
+    from morphlake.report.neighbours import nearest
+    from morphlake.report.query import render
+
+    click.echo(render(nearest(Lake.at(lake), snip_id, model_name=model_name, k=k), max_rows=k + 1))
 
 
 if __name__ == "__main__":

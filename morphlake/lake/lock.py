@@ -76,3 +76,22 @@ class LakeLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_holder(lock_file: Path) -> dict | None:
+    """Who holds the lake's write lock now (pid, host, command, run_id, since), read without taking it; None when
+    no writer runs. A holder on this host whose process is gone (killed: the OS released its lock) is not one."""
+    try:
+        holder = json.loads(Path(lock_file).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    if not holder.get("pid"):
+        return None
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another user's
+            pass
+    return holder

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from morphlake import __version__
+from morphlake.common.progress import step_progress
 from morphlake.embed.model import Encoder
 from morphlake.errors import MorphlakeError, PartialResult
 from morphlake.ingest.errors import Skipped
@@ -294,34 +295,39 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     outputs: dict[str, int] = {}
     # temporaries go to the run's staging in the lake (swept by the next run), not into the user's folders
     scratch = opts.lake.staging_dir / record.run_id
-    write = lambda sql_params, target: write_csv_atomic(  # noqa: E731
-        con, *sql_params, target, replace=opts.overwrite, scratch=scratch
-    )
     _, nuisance = store_naming(list(list_latent_files(opts.data_root, opts.model_name).values()))
     dim = len(z_mu_columns_of(con, "df03"))
-    for exp in generated:
-        target = plan.outputs.store[exp]
-        outputs[str(target)] = write(
-            store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance, dim=dim), target
+    files = len(generated) + 1 + bool(plan.outputs.train and plan.train_order is not None) + len(plan.outputs.copies)
+    with step_progress("build06: legacy files", files, unit="files") as progress:
+
+        def write(sql_params, target) -> int:
+            rows = write_csv_atomic(con, *sql_params, target, replace=opts.overwrite, scratch=scratch)
+            progress.advance()
+            return rows
+
+        for exp in generated:
+            target = plan.outputs.store[exp]
+            outputs[str(target)] = write(
+                store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance, dim=dim), target
+            )
+            crash_point("csv")
+        outputs[str(plan.outputs.df03)] = write(
+            df03_sql(con, plan.experiments, columns=plan.df02_columns), plan.outputs.df03
         )
         crash_point("csv")
-    outputs[str(plan.outputs.df03)] = write(
-        df03_sql(con, plan.experiments, columns=plan.df02_columns), plan.outputs.df03
-    )
-    crash_point("csv")
-    if plan.outputs.train:
-        if plan.train_order is not None:
-            outputs[str(plan.outputs.train)] = write(
-                train_sql(con, opts.train_name, columns=plan.train_columns), plan.outputs.train
-            )
-        else:
-            echo(
-                f"  note: no training metadata {opts.dirs.train_csv(opts.train_name)}; "
-                f"{plan.outputs.train.name} not written"
-            )
-    for exp, target in plan.outputs.copies.items():
-        outputs[str(target)] = write(df03_sql(con, [exp], columns=plan.df02_columns), target)
-        crash_point("csv")
+        if plan.outputs.train:
+            if plan.train_order is not None:
+                outputs[str(plan.outputs.train)] = write(
+                    train_sql(con, opts.train_name, columns=plan.train_columns), plan.outputs.train
+                )
+            else:
+                echo(
+                    f"  note: no training metadata {opts.dirs.train_csv(opts.train_name)}; "
+                    f"{plan.outputs.train.name} not written"
+                )
+        for exp, target in plan.outputs.copies.items():
+            outputs[str(target)] = write(df03_sql(con, [exp], columns=plan.df02_columns), target)
+            crash_point("csv")
     counts = {
         "processed": sum(plan.rows.values()),
         "succeeded": df03_rows,

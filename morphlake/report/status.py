@@ -1,56 +1,70 @@
-"""`morphlake status`: a text summary of the lake read from Parquet footers and run records."""
+"""`morphlake status`: tables, coverage of df02 per model and experiment, stale embeddings, experiments gone
+from df02, the writer running now and the last failed run, as text (or `lake_health`'s data as JSON)."""
 
 from __future__ import annotations
 
-import json
-
-import pyarrow.parquet as pq
-
-from morphlake.lake.layout import TABLES, Lake
+from morphlake.lake.layout import Lake
+from morphlake.report.health import lake_health
+from morphlake.report.summary import coverage_text
 
 
-def not_in_df02(lake: Lake) -> list[str]:
-    """Experiments the ledger or the embeddings still hold but df02 no longer lists (kept: they cost to make)."""
-    in_df02 = set(lake.partition_values("df02"))
-    lines = []
-    for table in ("snips", "embeddings"):
-        base = lake.table_dir(table)
-        found = {p.name.split("=", 1)[1] for p in base.rglob("experiment_date=*")} if base.is_dir() else set()
-        gone = sorted(found - in_df02)
-        if gone and in_df02:
-            lines.append(f"  not in df02 (kept in {table}, left out of df03): {', '.join(gone)}")
+def _coverage_lines(model: dict, *, per_experiment: bool) -> list[str]:
+    t = model["total"]
+    lines = [
+        f"  model {model['model_name']}: df02 rows with an embedding {coverage_text(t['embedded'], t['df02_rows'])}; "
+        f"usable rows {coverage_text(t['usable_embedded'], t['usable_rows'])}; "
+        f"{t['legacy_rows']} from the legacy store, {t['onnx_rows']} ONNX; {t['stale']} stale"
+    ]
+    if not per_experiment:
+        return lines
+    for e in model["experiments"]:
+        mark = "  <- no embeddings" if e["embedded"] == 0 else ""
+        stale = f", {e['stale']} stale" if e["stale"] else ""
+        lines.append(
+            f"    {e['experiment_date']:<32} {coverage_text(e['embedded'], e['df02_rows']):<20} "
+            f"usable {coverage_text(e['usable_embedded'], e['usable_rows']):<20} "
+            f"legacy {e['legacy_rows']:>6} onnx {e['onnx_rows']:>6}{stale}{mark}"
+        )
     return lines
 
 
-def lake_status(lake: Lake) -> str:
-    if not lake.root.is_dir():
-        return f"no lake at {lake.root} (run `morphlake ingest` or `morphlake demo`)"
-    lines = [f"lake {lake.root}"]
-    for table in TABLES:
-        files = sorted(lake.table_dir(table).rglob("*.parquet"))
-        if not files:
-            continue
-        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        lines.append(f"  {table:<12} {len(files):>4} partition file(s) {rows:>10} rows")
-        groups: dict[str, int] = {}
-        for f in files:
-            rel = f.parent.relative_to(lake.table_dir(table)).parts
-            key = rel[0] if table == "embeddings" and len(rel) > 1 else ""
-            if key:
-                groups[key] = groups.get(key, 0) + pq.ParquetFile(f).metadata.num_rows
-        for key, n in groups.items():
-            lines.append(f"    {key:<40} {n:>10} rows")
-    lines += not_in_df02(lake)
-    runs = sorted(lake.runs_dir.glob("*.json")) if lake.runs_dir.is_dir() else []
-    runs = [r for r in runs if not r.name.endswith(".partial.json")][-5:]
-    if runs:
+def render(health: dict, *, per_experiment: bool = True) -> str:
+    lines = [f"lake {health['lake']}"]
+    for table, entry in health["tables"].items():
+        lines.append(f"  {table:<12} {entry['files']:>4} partition file(s) {entry['rows']:>10} rows")
+    for model in health["models"]:
+        lines += _coverage_lines(model, per_experiment=per_experiment)
+    if any(m["total"]["stale"] for m in health["models"]):
+        lines.append("  stale: the snip's image changed since it was embedded (`morphlake embed` re-embeds ONNX rows)")
+    for table, experiments in health["not_in_df02"].items():
+        lines.append(f"  not in df02 (kept in {table}, left out of df03): {', '.join(experiments)}")
+    writer = health["writer"]
+    if writer:
+        lines.append(
+            f"  writing now: '{writer.get('command')}' (pid {writer.get('pid')} on {writer.get('host')}, "
+            f"run {writer.get('run_id')}, since {writer.get('since')})"
+        )
+    else:
+        lines.append("  writing now: nothing")
+    failed = health["last_failed_run"]
+    if failed:
+        lines.append(f"  last failed run: {failed['run_id']} ({failed['command']}, {failed['started']})")
+        lines.append(f"    error: {failed['error']}")
+        if failed["hint"]:
+            lines.append(f"    hint: {failed['hint']}")
+    if health["recent_runs"]:
         lines.append("  recent runs:")
-        for path in runs:
-            rec = json.loads(path.read_text())
-            lines.append(f"    {rec['run_id']:<40} {rec.get('outcome', '?'):<9} {rec.get('elapsed_s', '?')}s")
-    if lake.warehouse.exists():
-        lines.append(f"  warehouse {lake.warehouse}")
+        for r in health["recent_runs"]:
+            lines.append(f"    {r['run_id']:<40} {r.get('outcome') or '?':<9} {r.get('elapsed_s', '?')}s")
+    if health["warehouse"]:
+        lines.append(f"  warehouse {health['warehouse']} (query it: morphlake sql \"select * from df03 limit 5\")")
     return "\n".join(lines)
 
 
-__all__ = ["lake_status"]
+def lake_status(lake: Lake, model_name: str | None = None, *, per_experiment: bool = True) -> str:
+    if not lake.root.is_dir():
+        return f"no lake at {lake.root} (run `morphlake ingest` or `morphlake demo`)"
+    return render(lake_health(lake, model_name), per_experiment=per_experiment)
+
+
+__all__ = ["lake_status", "render"]

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from morphlake.common.progress import step_progress
 from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
@@ -146,19 +144,6 @@ class PartitionWriter:
         self.rows += new.num_rows
 
 
-def _progress(total: int) -> Progress | None:
-    if not sys.stderr.isatty() or total == 0:
-        return None
-    return Progress(
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} img/s"),
-        TimeRemainingColumn(),
-        transient=True,
-    )
-
-
 def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
     for exp, todo in plans.items():
         for snip, path in zip(todo["snip_id"].to_pylist(), todo["path"].to_pylist()):
@@ -270,15 +255,13 @@ def embed_batches(
     options: EmbedOptions,
     allow_partial: bool,
 ) -> list[Skipped]:
-    """Read -> encode -> write, batch by batch, with per-batch timings and a progress bar on a terminal;
+    """Read -> encode -> write, batch by batch, with per-batch timings and progress (common.progress);
     returns the snips skipped (a strict run fails on the first)."""
     total = sum(t.num_rows for t in plans.values())
     skipped: list[Skipped] = []
     timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
-    progress = _progress(total)
     start = time.perf_counter()
-    with progress or nullcontext():
-        task = progress.add_task("embed", total=total, rate="-") if progress else None
+    with step_progress("embed", total, unit="snips") as progress:
         batches = embed_snips(
             _refs(plans), encoder, options.batch_size, options.workers, reduced=options.reduced_decode
         )
@@ -298,9 +281,7 @@ def embed_batches(
             timing["infer_s"] += batch.infer_s
             timing["batches"] += 1
             crash_point("embed-batch")
-            if progress:
-                done = writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped)
-                progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.0f}")
+            progress.update(writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped))
     elapsed = time.perf_counter() - start
     record.set("embed_timings_s", {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
     record.count("embedded", writer.rows)

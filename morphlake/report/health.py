@@ -1,0 +1,155 @@
+"""What the lake holds and how current it is: coverage of df02 per model and experiment, stale embeddings,
+experiments gone from df02, the writer running now and the last failed run (for `status` and `report`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from morphlake.lake.layout import TABLES, Lake
+from morphlake.lake.lock import lock_holder
+from morphlake.report.lakedb import connect, model_names, model_view, views
+
+COVERAGE_SQL = """
+with df02 as (
+    select snip_id, experiment_date, coalesce(use_embryo_flag, false) as usable from df02
+),
+emb as (
+    select snip_id, experiment_date, source from model_embeddings
+),
+joined as (
+    select df02.experiment_date, df02.usable, emb.source, emb.snip_id is not null as embedded
+    from df02 left join emb on df02.snip_id = emb.snip_id and df02.experiment_date = emb.experiment_date
+)
+select
+    experiment_date,
+    count(*) as df02_rows,
+    count(*) filter (where embedded) as embedded,
+    count(*) filter (where usable) as usable_rows,
+    count(*) filter (where usable and embedded) as usable_embedded,
+    count(*) filter (where source = 'legacy_csv') as legacy_rows,
+    count(*) filter (where source = 'onnx') as onnx_rows
+from joined group by experiment_date order by experiment_date
+"""
+
+STALE_SQL = """
+select e.experiment_date, count(*) as stale
+from model_embeddings e
+join snips s on e.snip_id = s.snip_id and e.experiment_date = s.experiment_date
+where e.image_fingerprint is not null and s.fingerprint is not null and e.image_fingerprint <> s.fingerprint
+group by 1 order by 1
+"""
+
+
+def read_runs(lake: Lake) -> list[dict]:
+    """Every run record, oldest first (run ids sort by start time); a partial run's skipped items attached."""
+    if not lake.runs_dir.is_dir():
+        return []
+    records = []
+    for path in sorted(lake.runs_dir.glob("*.json")):
+        if path.name.endswith(".partial.json"):
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        manifest = Path(record.get("partial_manifest") or lake.runs_dir / f"{path.stem}.partial.json")
+        if manifest.is_file():
+            try:
+                record["skipped_items"] = json.loads(manifest.read_text()).get("skipped", [])
+            except (OSError, ValueError):
+                pass
+        records.append(record)
+    return records
+
+
+def split_error(error: str) -> tuple[str, str]:
+    """A run record's error -> (message, hint): the hinted errors end with '\\n  hint: …'."""
+    message, _, hint = (error or "").partition("\n  hint:")
+    return message.strip(), hint.strip()
+
+
+def last_failed(runs: list[dict]) -> dict | None:
+    """The latest failed run, when no run of the same command completed after it."""
+    for index in range(len(runs) - 1, -1, -1):
+        run = runs[index]
+        if run.get("outcome") != "failed":
+            continue
+        later = [r for r in runs[index + 1 :] if r.get("command") == run.get("command") and r.get("outcome") != "failed"]
+        if later:
+            return None
+        message, hint = split_error(run.get("error", ""))
+        return {
+            "run_id": run.get("run_id"),
+            "command": run.get("command"),
+            "started": run.get("started"),
+            "error": message,
+            "hint": hint,
+        }
+    return None
+
+
+def table_counts(lake: Lake) -> dict[str, dict]:
+    """Partition files and rows of each lake table (from the Parquet footers), embeddings per model too."""
+    out = {}
+    for table in TABLES:
+        base = lake.table_dir(table)
+        files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
+        if not files:
+            continue
+        rows = {f: pq.ParquetFile(f).metadata.num_rows for f in files}
+        entry = {"files": len(files), "rows": sum(rows.values())}
+        if table == "embeddings":
+            per_model: dict[str, int] = {}
+            for f, n in rows.items():
+                model = f.parent.parent.name.split("=", 1)[1]
+                per_model[model] = per_model.get(model, 0) + n
+            entry["models"] = per_model
+        out[table] = entry
+    return out
+
+
+def not_in_df02(lake: Lake) -> dict[str, list[str]]:
+    """Experiments the ledger or the embeddings still hold but df02 no longer lists (kept: they cost to make)."""
+    in_df02 = set(lake.partition_values("df02"))
+    if not in_df02:
+        return {}
+    found = {"snips": set(lake.partition_values("snips")), "embeddings": set()}
+    for model in model_names(lake):
+        found["embeddings"] |= {p.name.split("=", 1)[1] for p in lake.partition_dir("embeddings", model_name=model).glob("*=*")}
+    return {table: sorted(exps - in_df02) for table, exps in found.items() if exps - in_df02}
+
+
+def model_coverage(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str) -> dict:
+    """Coverage of df02 by one model's embeddings, overall and per experiment, with stale rows per experiment."""
+    model_view(con, lake, model_name)
+    have = views(con)
+    rows = con.execute(COVERAGE_SQL).fetchall() if "df02" in have else []
+    stale = dict(con.execute(STALE_SQL).fetchall()) if "snips" in have else {}
+    keys = ("df02_rows", "embedded", "usable_rows", "usable_embedded", "legacy_rows", "onnx_rows")
+    experiments = [{"experiment_date": r[0], **dict(zip(keys, r[1:])), "stale": stale.get(r[0], 0)} for r in rows]
+    total = {k: sum(e[k] for e in experiments) for k in (*keys, "stale")}
+    total["stale"] = sum(stale.values())  # stale rows of experiments gone from df02 count too
+    return {"model_name": model_name, "total": total, "experiments": experiments}
+
+
+def lake_health(lake: Lake, model_name: str | None = None) -> dict:
+    """Everything `status` shows, as plain data (`status --json` prints it)."""
+    con = connect(lake)
+    models = [model_name] if model_name else model_names(lake)
+    runs = read_runs(lake)
+    return {
+        "lake": str(lake.root),
+        "tables": table_counts(lake),
+        "models": [model_coverage(con, lake, m) for m in models],
+        "not_in_df02": not_in_df02(lake),
+        "writer": lock_holder(lake.lock_file),
+        "last_failed_run": last_failed(runs),
+        "recent_runs": [
+            {k: r.get(k) for k in ("run_id", "command", "outcome", "started", "elapsed_s")} for r in runs[-5:]
+        ],
+        "warehouse": str(lake.warehouse) if lake.warehouse.exists() else None,
+    }

@@ -1,0 +1,77 @@
+"""`morphlake sql`: a query run read-only against the warehouse (or the raw lake), as a table, CSV or Parquet."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from morphlake.errors import MorphlakeError
+from morphlake.lake.layout import Lake
+from morphlake.report.lakedb import connect, views
+
+OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet"}
+
+
+def open_lake(lake: Lake, *, raw: bool = False) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """(connection, what it reads): the warehouse opened read_only when it exists (df03, df03_coverage, the
+    stg_* views), else an in-memory view of the raw lake (df02, train, snips, embeddings)."""
+    if lake.warehouse.exists() and not raw:
+        return duckdb.connect(str(lake.warehouse), read_only=True), f"warehouse {lake.warehouse}"
+    return connect(lake), f"raw lake {lake.root}"
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    names = {r[0] for r in con.execute("select table_name from duckdb_tables() where not internal").fetchall()}
+    return sorted(names | views(con))
+
+
+def render(relation: duckdb.DuckDBPyRelation, *, max_rows: int = 40, max_width: int | None = None) -> str:
+    """DuckDB's own box table (long results shown head and tail, wide ones with the middle columns elided)."""
+    text = io.StringIO()
+    width = max_width or shutil.get_terminal_size((160, 24)).columns  # a job's log or a pipe: 160 wide
+    with contextlib.redirect_stdout(text):
+        relation.show(max_rows=max_rows, max_width=width, max_col_width=60)
+    return text.getvalue().rstrip("\n")
+
+
+def write(relation: duckdb.DuckDBPyRelation, output: Path) -> None:
+    """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file."""
+    kind = OUTPUT_KINDS.get(Path(output).suffix.lower())
+    if kind is None:
+        raise MorphlakeError(
+            f"cannot tell the format of {output} from its suffix", f"name it {' or '.join(f'*{s}' for s in OUTPUT_KINDS)}"
+        )
+    output = Path(output).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.tmp{os.getpid()}")
+    try:
+        if kind == "csv":
+            relation.write_csv(str(partial), header=True)
+        else:
+            relation.write_parquet(str(partial))
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def run_sql(lake: Lake, query: str, *, raw: bool = False) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyRelation]:
+    """The query's result as a relation (the connection stays open with it)."""
+    con, source = open_lake(lake, raw=raw)
+    try:
+        relation = con.sql(query)
+    except duckdb.Error as exc:
+        raise MorphlakeError(
+            f"the query failed on the {source}: {str(exc).strip()}",
+            f"tables here: {', '.join(tables(con)) or 'none'}; the connection is read-only",
+        ) from None
+    if relation is None:
+        raise MorphlakeError("the statement returned no rows", "morphlake sql runs queries (select, describe, show)")
+    return con, relation
+
+
+__all__ = ["open_lake", "run_sql", "render", "write", "tables"]
