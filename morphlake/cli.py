@@ -571,7 +571,9 @@ def status(model_name, as_json, brief, lake):
     help="Write the whole result to FILE.csv or FILE.parquet instead of printing it.",
 )
 @click.option("--max-rows", type=click.IntRange(1), default=40, show_default=True, help="Rows printed (head and tail).")
-@click.option("--raw", is_flag=True, help="Query the raw lake (df02, train, snips, embeddings) even when a warehouse exists.")
+@click.option(
+    "--raw", is_flag=True, help="Query the raw lake (df02, train, snips, embeddings) even when a warehouse exists."
+)
 @lake_option
 def sql(query, output, max_rows, raw, lake):
     """Run a SQL query (DuckDB) read-only against the lake's warehouse (df03, df03_coverage, train_embeddings,
@@ -596,7 +598,9 @@ def sql(query, output, max_rows, raw, lake):
         else:
             click.echo(render(relation, max_rows=max_rows))
     except duckdb.Error as exc:
-        raise InputError(f"the query failed: {str(exc).strip()}", "check the query against `morphlake sql 'show tables'`") from None
+        raise InputError(
+            f"the query failed: {str(exc).strip()}", "check it against the tables: morphlake sql 'show tables'"
+        ) from None
 
 
 @main.command()
@@ -616,6 +620,80 @@ def neighbours(snip_id, k, model_name, lake):
     from morphlake.report.query import render
 
     click.echo(render(nearest(Lake.at(lake), snip_id, model_name=model_name, k=k), max_rows=k + 1))
+
+
+@main.command("report")
+@click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True, help="Whose embeddings.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="Where to write the page.",
+)
+@click.option(
+    "--map",
+    "method",
+    type=click.Choice(["pca", "umap"]),
+    default="pca",
+    show_default=True,
+    help="The embedding map's projection (umap needs the `umap` extra).",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(2, 1_000_000),
+    default=20_000,
+    show_default=True,
+    help="df03 rows drawn (seeded) for the map's projection and the dimension figures.",
+)
+@click.option(
+    "--points", type=click.IntRange(1, 100_000), default=5_000, show_default=True, help="Of those, how many to plot."
+)
+@click.option(
+    "--thumbnails",
+    type=click.IntRange(0, 5_000),
+    default=300,
+    show_default=True,
+    help="Plotted points whose snip image is embedded (about 2-3 KB each).",
+)
+@click.option(
+    "--against",
+    default=None,
+    help="ONNX model to compare the legacy store with (default: another model in the lake with the same width "
+    "and ONNX rows for the store's snips).",
+)
+@click.option("--zn-frac", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Nuisance share of z.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@lake_option
+def report_command(model_name, output, method, sample, points, thumbnails, against, zn_frac, seed, lake):
+    """Write one self-contained HTML page (opens offline) about a model's embeddings: coverage of df02 per
+    experiment, an embedding map (PCA of z_mu, by perturbation and by stage; click a point for its snip),
+    nuisance vs biological dimensions, legacy store vs ONNX agreement, and the run history.
+
+    \b
+    Example:
+      morphlake report --lake ./lake -o report.html
+      morphlake report --model-name 20241107_ds_sweep01_optimum --map umap -o umap.html
+    """
+    from morphlake.report.page import ReportOptions, write_report
+
+    options = ReportOptions(
+        model_name=model_name,
+        sample=sample,
+        points=min(points, sample),
+        thumbnails=thumbnails,
+        method=method,
+        zn_frac=zn_frac,
+        against=against,
+        seed=seed,
+    )
+    done = write_report(Lake.at(lake), output, options)
+    click.echo(
+        f"wrote {done['path']} ({done['bytes'] / 1e6:.1f} MB, {done['seconds']:.1f} s): model {model_name}, "
+        f"{done['rows']} embeddings, map of {done['map_points']} of a {done['sample']}-row sample, "
+        f"{done['thumbnails']} thumbnails, {done['agreement_snips']} snips compared with ONNX"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ rate, time left), so a cluster job's log shows where the step is."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 log = logging.getLogger("morphlake")
 
 LOG_EVERY_S = 10.0
+EVERY_VARIABLE = "MORPHLAKE_PROGRESS_SECONDS"  # seconds between log lines (a job's log), default LOG_EVERY_S
+
+
+def log_every() -> float:
+    try:
+        return max(0.0, float(os.environ.get(EVERY_VARIABLE) or LOG_EVERY_S))
+    except ValueError:
+        return LOG_EVERY_S
 
 
 def duration(seconds: float) -> str:
@@ -69,13 +78,15 @@ class StepProgress:
 
 
 @contextmanager
-def step_progress(label: str, total: int, *, unit: str = "items", every: float = LOG_EVERY_S, stream: IO | None = None):
+def step_progress(label: str, total: int, *, unit: str = "items", every: float | None = None, stream: IO | None = None):
     """`with step_progress("embed", n, unit="snips") as p: ... p.update(done)`.
 
     On a terminal (stderr by default) a transient rich bar; otherwise a log line every `every` seconds and one
-    at the end, so a job's log shows done/total, the rate and the time left.
+    at the end, so a job's log shows done/total, the rate and the time left. `every` defaults to
+    $MORPHLAKE_PROGRESS_SECONDS, else 10 s.
     """
     stream = stream if stream is not None else sys.stderr
+    every = log_every() if every is None else every
     if total and stream.isatty():
         bar = Progress(
             TextColumn(label),

@@ -78,8 +78,8 @@ def last_failed(runs: list[dict]) -> dict | None:
         run = runs[index]
         if run.get("outcome") != "failed":
             continue
-        later = [r for r in runs[index + 1 :] if r.get("command") == run.get("command") and r.get("outcome") != "failed"]
-        if later:
+        same = [r for r in runs[index + 1 :] if r.get("command") == run.get("command")]
+        if any(r.get("outcome") != "failed" for r in same):
             return None
         message, hint = split_error(run.get("error", ""))
         return {
@@ -119,7 +119,8 @@ def not_in_df02(lake: Lake) -> dict[str, list[str]]:
         return {}
     found = {"snips": set(lake.partition_values("snips")), "embeddings": set()}
     for model in model_names(lake):
-        found["embeddings"] |= {p.name.split("=", 1)[1] for p in lake.partition_dir("embeddings", model_name=model).glob("*=*")}
+        folder = lake.partition_dir("embeddings", model_name=model)
+        found["embeddings"] |= {p.name.split("=", 1)[1] for p in folder.glob("experiment_date=*")}
     return {table: sorted(exps - in_df02) for table, exps in found.items() if exps - in_df02}
 
 

@@ -55,9 +55,7 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10) -> duckdb
     zs = z_mu_columns(con, "model_embeddings")
     vector = query_vector(con, snip_id, zs, model_name)
     have_df02 = "df02" in views(con)
-    con.execute(
-        f"create temp table top as {neighbours_sql(zs, vector, k=k, in_df02=have_df02)}", {"snip": snip_id}
-    )
+    con.execute(f"create temp table top as {neighbours_sql(zs, vector, k=k, in_df02=have_df02)}", {"snip": snip_id})
     if have_df02:
         present = {r[0] for r in con.execute("describe df02").fetchall()}
         extra = ", ".join(f"d.{c}" for c in METADATA if c in present)

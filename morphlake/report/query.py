@@ -43,9 +43,8 @@ def write(relation: duckdb.DuckDBPyRelation, output: Path) -> None:
     """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file."""
     kind = OUTPUT_KINDS.get(Path(output).suffix.lower())
     if kind is None:
-        raise MorphlakeError(
-            f"cannot tell the format of {output} from its suffix", f"name it {' or '.join(f'*{s}' for s in OUTPUT_KINDS)}"
-        )
+        names = " or ".join(f"*{suffix}" for suffix in OUTPUT_KINDS)
+        raise MorphlakeError(f"cannot tell the format of {output} from its suffix", f"name it {names}")
     output = Path(output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.tmp{os.getpid()}")

@@ -57,7 +57,7 @@ def render(health: dict, *, per_experiment: bool = True) -> str:
         for r in health["recent_runs"]:
             lines.append(f"    {r['run_id']:<40} {r.get('outcome') or '?':<9} {r.get('elapsed_s', '?')}s")
     if health["warehouse"]:
-        lines.append(f"  warehouse {health['warehouse']} (query it: morphlake sql \"select * from df03 limit 5\")")
+        lines.append(f'  warehouse {health["warehouse"]} (query it: morphlake sql "select * from df03 limit 5")')
     return "\n".join(lines)
 
 
