@@ -4,6 +4,7 @@ experiments gone from df02, the writer running now and the last failed run (for 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -67,9 +68,9 @@ def read_runs(lake: Lake) -> list[dict]:
 
 
 def split_error(error: str) -> tuple[str, str]:
-    """A run record's error -> (message, hint): the hinted errors end with '\\n  hint: …'."""
+    """A run record's error ('InputError: message\\n  hint: …') -> (message, hint), the class name left out."""
     message, _, hint = (error or "").partition("\n  hint:")
-    return message.strip(), hint.strip()
+    return re.sub(r"^[A-Z]\w*: ", "", message.strip()), hint.strip()
 
 
 def last_failed(runs: list[dict]) -> dict | None:

@@ -13,7 +13,8 @@ from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import Lake
 from morphlake.report.lakedb import connect, model_view, require_model, views, z_mu_columns
 
-METADATA = ("embryo_id", "short_pert_name", "phenotype", "predicted_stage_hpf", "use_embryo_flag")
+# df02 column -> its name in the table (short: the table fits a terminal; embryo_id is in snip_id)
+METADATA = {"short_pert_name": "perturbation", "predicted_stage_hpf": "stage_hpf", "use_embryo_flag": "usable"}
 
 
 def query_vector(con: duckdb.DuckDBPyConnection, snip_id: str, zs: list[str], model_name: str) -> list[float]:
@@ -58,13 +59,13 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10) -> duckdb
     con.execute(f"create temp table top as {neighbours_sql(zs, vector, k=k, in_df02=have_df02)}", {"snip": snip_id})
     if have_df02:
         present = {r[0] for r in con.execute("describe df02").fetchall()}
-        extra = ", ".join(f"d.{c}" for c in METADATA if c in present)
+        extra = ", ".join(f"d.{c} as {name}" for c, name in METADATA.items() if c in present)
         join = "left join df02 d on t.snip_id = d.snip_id and t.experiment_date = d.experiment_date"
     else:
         extra, join = "", ""
     columns = "row_number() over (order by t.similarity desc, t.snip_id) as rank, t.snip_id, "
     columns += "round(t.similarity, 6) as similarity, t.experiment_date" + (f", {extra}" if extra else "")
-    return con.sql(f"select {columns}, t.source as embedding_source from top t {join} order by rank")
+    return con.sql(f"select {columns}, t.source from top t {join} order by rank")
 
 
 __all__ = ["nearest", "neighbours_sql"]
