@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import duckdb
 
 from morphlake.lake.layout import Lake
@@ -27,8 +29,7 @@ def describe_df03(lake: Lake) -> str:
         f"  {exp:<32} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}"
         for exp, d02, d03, use, emb in coverage
     ]
-    lines.append(
-        "try:  python -c \"import duckdb; print(duckdb.connect('"
-        f"{lake.warehouse}', read_only=True).sql('select * from df03_coverage'))\""
-    )
+    lake_arg = f" --lake {shlex.quote(str(lake.root))}"
+    lines.append(f"try:  morphlake sql{lake_arg} \"select * from df03 limit 5\"")
+    lines.append(f"      morphlake report{lake_arg} -o report.html   # coverage, embedding map, agreement, runs")
     return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""`morphlake report` through the CLI: the page's content, the legacy vs ONNX agreement, and the page in a real
+headless browser (Debian's Chromium driven by Playwright; skipped where no browser is installed)."""
+
+import io
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from morphlake import DEFAULT_MODEL_NAME
+from morphlake.embed.build import write_demo_encoder
+
+
+def chromium() -> str | None:
+    """The system's Chromium ($MORPHLAKE_CHROMIUM, else on PATH); Playwright downloads none."""
+    found = os.environ.get("MORPHLAKE_CHROMIUM") or next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
+    )
+    return found
+
+
+def make_report(cli, lake, output, *args):
+    result = cli("report", "--lake", lake, "-o", output, *args)
+    assert result.exit_code == 0, result.output
+    return result, output.read_text()
+
+
+def test_report_is_one_self_contained_page(cli, embedded_lake, tmp_path):
+    result, html = make_report(cli, embedded_lake, tmp_path / "report.html")
+    assert f"model {DEFAULT_MODEL_NAME}, 18 embeddings, map of 18 of a 18-row sample, 18 thumbnails" in result.output
+    assert f"morphlake report: model {DEFAULT_MODEL_NAME}" in html
+    assert "DEMO weights" in html  # which model and data it shows
+    assert "18 of 18 df02 rows have an embedding" in html and "10 come from the legacy store, 8 from ONNX" in html
+    assert "fitted on a sample of 18 of the 18 df03 rows" in html
+    # offline: no external script, style or image; the charts' JS and the thumbnails are in the page
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"?https?:", html)
+    assert len(re.findall(r"data:image/jpeg;base64,", html)) == 18
+    assert html.count('class="plotly-graph-div"') == 4  # coverage, map, dimensions, runs (no agreement yet)
+    assert "No snip has both a legacy-store row" in html
+    assert "20250305_24hpf_lmx1b" in html and "nuisance" in html and "biological" in html
+
+    small = tmp_path / "small.html"
+    result, html = make_report(cli, embedded_lake, small, "--sample", "10", "--points", "8", "--thumbnails", "3")
+    assert "map of 8 of a 10-row sample, 3 thumbnails" in result.output
+    assert len(re.findall(r"data:image/jpeg;base64,", html)) == 3
+
+
+def test_report_compares_the_legacy_store_with_onnx_rows(cli, embedded_lake, demo_template, tmp_path):
+    # the same demo weights under a second model name: ONNX rows for every ledger snip, the store's too
+    check = write_demo_encoder(tmp_path / "check.onnx", "check_onnx", seed=0)
+    assert cli("embed", "--model", check, "--lake", embedded_lake).exit_code == 0
+    result, html = make_report(cli, embedded_lake, tmp_path / "report.html")
+    assert "10 snips compared with ONNX" in result.output
+    assert "10 snips have both a legacy-store row" in html and "(model check_onnx" in html
+    smallest = float(re.search(r"Cosine of z_mu: smallest ([0-9.]+)", html).group(1))
+    assert smallest > 0.9999  # the demo store was written by the same encoder
+    assert html.count('class="plotly-graph-div"') == 5
+
+
+def test_report_refuses_a_model_the_lake_lacks(cli, embedded_lake, tmp_path):
+    result = cli("report", "--lake", embedded_lake, "--model-name", "nope", "-o", tmp_path / "r.html")
+    assert result.exit_code == 1
+    assert "has no embeddings of model nope" in result.stderr and DEFAULT_MODEL_NAME in result.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)")
+def test_report_draws_in_a_headless_browser(cli, embedded_lake, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    check = write_demo_encoder(tmp_path / "check.onnx", "check_onnx", seed=0)
+    assert cli("embed", "--model", check, "--lake", embedded_lake).exit_code == 0
+    page_file = tmp_path / "report.html"
+    make_report(cli, embedded_lake, page_file)
+    problems, requests = [], []
+
+    def block(route):
+        requests.append(route.request.url)
+        route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else block(r))
+        page.goto(page_file.as_uri())
+        charts = page.locator(".plotly-graph-div").count()
+        assert charts == 5
+        page.wait_for_function(f"window.chartsDrawn === {charts}", timeout=30_000)
+        # every chart drew its marks: bars or points in each
+        for name in ("coverage", "dims", "agreement", "runs"):
+            assert page.locator(f"#chart-{name} .barlayer .point").count() > 0, name
+        assert page.locator("#chart-map .scatterlayer .point").count() == 2 * 18  # two panels
+        page.locator("#chart-map .scatterlayer .trace .point").first.click(force=True)
+        page.wait_for_selector("#snip-body img")
+        assert page.locator("#snip-body").inner_text().startswith("20")
+        shot = page.locator("#chart-map").screenshot(path=str(tmp_path / "map.png"))
+        browser.close()
+    assert problems == [] and requests == []  # no console errors; nothing fetched from anywhere
+    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).reshape(-1, 3)
+    ink = (pixels < 230).any(axis=1)
+    assert 0.01 < ink.mean() < 0.6  # the map is drawn, not blank (and not a solid block)
+    coloured = pixels[ink & (np.ptp(pixels, axis=1) > 60)]
+    assert len(np.unique(coloured // 32, axis=0)) >= 4  # points in several colours (perturbations, stage scale)
