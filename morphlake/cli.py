@@ -616,10 +616,13 @@ def neighbours(snip_id, k, model_name, lake):
     Example:
       morphlake neighbours 20240626_A01_e01_t0000 -k 10 --lake ./lake
     """
+    import duckdb
+
     from morphlake.report.neighbours import nearest
     from morphlake.report.query import render
 
-    click.echo(render(nearest(Lake.at(lake), snip_id, model_name=model_name, k=k), max_rows=k + 1))
+    found = nearest(Lake.at(lake), snip_id, model_name=model_name, k=k)
+    click.echo(render(duckdb.connect().from_arrow(found.to_arrow()), max_rows=k + 1))
 
 
 @main.command("report")

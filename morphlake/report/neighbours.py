@@ -1,71 +1,100 @@
 """`morphlake neighbours`: the snips nearest one snip by cosine similarity of z_mu, with their df02 metadata.
 
-The answer of the README's df03 query (df03 self-join, `array_cosine_similarity` on `z_mu`), computed on the
-model's embeddings Parquet alone: one scan of the z_mu columns of df02's snips, a top-k, then the metadata of
-the k rows (benchmarks/neighbours.py measures it at 1M snips against that query).
+The answer of the README's df03 query (df03 self-join, `array_cosine_similarity` on `z_mu`): every other
+embedded snip that df02 holds, most similar first. Computed on the model's embeddings Parquet alone with one
+streaming Polars scan of the z_mu columns and a top-k (benchmarks/neighbours.py measures it at 1M snips
+against that query); df02 is read only for the candidates, unless too few of them are in df02.
 """
 
 from __future__ import annotations
 
 import duckdb
+import polars as pl
+import pyarrow as pa
 
 from morphlake.errors import MorphlakeError
-from morphlake.lake.layout import Lake
-from morphlake.report.lakedb import connect, model_view, require_model, views, z_mu_columns
+from morphlake.lake.layout import PART_FILE, Lake
+from morphlake.report.lakedb import embeddings_glob, has_files, parquet, require_model
 
 # df02 column -> its name in the table (short: the table fits a terminal; embryo_id is in snip_id)
 METADATA = {"short_pert_name": "perturbation", "predicted_stage_hpf": "stage_hpf", "use_embryo_flag": "usable"}
+KEYS = ["snip_id", "experiment_date"]
 
 
-def query_vector(con: duckdb.DuckDBPyConnection, snip_id: str, zs: list[str], model_name: str) -> list[float]:
-    row = con.execute(f"select {', '.join(zs)} from model_embeddings where snip_id = ?", [snip_id]).fetchone()
-    if row is None:
-        similar = con.execute(
-            "select snip_id from model_embeddings order by jaro_winkler_similarity(snip_id, ?) desc limit 3", [snip_id]
-        ).fetchall()
+def closest_ids(glob: str, snip_id: str, count: int = 3) -> list[str]:
+    rows = duckdb.execute(
+        f"select snip_id from {parquet(glob)} order by jaro_winkler_similarity(snip_id, ?) desc limit {count}",
+        [snip_id],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def query_vector(scan: pl.LazyFrame, zs: list[str], snip_id: str, model_name: str, glob: str) -> list[float]:
+    found = scan.filter(pl.col("snip_id") == snip_id).select(zs).head(1).collect()
+    if found.height == 0:
         raise MorphlakeError(
             f"snip {snip_id} has no embedding of model {model_name}",
-            f"check the snip id (closest: {', '.join(r[0] for r in similar)}), or embed it first",
+            f"check the snip id (closest: {', '.join(closest_ids(glob, snip_id))}), or embed it first",
         )
-    if any(v is None for v in row):
+    vector = found.row(0)
+    if any(v is None for v in vector):
         raise MorphlakeError(f"snip {snip_id} has null z_mu values", "re-embed it with `morphlake embed`")
-    return list(row)
+    return list(vector)
 
 
-def neighbours_sql(zs: list[str], vector: list[float], *, k: int, in_df02: bool) -> str:
-    """Cosine similarity of every other embedded snip (of df02, as df03 has them) to `vector`, top k."""
-    dim = len(zs)
-    array = f"[{', '.join(repr(float(v)) for v in vector)}]::FLOAT[{dim}]"
-    keep = "semi join df02 d on e.snip_id = d.snip_id and e.experiment_date = d.experiment_date" if in_df02 else ""
-    return f"""
-        select e.snip_id, e.experiment_date, e.source,
-               array_cosine_similarity(list_value({", ".join(f"e.{z}" for z in zs)})::FLOAT[{dim}], {array})
-                   as similarity
-        from model_embeddings e {keep}
-        where e.snip_id <> $snip
-        order by similarity desc, e.snip_id
-        limit {int(k)}
-    """
+def similarities(scan: pl.LazyFrame, zs: list[str], vector: list[float], snip_id: str) -> pl.LazyFrame:
+    """snip_id, experiment_date, source, similarity (cosine of z_mu with `vector`) of every other snip."""
+    norm = sum(v * v for v in vector) ** 0.5
+    dot = pl.sum_horizontal([pl.col(z) * (v / norm) for z, v in zip(zs, vector)])
+    length = pl.sum_horizontal([pl.col(z) * pl.col(z) for z in zs]).sqrt()
+    return scan.filter(pl.col("snip_id") != snip_id).select(*KEYS, "source", (dot / length).alias("similarity"))
 
 
-def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10) -> duckdb.DuckDBPyRelation:
-    """The k snips nearest `snip_id` (cosine of z_mu), most similar first, with rank and df02 metadata."""
+def df02_rows(lake: Lake, ids: list[str]) -> pl.DataFrame:
+    """df02's keys and the METADATA columns it has, for these snips."""
+    glob = str(lake.table_dir("df02") / "*" / PART_FILE)
+    con = duckdb.connect()
+    present = {r[0] for r in con.execute(f"describe select * from {parquet(glob)}").fetchall()}
+    columns = ", ".join([*KEYS, *(f"{c} as {name}" for c, name in METADATA.items() if c in present)])
+    con.register("wanted", pa.table({"snip_id": pa.array(ids, pa.string())}))
+    return con.sql(f"select {columns} from {parquet(glob)} where snip_id in (select snip_id from wanted)").pl()
+
+
+def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidates: int | None = None) -> pl.DataFrame:
+    """The k snips of df02 nearest `snip_id` (cosine of z_mu), most similar first, with rank and metadata.
+    `candidates` (default 4k + 16): how many of the nearest embeddings are looked up in df02 before all are."""
     require_model(lake, model_name)
-    con = connect(lake)
-    model_view(con, lake, model_name)
-    zs = z_mu_columns(con, "model_embeddings")
-    vector = query_vector(con, snip_id, zs, model_name)
-    have_df02 = "df02" in views(con)
-    con.execute(f"create temp table top as {neighbours_sql(zs, vector, k=k, in_df02=have_df02)}", {"snip": snip_id})
-    if have_df02:
-        present = {r[0] for r in con.execute("describe df02").fetchall()}
-        extra = ", ".join(f"d.{c} as {name}" for c, name in METADATA.items() if c in present)
-        join = "left join df02 d on t.snip_id = d.snip_id and t.experiment_date = d.experiment_date"
-    else:
-        extra, join = "", ""
-    columns = "row_number() over (order by t.similarity desc, t.snip_id) as rank, t.snip_id, "
-    columns += "round(t.similarity, 6) as similarity, t.experiment_date" + (f", {extra}" if extra else "")
-    return con.sql(f"select {columns}, t.source from top t {join} order by rank")
+    glob = embeddings_glob(lake, model_name)
+    scan = pl.scan_parquet(glob, hive_partitioning=False, missing_columns="insert", extra_columns="ignore")
+    names = scan.collect_schema().names()
+    zs = sorted((c for c in names if c.startswith("z_mu_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
+    others = similarities(scan, zs, query_vector(scan, zs, snip_id, model_name, glob), snip_id)
+    if not has_files(lake, "df02"):
+        top = others.top_k(k, by="similarity").collect()
+        return _ranked(top, None, k)
+    wanted = candidates or 4 * k + 16  # usually most of them are in df02, which is read for these alone
+    top = others.top_k(wanted, by="similarity").collect()
+    meta = df02_rows(lake, top["snip_id"].to_list())
+    found = top.join(meta, on=KEYS, how="inner")
+    if found.height < k and top.height == wanted:  # many embeddings outside df02: filter them all first
+        keys = pl.scan_parquet(str(lake.table_dir("df02") / "*" / PART_FILE), hive_partitioning=False).select(KEYS)
+        top = others.join(keys, on=KEYS, how="semi").top_k(k, by="similarity").collect()
+        meta = df02_rows(lake, top["snip_id"].to_list())
+        found = top.join(meta, on=KEYS, how="inner")
+    return _ranked(found, meta, k)
 
 
-__all__ = ["nearest", "neighbours_sql"]
+def _ranked(found: pl.DataFrame, meta: pl.DataFrame | None, k: int) -> pl.DataFrame:
+    ordered = found.sort(["similarity", "snip_id"], descending=[True, False]).head(k)
+    extra = [c for c in (meta.columns if meta is not None else []) if c not in KEYS]
+    return ordered.select(
+        pl.int_range(1, ordered.height + 1).alias("rank"),
+        "snip_id",
+        pl.col("similarity").round(6),
+        "experiment_date",
+        *extra,
+        "source",
+    )
+
+
+__all__ = ["nearest"]

@@ -30,6 +30,6 @@ def describe_df03(lake: Lake) -> str:
         for exp, d02, d03, use, emb in coverage
     ]
     lake_arg = f" --lake {shlex.quote(str(lake.root))}"
-    lines.append(f"try:  morphlake sql{lake_arg} \"select * from df03 limit 5\"")
+    lines.append(f'try:  morphlake sql{lake_arg} "select * from df03 limit 5"')
     lines.append(f"      morphlake report{lake_arg} -o report.html   # coverage, embedding map, agreement, runs")
     return "\n".join(lines)
