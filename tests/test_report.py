@@ -5,6 +5,7 @@ import io
 import os
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -64,6 +65,14 @@ def test_report_refuses_a_model_the_lake_lacks(cli, embedded_lake, tmp_path):
     result = cli("report", "--lake", embedded_lake, "--model-name", "nope", "-o", tmp_path / "r.html")
     assert result.exit_code == 1
     assert "has no embeddings of model nope" in result.stderr and DEFAULT_MODEL_NAME in result.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_umap_map_needs_its_extra(cli, embedded_lake, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # as where the `umap` extra is not installed
+    result = cli("report", "--lake", embedded_lake, "--map", "umap", "-o", tmp_path / "r.html")
+    assert result.exit_code == 1
+    assert "the UMAP map needs umap-learn" in result.stderr and "pip install 'morphlake[umap]'" in result.stderr
     assert not (tmp_path / "r.html").exists()
 
 

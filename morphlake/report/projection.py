@@ -32,7 +32,7 @@ def umap(z: np.ndarray, *, seed: int) -> np.ndarray:
             "the UMAP map needs umap-learn", "install the extra: pip install 'morphlake[umap]', or use the PCA map"
         ) from None
     neighbours = max(2, min(15, len(z) - 1))
-    return umap_learn.UMAP(n_neighbors=neighbours, metric="cosine", random_state=seed).fit_transform(z)
+    return umap_learn.UMAP(n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1).fit_transform(z)
 
 
 def project(z: np.ndarray, method: str, *, seed: int = 0) -> tuple[np.ndarray, str, tuple[str, str]]:
