@@ -112,3 +112,9 @@ def write_lake(
         )
         write(lake.partition_file("embeddings", model_name=COMPANION, experiment_date=exp), other)
     return lake
+
+
+if __name__ == "__main__":  # python -m benchmarks.synthetic_lake LAKE SNIPS: in its own process (a small parent)
+    import sys
+
+    write_lake(Path(sys.argv[1]), int(sys.argv[2]))
