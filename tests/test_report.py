@@ -114,3 +114,27 @@ def test_report_draws_in_a_headless_browser(cli, embedded_lake, tmp_path):
     assert 0.01 < ink.mean() < 0.6  # the map is drawn, not blank (and not a solid block)
     coloured = pixels[ink & (np.ptp(pixels, axis=1) > 60)]
     assert len(np.unique(coloured // 32, axis=0)) >= 4  # points in several colours (perturbations, stage scale)
+
+
+def test_pca_and_the_explained_shares_on_known_data():
+    from morphlake.report.analysis import Sample, block_summary, group_eta2, stage_r2
+    from morphlake.report.projection import pca
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    stage = rng.uniform(24, 48, n)
+    pert = rng.choice(["wt", "atf6", "tbxta"], n).tolist()
+    z = rng.standard_normal((n, 10)).astype(np.float32) * 0.01
+    z[:, 0] += (stage - 36) ** 2 / 100  # nuisance dim 0: a curve in stage (a cubic fits it)
+    z[:, 5] += np.array([{"wt": 0.0, "atf6": 1.0, "tbxta": -1.0}[p] for p in pert])  # biological dim 5: perturbation
+    r2, eta2 = stage_r2(z, stage), group_eta2(z, pert)
+    assert r2[0] > 0.99 and eta2[5] > 0.99 and r2[5] < 0.01 and eta2[0] < 0.01 and r2[3] < 0.01
+    sample = Sample(n, [str(i) for i in range(n)], ["e"] * n, pert, stage, [None] * n, z)
+    nuisance, bio = block_summary(sample, nuisance_dims=2)
+    assert (nuisance["block"], nuisance["dims"], bio["dims"]) == ("nuisance", "0-1", "2-9")
+    assert nuisance["stage_r2"] > 0.95 and bio["perturbation_eta2"] > 0.95
+    coords, ratio = pca(z)
+    centred = z - z.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    assert ratio == pytest.approx(singular[:2] ** 2 / (singular**2).sum(), rel=1e-4)
+    assert np.abs(coords[:, 0]).std() > 0 and coords.shape == (n, 2)

@@ -10,18 +10,25 @@ METHODS = ("pca", "umap")
 
 
 def pca(z: np.ndarray, components: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """(coordinates [n, components], explained variance ratio per component) of the centred rows."""
-    centred = z - z.mean(axis=0)
+    """(coordinates [n, components], explained variance ratio per component) of the centred rows, from the
+    eigenvectors of the D x D covariance (cheap for many rows)."""
     if len(z) < 2:
         return np.zeros((len(z), components)), np.zeros(components)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    variance = s**2
-    ratio = variance[:components] / variance.sum() if variance.sum() > 0 else np.zeros(components)
-    coords = centred @ vt[:components].T
+    centred = z.astype(np.float64) - z.mean(axis=0)
+    scatter = centred.T @ centred
+    values, vectors = np.linalg.eigh(scatter)
+    order = np.argsort(values)[::-1][:components]
+    values, vectors = np.clip(values[order], 0, None), vectors[:, order]
+    total = np.trace(scatter)
+    ratio = values / total if total > 0 else np.zeros(len(values))
+    coords = centred @ vectors
     if coords.shape[1] < components:  # fewer dimensions than components
         coords = np.pad(coords, ((0, 0), (0, components - coords.shape[1])))
         ratio = np.pad(ratio, (0, components - len(ratio)))
-    return coords, ratio
+    # a sign per axis, so the same data gives the same picture: the largest loading positive
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), range(vectors.shape[1])])
+    signs = np.pad(signs, (0, components - len(signs)), constant_values=1)
+    return coords * np.where(signs == 0, 1, signs), ratio
 
 
 def umap(z: np.ndarray, *, seed: int) -> np.ndarray:
