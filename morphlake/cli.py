@@ -590,11 +590,10 @@ def sql(query, output, max_rows, raw, lake):
 
     from morphlake.report.query import render, run_sql, write
 
-    con, relation = run_sql(Lake.at(lake), query, raw=raw)
+    con, relation = run_sql(Lake.at(lake), query, raw=raw)  # con: kept open while the relation is read
     try:
         if output:
-            write(relation, output)
-            click.echo(f"wrote {output} ({con.execute(f'select count(*) from ({query})').fetchone()[0]} rows)")
+            click.echo(f"wrote {output} ({write(relation, output)} rows)")
         else:
             click.echo(render(relation, max_rows=max_rows))
     except duckdb.Error as exc:

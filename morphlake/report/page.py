@@ -86,9 +86,9 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
     coverage = model_coverage(con, lake, options.model_name)  # also makes the model_embeddings view
     meta = con.execute(
         "select count(*), count(*) filter (where source = 'onnx'), list(distinct encoder_weights), "
-        "list(distinct model_sha256), list(distinct run_id) from model_embeddings"
+        "list(distinct model_sha256) from model_embeddings"
     ).fetchone()
-    rows, onnx_rows, weights, shas, _ = meta
+    rows, onnx_rows, weights, shas = meta
     weights = sorted(w for w in weights if w)
     sample = analysis.draw_sample(con, options.sample, seed=options.seed)
     dim = sample.z.shape[1] if len(sample) else len(analysis.z_mu_columns(con, "model_embeddings"))

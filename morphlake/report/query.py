@@ -39,8 +39,9 @@ def render(relation: duckdb.DuckDBPyRelation, *, max_rows: int = 40, max_width: 
     return text.getvalue().rstrip("\n")
 
 
-def write(relation: duckdb.DuckDBPyRelation, output: Path) -> None:
-    """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file."""
+def write(relation: duckdb.DuckDBPyRelation, output: Path) -> int:
+    """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file. Returns the
+    rows written (counted in the file: the query runs once)."""
     kind = OUTPUT_KINDS.get(Path(output).suffix.lower())
     if kind is None:
         names = " or ".join(f"*{suffix}" for suffix in OUTPUT_KINDS)
@@ -53,9 +54,12 @@ def write(relation: duckdb.DuckDBPyRelation, output: Path) -> None:
             relation.write_csv(str(partial), header=True)
         else:
             relation.write_parquet(str(partial))
+        reader = "read_csv" if kind == "csv" else "read_parquet"
+        rows = duckdb.connect().execute(f"select count(*) from {reader}(?)", [str(partial)]).fetchone()[0]
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
+    return rows
 
 
 def run_sql(lake: Lake, query: str, *, raw: bool = False) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyRelation]:
