@@ -51,6 +51,9 @@ def test_status_shows_coverage_per_model_and_experiment(cli, embedded_lake):
     assert "writing now: nothing" in out and "last failed run" not in out
     brief = cli("status", "--lake", embedded_lake, "--brief").output
     assert "20250305_24hpf_lmx1b" not in brief and "df02 rows with an embedding 18/18" in brief
+    other = cli("status", "--lake", embedded_lake, "--model-name", "other")
+    assert other.exit_code == 1
+    assert f"has no embeddings of model other\n  hint: choose one of: {DEFAULT_MODEL_NAME}" in other.stderr
 
 
 def test_status_json_stale_gone_writer_and_last_failure(cli, root, lake, encoder_path):

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from morphlake.lake.layout import TABLES, Lake
 from morphlake.lake.lock import lock_holder
-from morphlake.report.lakedb import connect, model_names, model_view, views
+from morphlake.report.lakedb import connect, model_names, model_view, require_model, views
 
 COVERAGE_SQL = """
 with df02 as (
@@ -141,6 +141,8 @@ def model_coverage(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str) 
 def lake_health(lake: Lake, model_name: str | None = None) -> dict:
     """Everything `status` shows, as plain data (`status --json` prints it)."""
     con = connect(lake)
+    if model_name:
+        require_model(lake, model_name)
     models = [model_name] if model_name else model_names(lake)
     runs = read_runs(lake)
     return {
