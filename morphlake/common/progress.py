@@ -53,6 +53,7 @@ class StepProgress:
         self.label, self.total, self.unit, self.every, self.bar, self.clock = label, total, unit, every, bar, clock
         self.start = self.last = clock()
         self.done = 0
+        self.logged: int | None = None  # the count the last log line showed
         self._task = bar.add_task(label, total=total, rate="-") if bar else None
 
     def line(self) -> str:
@@ -70,7 +71,7 @@ class StepProgress:
             elapsed = now - self.start
             self.bar.update(self._task, completed=done, rate=f"{done / elapsed:,.0f}" if elapsed > 0 else "-")
         elif now - self.last >= self.every:
-            self.last = now
+            self.last, self.logged = now, done
             log.info("%s", self.line())
 
     def advance(self, count: int = 1) -> None:
@@ -102,5 +103,5 @@ def step_progress(label: str, total: int, *, unit: str = "items", every: float |
         return
     progress = StepProgress(label, total, unit=unit, every=every)
     yield progress
-    if total and progress.last != progress.start:  # lines were logged: end with the final count
+    if total and progress.logged not in (None, progress.done):  # lines were logged: end with the final count
         log.info("%s", progress.line())
