@@ -115,7 +115,7 @@ def test_sql_prints_writes_and_is_read_only(cli, built_template, tmp_path):
     wrong = cli("sql", "--lake", lake, "select * from nope")
     assert wrong.exit_code == 1 and "the query failed on the warehouse" in wrong.stderr and "df03" in wrong.stderr
     write = cli("sql", "--lake", lake, "create table x as select 1")
-    assert write.exit_code == 1 and "read-only" in write.stderr
+    assert write.exit_code == 1 and "read-only" in write.stderr and "never writes the lake" in write.stderr
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
         assert "x" not in {r[0] for r in con.execute("show tables").fetchall()}
 
@@ -126,6 +126,9 @@ def test_sql_reads_the_raw_lake_without_a_warehouse(cli, embedded_lake):
     assert "legacy_csv" in result.output and "onnx" in result.output
     typed = cli("sql", "--lake", embedded_lake, "select typeof(experiment_date) as t from df02 limit 1")
     assert "VARCHAR" in typed.output
+    no_df03 = cli("sql", "--lake", embedded_lake, "select * from df03")
+    assert no_df03.exit_code == 1 and "the query failed on the raw lake" in no_df03.stderr
+    assert "df02, embeddings, snips, train" in no_df03.stderr and "run `morphlake build`" in no_df03.stderr
 
 
 def test_neighbours_match_the_readme_query(cli, built_template):

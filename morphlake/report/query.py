@@ -68,10 +68,10 @@ def run_sql(lake: Lake, query: str, *, raw: bool = False) -> tuple[duckdb.DuckDB
     try:
         relation = con.sql(query)
     except duckdb.Error as exc:
-        raise MorphlakeError(
-            f"the query failed on the {source}: {str(exc).strip()}",
-            f"tables here: {', '.join(tables(con)) or 'none'}; the connection is read-only",
-        ) from None
+        hint = f"tables here: {', '.join(tables(con)) or 'none'}; morphlake sql never writes the lake"
+        if source.startswith("raw"):
+            hint += " (df03 and df03_coverage come with the warehouse: run `morphlake build`)"
+        raise MorphlakeError(f"the query failed on the {source}: {str(exc).strip()}", hint) from None
     if relation is None:
         raise MorphlakeError("the statement returned no rows", "morphlake sql runs queries (select, describe, show)")
     return con, relation
