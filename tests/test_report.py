@@ -1,11 +1,12 @@
 """`morphlake report` through the CLI: the page's content, the legacy vs ONNX agreement, and the page in a real
 headless browser (Debian's Chromium driven by Playwright; skipped where no browser is installed)."""
 
-import io
 import os
 import re
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from PIL import Image
 
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.embed.build import write_demo_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def chromium() -> str | None:
@@ -76,13 +79,11 @@ def test_umap_map_needs_its_extra(cli, embedded_lake, tmp_path, monkeypatch):
     assert not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.skipif(chromium() is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)")
-def test_report_draws_in_a_headless_browser(cli, embedded_lake, tmp_path):
+def open_in_browser(page_file, shot_file, *, charts: int, bars: tuple[str, ...], points: int) -> str:
+    """Open the page in headless Chromium with every network request blocked; check that it logs no error or
+    warning, that every chart draws its marks, and that a click on the map shows the snip; check a screenshot
+    of the map for ink in several colours. Returns the click panel's text."""
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    check = write_demo_encoder(tmp_path / "check.onnx", "check_onnx", seed=0)
-    assert cli("embed", "--model", check, "--lake", embedded_lake).exit_code == 0
-    page_file = tmp_path / "report.html"
-    make_report(cli, embedded_lake, page_file)
     problems, requests = [], []
 
     def block(route):
@@ -96,24 +97,53 @@ def test_report_draws_in_a_headless_browser(cli, embedded_lake, tmp_path):
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else block(r))
         page.goto(page_file.as_uri())
-        charts = page.locator(".plotly-graph-div").count()
-        assert charts == 5
-        page.wait_for_function(f"window.chartsDrawn === {charts}", timeout=30_000)
-        # every chart drew its marks: bars or points in each
-        for name in ("coverage", "dims", "agreement", "runs"):
+        assert page.locator(".plotly-graph-div").count() == charts
+        page.wait_for_function(f"window.chartsDrawn === {charts}", timeout=60_000)
+        for name in bars:  # every chart drew its marks
             assert page.locator(f"#chart-{name} .barlayer .point").count() > 0, name
-        assert page.locator("#chart-map .scatterlayer .point").count() == 2 * 18  # two panels
+        assert page.locator("#chart-map .scatterlayer .point").count() == 2 * points  # two panels
         page.locator("#chart-map .scatterlayer .trace .point").first.click(force=True)
-        page.wait_for_selector("#snip-body img")
-        assert page.locator("#snip-body").inner_text().startswith("20")
-        shot = page.locator("#chart-map").screenshot(path=str(tmp_path / "map.png"))
+        page.wait_for_function("document.getElementById('snip-body').innerText.startsWith('20')")
+        panel = page.locator("#snip-body").inner_html()
+        page.locator("#chart-map").screenshot(path=str(shot_file))
         browser.close()
     assert problems == [] and requests == []  # no console errors; nothing fetched from anywhere
-    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).reshape(-1, 3)
+    pixels = np.asarray(Image.open(shot_file).convert("RGB")).reshape(-1, 3)
     ink = (pixels < 230).any(axis=1)
     assert 0.01 < ink.mean() < 0.6  # the map is drawn, not blank (and not a solid block)
     coloured = pixels[ink & (np.ptp(pixels, axis=1) > 60)]
     assert len(np.unique(coloured // 32, axis=0)) >= 4  # points in several colours (perturbations, stage scale)
+    return panel
+
+
+needs_chromium = pytest.mark.skipif(
+    chromium() is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it)"
+)
+
+
+@needs_chromium
+def test_report_draws_in_a_headless_browser(cli, embedded_lake, tmp_path):
+    check = write_demo_encoder(tmp_path / "check.onnx", "check_onnx", seed=0)
+    assert cli("embed", "--model", check, "--lake", embedded_lake).exit_code == 0
+    page_file = tmp_path / "report.html"
+    make_report(cli, embedded_lake, page_file)
+    bars = ("coverage", "dims", "agreement", "runs")
+    panel = open_in_browser(page_file, tmp_path / "map.png", charts=5, bars=bars, points=18)
+    assert '<img src="data:image/jpeg;base64,' in panel  # the clicked snip's image
+
+
+@needs_chromium
+def test_report_on_a_20k_snip_lake_draws_in_a_headless_browser(cli, tmp_path):
+    lake = tmp_path / "lake"
+    made = subprocess.run(
+        [sys.executable, "-m", "benchmarks.synthetic_lake", str(lake), "20000"], cwd=ROOT, capture_output=True
+    )
+    assert made.returncode == 0, made.stderr
+    result, html = make_report(cli, lake, tmp_path / "report.html")
+    assert "20000 embeddings, map of 5000 of a 20000-row sample, 300 thumbnails, 10000 snips compared" in result.output
+    assert len(html) < 8e6  # bounded: the sample, not the lake, sets the page's size
+    bars = ("coverage", "dims", "agreement")  # no run records in a lake written straight as Parquet
+    open_in_browser(tmp_path / "report.html", tmp_path / "map.png", charts=4, bars=bars, points=5000)
 
 
 def test_pca_and_the_explained_shares_on_known_data():
