@@ -1,1 +1,1 @@
-"""What morphlake shows people: `status` and the summary after a build."""
+"""What morphlake shows people: `status`, the summary after a build, `sql`, `neighbours` and the HTML report."""
