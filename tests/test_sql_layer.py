@@ -71,7 +71,8 @@ def test_duplicated_snip_id_fails_the_uniqueness_tests(cli, embedded_lake):
     assert result.exit_code == 1
     assert "unique_within_stg_embeddings_snip_id__model_name: fail: Got 1 result" in result.stderr
     skipped = result.stderr.split("skipped because of the failures above: ")[1].split("\n")[0].split(", ")
-    assert "df03" in skipped and "df03_export" in skipped
+    assert "int_df03" in skipped and "df03_coverage" in skipped
+    assert not (embedded_lake / "builds" / "current").exists()  # nothing published: no df03 export either
 
 
 def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):
@@ -141,6 +142,7 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     (embedded_lake / EMBED_DIR / "experiment_date=20240626" / "part-00000.parquet").unlink()
     assert cli("build", "--lake", embedded_lake, "--coverage-severity", "warn").exit_code == 0
     assert sorted(p.name for p in export.iterdir()) == [
+        "_schema.parquet",
         "experiment_date=20250305_24hpf_lmx1b",
         "experiment_date=20250612_30hpf_ctrl_atf6",
     ]
