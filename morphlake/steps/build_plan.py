@@ -43,15 +43,18 @@ def partition_inputs(lake: Lake, model_name: str) -> dict[str, dict[str, str | N
     }
 
 
-def tested_inputs(lake: Lake) -> str:
-    """One digest of every raw and embeddings file's state: the data tests read them all (e.g. the ledger, the
-    training metadata, other models' embeddings), so any change there runs the tests again."""
-    digest = hashlib.sha256()
+def tested_inputs(lake: Lake) -> dict[str, str]:
+    """A digest of the raw and embeddings files' states per experiment (and one for the training sets): the data
+    tests read them all (the ledger, other models' embeddings too), so a change there tests that experiment again."""
+    files: dict[str, list[str]] = {}
     for table in RAW_TABLES:
         base = lake.table_dir(table)
         for path in sorted(base.rglob("*.parquet")) if base.is_dir() else []:
-            digest.update(f"{path.relative_to(lake.root)}={file_state(path)}\n".encode())
-    return digest.hexdigest()
+            key = next((p for p in path.parent.parts[::-1] if p.startswith("experiment_date=")), "training sets")
+            files.setdefault(key.removeprefix("experiment_date="), []).append(
+                f"{path.relative_to(lake.root)}={file_state(path)}"
+            )
+    return {key: hashlib.sha256("\n".join(lines).encode()).hexdigest() for key, lines in sorted(files.items())}
 
 
 def project_digest(project: Path) -> str:
@@ -106,11 +109,12 @@ class BuildPlan:
     mode: str
     reason: str
     definitions: dict[str, str]
-    tested_inputs: str
+    tested_inputs: dict[str, str]
     inputs: dict[str, dict]
     rebuild: dict[str, str] = field(default_factory=dict)  # experiment -> why it is rewritten
     keep: list[str] = field(default_factory=list)  # experiments whose partition is linked from the previous build
     removed: list[str] = field(default_factory=list)  # experiments of the previous build no longer in df02
+    retest: list[str] = field(default_factory=list)  # experiments whose files changed: the tests look at these
 
     def record(self) -> dict:
         return {
@@ -119,6 +123,7 @@ class BuildPlan:
             "rebuilt": self.rebuild,
             "kept": len(self.keep),
             "removed": self.removed,
+            "tested": "every experiment" if self.mode == FULL else self.retest,
         }
 
 
@@ -126,7 +131,7 @@ def plan_build(
     previous: dict | None,
     *,
     definitions: dict[str, str],
-    tested: str,
+    tested: dict[str, str],
     inputs: dict[str, dict],
     force_full: str | None = None,
 ) -> BuildPlan:
@@ -155,7 +160,11 @@ def plan_build(
         else:
             plan.keep.append(exp)
     plan.removed = sorted(set(before) - set(inputs))
-    if plan.rebuild or plan.removed or previous.get("tested_inputs") != tested:
+    tested_before = previous.get("tested_inputs") if isinstance(previous.get("tested_inputs"), dict) else {}
+    plan.retest = sorted(
+        {key for key, digest in tested.items() if tested_before.get(key) != digest} | set(plan.rebuild)
+    )
+    if plan.rebuild or plan.removed or plan.retest or tested_before.keys() != tested.keys():
         plan.mode = INCREMENTAL
         plan.reason = "inputs changed since build " + str(previous.get("build_id"))
     else:

@@ -30,7 +30,7 @@ from morphlake.steps.build_plan import (
     plan_build,
     tested_inputs,
 )
-from morphlake.steps.data_tests import compiled_tests, run_tests
+from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
 from morphlake.steps.df03_export import export_df03, point_df03_at, reads_export
 from morphlake.steps.lifecycle import RunResult, lake_run
 
@@ -187,7 +187,9 @@ def run_build(
         builds = Builds(lake)
         previous = builds.manifest(builds.current_id())
         forced = "asked for (--full)" if full else None
-        if previous and not forced and not reads_export(lake.warehouse, Path(previous["df03_folder"])):
+        if previous and not forced and "compiled" not in previous:
+            forced = "the last build's record is from an older morphlake"
+        elif previous and not forced and not reads_export(lake.warehouse, Path(previous["df03_folder"])):
             forced = "the warehouse's df03 was re-created outside morphlake build (a plain dbt build)"
         with run.record.timed("plan"):
             plan = plan_build(
@@ -217,9 +219,9 @@ def _build_snapshot(run, builds: Builds, plan, previous: dict | None, *, project
     try:
         stage_warehouse(lake, staged)
         if plan.mode == FULL:
-            tests = _full(run, staged, folder, plan, project=project, variables=variables, quiet=quiet)
+            compiled = _full(run, staged, folder, plan, project=project, variables=variables, quiet=quiet)
         else:
-            tests = _incremental(run, staged, folder, plan, previous)
+            compiled = _incremental(run, staged, folder, plan, previous)
         if run.error is not None:
             run.record.set("warehouse", "unchanged: the build failed, so the published warehouse and export were kept")
             return
@@ -232,7 +234,7 @@ def _build_snapshot(run, builds: Builds, plan, previous: dict | None, *, project
                 "tested_inputs": plan.tested_inputs,
                 "inputs": plan.inputs,
                 "df03_folder": str(folder / DF03),
-                "tests": tests,
+                "compiled": compiled,
             },
         )
         crash_point("build-ready")
@@ -258,9 +260,10 @@ def _dbt(run, args: list[str], env: dict[str, str], step: str):
             release_warehouse()
 
 
-def _full(run, staged: Path, folder: Path, plan, *, project: Path, variables: dict, quiet: bool) -> list[dict]:
+def _full(run, staged: Path, folder: Path, plan, *, project: Path, variables: dict, quiet: bool) -> dict:
     """dbt builds everything but df03; morphlake writes every partition from int_df03; dbt builds df03 (a view over
-    the new export) and runs its tests on it. Returns the compiled data tests, for the next incremental builds."""
+    the new export) and runs its tests on it. Returns the compiled table models and data tests, for the next
+    incremental builds."""
     lake = run.lake
     base = ["build", "--project-dir", str(project), "--profiles-dir", str(project), "--target-path"]
     base += [str(lake.dbt_target), "--log-path", str(lake.dbt_logs), "--vars", json.dumps(variables)]
@@ -273,14 +276,15 @@ def _full(run, staged: Path, folder: Path, plan, *, project: Path, variables: di
     }
     results = [_dbt(run, [*base, "--exclude", "df03"], env, "dbt_build")]
     if _dbt_failed(run, results):
-        return []
+        return {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
         counts = export_df03(con, folder / DF03, rebuild=sorted(plan.rebuild), keep={})
     run.record.count("df03_rows", sum(counts.values()))
     results.append(_dbt(run, [*base, "--select", "df03"], env, "dbt_df03"))
     if _dbt_failed(run, results):
-        return []
-    return [test for result in results for test in compiled_tests(result)]
+        return {}
+    compiled = [compiled_nodes(result) for result in results]
+    return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}
 
 
 def _dbt_failed(run, results: list) -> bool:
@@ -302,9 +306,11 @@ def _dbt_failed(run, results: list) -> bool:
     return not ok
 
 
-def _incremental(run, staged: Path, folder: Path, plan, previous: dict) -> list[dict]:
+def _incremental(run, staged: Path, folder: Path, plan, previous: dict) -> dict:
     """No dbt: the copied warehouse's views still hold. Write the changed partitions, link the others from the
-    previous build, point df03 at the new folder and run the data tests dbt compiled in the last full build."""
+    previous build, point df03 at the new folder, re-create the table models and run the data tests dbt compiled
+    in the last full build, on the experiments whose files changed."""
+    compiled = previous["compiled"]
     old_folder = Path(previous["df03_folder"])
     kept = export_files(old_folder)
     with duckdb.connect(str(staged)) as con:
@@ -317,8 +323,11 @@ def _incremental(run, staged: Path, folder: Path, plan, previous: dict) -> list[
             )
             point_df03_at(con, old_folder, folder / DF03)
         run.record.count("df03_rows_written", sum(counts.values()))
+        with run.record.timed("tables"):
+            refresh_tables(con, compiled["tables"])
         with run.record.timed("tests"):
-            failures, counts = run_tests(con, previous["tests"])
+            scope_to(con, plan.retest)
+            failures, counts, seconds = run_tests(con, compiled["tests"])
     run.record.set(
         "dbt",
         {
@@ -326,11 +335,12 @@ def _incremental(run, staged: Path, folder: Path, plan, previous: dict) -> list[
             "counts": counts,
             "failures": failures,
             "ran": "the data tests compiled by the last full build, without starting dbt (definitions unchanged)",
+            "seconds": seconds,
         },
     )
     if failures:
         run.fail(f"{len(failures)} data test(s) failed", failures)
-    return previous["tests"]
+    return compiled
 
 
 def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:

@@ -1,23 +1,36 @@
-"""The project's data tests as dbt compiled them, kept with a build and run again by the next incremental build.
+"""The project's table models and data tests as dbt compiled them, kept with a build and run again by the next
+incremental build.
 
 An incremental build does not start dbt (its start-up and parse cost more than the work at most sizes): the SQL's
-definitions are the same as in the last full build, so the views in the copied warehouse and the tests dbt
-compiled then still hold. Each test is run the way dbt runs one (dbt's default `get_test_sql`): its query
-wrapped in `select fail_calc as failures, fail_calc warn_if as should_warn, fail_calc error_if as should_error`.
-Unit tests are not run again: they depend on the definitions only.
+definitions are the same as in the last full build, so the views in the copied warehouse, and the SQL dbt compiled
+then, still hold. Table models are re-created from their compiled SQL; each test is run the way dbt runs one
+(dbt's default `get_test_sql`): its query wrapped in `select fail_calc as failures, fail_calc warn_if as
+should_warn, fail_calc error_if as should_error`. Tests configured with var in_build_scope look only at the
+experiments in the DuckDB variable morphlake_scope. Unit tests are not run again: they depend on the definitions
+only.
 """
 
 from __future__ import annotations
 
+import time
+
 import duckdb
 
+SCOPE_VARIABLE = "morphlake_scope"
 
-def compiled_tests(result) -> list[dict]:
-    """The data tests of a dbtRunner result, with what running them again needs."""
-    tests = []
+
+def compiled_nodes(result) -> dict[str, list[dict]]:
+    """The table models and data tests of a dbtRunner result, in the order dbt ran them, with what running them
+    again needs."""
+    tables, tests = [], []
     for node_result in getattr(result.result, "results", None) or []:
         node = node_result.node
-        if str(node.resource_type).lower().rsplit(".", 1)[-1] != "test" or not node.compiled_code:
+        kind = str(node.resource_type).lower().rsplit(".", 1)[-1]
+        if not node.compiled_code:
+            continue
+        if kind == "model" and node.config.materialized == "table":
+            tables.append({"name": node.alias or node.name, "sql": node.compiled_code})
+        if kind != "test":
             continue
         config = node.config
         tests.append(
@@ -31,13 +44,24 @@ def compiled_tests(result) -> list[dict]:
                 "limit": config.limit,
             }
         )
-    return tests
+    return {"tables": tables, "tests": tests}
 
 
-def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """Run each test; returns (failing tests with dbt's message, count per status)."""
-    failures, counts = [], {}
+def refresh_tables(con: duckdb.DuckDBPyConnection, tables: list[dict]) -> None:
+    for table in tables:
+        con.execute(f'create or replace table "{table["name"]}" as (\n{table["sql"]}\n)')
+
+
+def scope_to(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> None:
+    """Make the scoped tests look at these experiments only (this connection)."""
+    con.execute(f"set variable {SCOPE_VARIABLE} = $exps::varchar[]", {"exps": experiments})
+
+
+def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[dict], dict[str, int], dict]:
+    """Run each test; returns (failing tests with dbt's message, count per status, seconds per test)."""
+    failures, counts, seconds = [], {}, {}
     for test in tests:
+        start = time.perf_counter()
         limit = f"\nlimit {test['limit']}" if test.get("limit") is not None else ""
         calc = test["fail_calc"]
         failed, warn, error = con.execute(
@@ -51,6 +75,7 @@ def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[d
         else:
             status, condition = "pass", None
         counts[status] = counts.get(status, 0) + 1
+        seconds[test["name"]] = round(time.perf_counter() - start, 4)
         if status == "fail":
             noun = "result" if failed == 1 else "results"
             failures.append(
@@ -61,4 +86,4 @@ def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[d
                     "failures": failed,
                 }
             )
-    return failures, counts
+    return failures, counts, seconds
