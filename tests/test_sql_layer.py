@@ -160,17 +160,17 @@ def test_empty_df03_writes_no_sentinel_row(cli, embedded_lake):
     assert not list((embedded_lake / "exports" / "df03").glob("*/*.parquet"))
 
 
-def test_plain_dbt_build_inside_the_project(embedded_lake):
-    env = {**os.environ, "MORPHLAKE_LAKE": str(embedded_lake)}
+def plain_dbt_build(lake: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MORPHLAKE_LAKE": str(lake)}
     dbt = Path(sys.executable).with_name("dbt")
-    out = subprocess.run(
+    return subprocess.run(
         [
             str(dbt),
             "build",
             "--target-path",
-            str(embedded_lake / ".dbt-target"),
+            str(lake / ".dbt-target"),
             "--log-path",
-            str(embedded_lake / ".dbt-logs"),
+            str(lake / ".dbt-logs"),
         ],
         cwd=PROJECT,
         env=env,
@@ -178,9 +178,27 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
         text=True,
         timeout=300,
     )
+
+
+def test_plain_dbt_build_inside_the_project(embedded_lake):
+    """Before any morphlake build: the views, df03 as int_df03 itself, and the tests."""
+    out = plain_dbt_build(embedded_lake)
     assert out.returncode == 0, out.stdout[-3000:]
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()
+
+
+def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    out = plain_dbt_build(embedded_lake)
+    assert out.returncode == 0, out.stdout[-3000:]
+    view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
+    assert f"{embedded_lake}/exports/df03/**/*.parquet" in view
+    assert query(embedded_lake, "select count(*) from df03") == [(18,)]
+    # morphlake's next build sees that df03 was re-created and builds in full
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    assert record["build"]["mode"] == "full" and "plain dbt build" in record["build"]["reason"]
 
 
 def test_failed_build_keeps_the_published_warehouse(cli, embedded_lake):

@@ -50,15 +50,25 @@
 
 {#- The df03 Parquet export that the df03 view reads: the folder `morphlake build` is writing
     (MORPHLAKE_DF03_EXPORT), else the published <lake>/exports/df03. Every file under it, `_schema.parquet` (no
-    rows, df03's columns) included, so an empty export still has its columns. Before any export exists (a plain
-    `dbt build` on a lake `morphlake build` never built): int_df03 itself, the same rows. -#}
-{% macro df03_export_relation(joined) %}
+    rows, df03's columns; its metadata names the export's model and z naming) included, so an empty export still
+    has its columns. When there is no export yet, or it is another model's or naming's than the vars ask for (a
+    plain `dbt build --vars ...`): `joined` (int_df03), the same rows the export would hold. -#}
+{% macro df03_export_relation(joined, z_schema) %}
   {%- set folder = env_var('MORPHLAKE_DF03_EXPORT', '') or (lake_root() ~ '/exports/df03') -%}
-  {%- set found = 0 -%}
-  {%- if execute -%}
-    {%- set found = run_query("select count(*) from glob(" ~ sql_literal(folder ~ '/_schema.parquet') ~ ")").columns[0].values()[0] -%}
+  {%- set schema_file = folder ~ '/_schema.parquet' -%}
+  {%- set ns = namespace(matches=false) -%}
+  {%- if execute and run_query("select count(*) from glob(" ~ sql_literal(schema_file) ~ ")").columns[0].values()[0] | int > 0 -%}
+    {%- set meta = {} -%}
+    {%- for key, value in run_query("select decode(key), decode(value) from parquet_kv_metadata(" ~ sql_literal(schema_file) ~ ")").rows -%}
+      {%- do meta.update({key: value}) -%}
+    {%- endfor -%}
+    {%- set ns.matches = meta.get('model_name') == var('model_name') and meta.get('z_schema') == z_schema -%}
   {%- endif -%}
-  {%- if found | int > 0 -%}
+  {%- if execute and env_var('MORPHLAKE_DF03_EXPORT', '') and not ns.matches -%}
+    {{ exceptions.raise_compiler_error("the export morphlake build wrote in " ~ folder ~ " is not model "
+        ~ var('model_name') ~ " named " ~ z_schema ~ ": a bug in morphlake build") }}
+  {%- endif -%}
+  {%- if ns.matches -%}
     read_parquet({{ sql_literal(folder ~ '/**/*.parquet') }}, hive_partitioning = false)
   {%- else -%}
     {{ joined }}

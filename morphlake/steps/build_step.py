@@ -278,7 +278,9 @@ def _full(run, staged: Path, folder: Path, plan, *, project: Path, variables: di
     if _dbt_failed(run, results):
         return {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
-        counts = export_df03(con, folder / DF03, rebuild=sorted(plan.rebuild), keep={})
+        counts = export_df03(
+            con, folder / DF03, model_name=variables["model_name"], rebuild=sorted(plan.rebuild), keep={}
+        )
     run.record.count("df03_rows", sum(counts.values()))
     results.append(_dbt(run, [*base, "--select", "df03"], env, "dbt_df03"))
     if _dbt_failed(run, results):
@@ -318,8 +320,9 @@ def _incremental(run, staged: Path, folder: Path, plan, previous: dict) -> dict:
             counts = export_df03(
                 con,
                 folder / DF03,
+                model_name=run.record.data["params"]["model_name"],
                 rebuild=sorted(plan.rebuild),
-                keep={exp: kept[exp] for exp in plan.keep if exp in kept},
+                keep={exp: kept[exp] for exp in plan.keep if exp in kept},  # an experiment with no rows has no file
             )
             point_df03_at(con, old_folder, folder / DF03)
         run.record.count("df03_rows_written", sum(counts.values()))

@@ -59,6 +59,18 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def write_schema_file(con: duckdb.DuckDBPyConnection, path: Path, *, model_name: str) -> None:
+    """df03's columns without rows, and in its metadata the model and z naming the export holds (the df03 view
+    reads the export only when they are the ones its vars ask for)."""
+    names = [row[0] for row in con.execute(f"select column_name from (describe {SOURCE})").fetchall()]
+    z_schema = "bio_nuisance" if any(name.startswith("z_mu_n_") for name in names) else "flat"
+    con.execute(
+        f"COPY (select * from {SOURCE} limit 0) TO '{path}' "
+        "(FORMAT parquet, KV_METADATA {model_name: $model, z_schema: $naming})",
+        {"model": model_name, "naming": z_schema},
+    )
+
+
 def partition_counts(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> dict[str, int]:
     """Rows of int_df03 per experiment, for these experiments (those with none are absent)."""
     if not experiments:
@@ -93,12 +105,13 @@ def export_df03(
     con: duckdb.DuckDBPyConnection,
     folder: Path,
     *,
+    model_name: str,
     rebuild: list[str],
     keep: dict[str, Path],
 ) -> dict[str, int]:
     """Fill a new build's df03 folder: `rebuild` experiments written from int_df03, `keep` ones linked from the
     previous build's files. Returns rows per written experiment, checked against the files."""
-    con.execute(f"COPY (select * from {SOURCE} limit 0) TO '{folder / SCHEMA_FILE}' (FORMAT parquet)")
+    write_schema_file(con, folder / SCHEMA_FILE, model_name=model_name)
     counts = partition_counts(con, rebuild)
     write_partitions(con, folder, counts)
     for exp, source in keep.items():

@@ -4,7 +4,7 @@
 {%- set z_schema = resolve_z_schema(ref('stg_embeddings')) -%}
 
 with exported as (
-    select * from {{ df03_export_relation(ref('int_df03')) }}
+    select * from {{ df03_export_relation(ref('int_df03'), z_schema) }}
 ),
 
 final as (
