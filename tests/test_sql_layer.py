@@ -160,13 +160,13 @@ def test_empty_df03_writes_no_sentinel_row(cli, embedded_lake):
     assert not list((embedded_lake / "exports" / "df03").glob("*/*.parquet"))
 
 
-def plain_dbt_build(lake: Path) -> subprocess.CompletedProcess:
+def plain_dbt_build(lake: Path, *command: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MORPHLAKE_LAKE": str(lake)}
     dbt = Path(sys.executable).with_name("dbt")
     return subprocess.run(
         [
             str(dbt),
-            "build",
+            *(command or ["build"]),
             "--target-path",
             str(lake / ".dbt-target"),
             "--log-path",
@@ -199,6 +199,19 @@ def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, e
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     assert record["build"]["mode"] == "full" and "plain dbt build" in record["build"]["reason"]
+
+
+def test_docs_show_lineage_from_the_lake_sources(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    out = plain_dbt_build(embedded_lake, "docs", "generate")
+    assert out.returncode == 0, out.stdout[-3000:]
+    manifest = json.loads((embedded_lake / ".dbt-target" / "manifest.json").read_text())
+    sources = manifest["sources"]
+    assert sources["source.morphlake.lake.df02"]["columns"]["use_embryo_flag"]["description"]
+    for table in ("df02", "train", "snips", "embeddings"):
+        stg = manifest["nodes"][f"model.morphlake.stg_{table}"]
+        assert stg["depends_on"]["nodes"] == [f"source.morphlake.lake.{table}"]
+    assert "model.morphlake.int_df03" in manifest["nodes"]["model.morphlake.df03"]["depends_on"]["nodes"]
 
 
 def test_failed_build_keeps_the_published_warehouse(cli, embedded_lake):
