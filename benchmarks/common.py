@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,20 +74,37 @@ class Rounds:
         return f"{min(v):.0f}-{max(v):.0f}" if len(v) > 1 else ""
 
 
+# Runs a command in a child of its own and reports that child's peak RSS. Linux carries a process's peak RSS
+# into the children it forks (exec does not reset it), so a child of the benchmark itself would report at
+# least the benchmark's own peak; forked from this small launcher, the command's peak is its own (within the
+# launcher's few MB).
+_LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stdout.flush()
+print("\\n__peak_kib__", usage.ru_maxrss, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+_PEAK_MARK = "__peak_kib__"
+
+
 def peak_of(args: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, output) of a child process, read from its own rusage via wait4."""
+    """(wall seconds, peak RSS MiB, output) of a command, its peak read from its own rusage via wait4."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
-    chunks = list(proc.stdout)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not the benchmark's
-    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    output = b"".join(chunks).decode(errors="replace")
+    output, _, peak = proc.stdout.decode(errors="replace").rpartition(_PEAK_MARK)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{output[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, output
+    return wall, int(peak.split()[0]) / 1024, output.rstrip("\n")
 
 
 def table(title: str, header: list[str], rows: list[list]) -> str:

@@ -17,9 +17,12 @@ PER_EXPERIMENT = 10_000
 DIM = 100
 
 
-def df02_frame(snips: int, rng: np.random.Generator, per_experiment: int = PER_EXPERIMENT) -> pl.DataFrame:
-    """df02 rows: experiments of `per_experiment` snips, embryos of 100 time points, 1 in 50 rows unusable."""
-    frame = pl.DataFrame(pl.int_range(0, snips, eager=True).alias("i")).with_columns(
+def df02_frame(
+    snips: int, rng: np.random.Generator, per_experiment: int = PER_EXPERIMENT, start: int = 0
+) -> pl.DataFrame:
+    """df02 rows from row `start` on: experiments of `per_experiment` snips, embryos of 100 time points, 1 in 50
+    rows unusable."""
+    frame = pl.DataFrame(pl.int_range(start, start + snips, eager=True).alias("i")).with_columns(
         exp=pl.format("2024{}", (pl.col("i") // per_experiment + 100000).cast(pl.String).str.slice(1)),
         embryo=(pl.col("i") % per_experiment) // 100,
         t=pl.col("i") % 100,
@@ -62,11 +65,26 @@ def write_data_root(root: Path, snips: int, seed: int = 0) -> int:
     rng = np.random.default_rng(seed)
     df02 = df02_frame(snips, rng)
     write_df02(root, df02)
+    latent_store_dir(root, DEFAULT_MODEL_NAME).mkdir(parents=True)
+    write_store(root, df02, rng)
+    return df02.height
+
+
+def write_store(root: Path, df02: pl.DataFrame, rng: np.random.Generator) -> None:
+    """One latent store CSV (random z) and an empty snip folder per experiment of these df02 rows."""
     store = latent_store_dir(root, DEFAULT_MODEL_NAME)
-    store.mkdir(parents=True)
     names = [f"z_mu_{j:02d}" for j in range(DIM)] + [f"z_sigma_{j:02d}" for j in range(DIM)]
     for (exp,), part in df02.select("experiment_date", "embryo_id", "snip_id").group_by("experiment_date"):
         z = rng.standard_normal((part.height, 2 * DIM), dtype=np.float32)
         part.hstack(pl.DataFrame(z, schema=names)).write_csv(store / f"morph_latents_{exp}.csv")
         (root / SNIP_SUBDIR / exp).mkdir(parents=True)  # images are not part of this benchmark
-    return df02.height
+
+
+def add_experiment(root: Path, start: int, seed: int = 1) -> str:
+    """Append one experiment of PER_EXPERIMENT snips (rows from `start` on) to df02 and the store; returns its name."""
+    rng = np.random.default_rng(seed)
+    df02 = df02_frame(PER_EXPERIMENT, rng, start=start)
+    with open(root / DF02_RELPATH, "ab") as handle:
+        df02.write_csv(handle, include_header=False)
+    write_store(root, df02, rng)
+    return df02["experiment_date"][0]

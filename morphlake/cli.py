@@ -315,7 +315,11 @@ def embed(model, device, batch_size, workers, threads, decode, precision, min_co
     default=None,
     help="Whether low coverage fails the build (default error).",
 )
-@click.option("--select", "select", multiple=True, help="dbt node selection (repeatable).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Rebuild everything with dbt, even where the lake and the SQL did not change since the last build.",
+)
 @click.option(
     "--project-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -324,8 +328,9 @@ def embed(model, device, batch_size, workers, threads, decode, precision, min_co
 )
 @lake_option
 @click.pass_context
-def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, select, project_dir, lake):
-    """Run `dbt build`: staging views, df03, coverage, training join, tests, and the df03 Parquet export.
+def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
+    """Build the warehouse (dbt: staging views, df03, coverage, training join, tests) and the df03 Parquet export,
+    published together; only what changed since the last build is redone (the run record says what and why).
 
     \b
     Example:
@@ -341,7 +346,7 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, sele
         z_schema=z_schema,
         coverage_threshold=coverage_threshold,
         coverage_severity=coverage_severity,
-        select=list(select) or None,
+        full=full,
         project_dir=project_dir,
         quiet=quiet,
     )

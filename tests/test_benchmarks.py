@@ -35,8 +35,9 @@ def test_embed_benchmark_reports_bound_options_drift_and_sweeps():
 
 
 def test_df03_benchmark_checks_both_ways_give_the_same_rows():
-    out = bench("df03", "--snips", "3000")
-    assert "pandas read_csv + merge + to_csv" in out and "morphlake build (dbt, from the lake)" in out, out
+    out = bench("df03", "--snips", "3000", "--demo-rounds", "1")
+    assert "pandas read_csv + merge + to_csv" in out and "build, one new 10k experiment" in out, out
+    assert "morphlake build --full" in out, out
     assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"
 
 

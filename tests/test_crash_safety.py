@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -25,6 +26,8 @@ DF03 = Path("metadata/combined_metadata_files/embryo_metadata_df03.csv")
 
 
 def command_args(command: str, root: Path, lake: Path) -> list[str]:
+    if command == "build":  # a full build over a published one: dbt, export, switch all run
+        return ["build", "--lake", str(lake), "--full"]
     if command == "ingest":
         return ["ingest", "--root", str(root), "--lake", str(lake)]
     if command == "embed":
@@ -71,7 +74,7 @@ def lake_state(lake: Path) -> dict[str, pl.DataFrame]:
     state = {}
     for path in sorted(lake.rglob("*.parquet")):
         rel = path.relative_to(lake)
-        if rel.parts[0].startswith("."):
+        if rel.parts[0].startswith(".") or rel.parts[0] == "builds":  # the current build is read via exports/df03
             continue
         frame = pl.from_arrow(pq.read_table(path, partitioning=None))  # raises on a torn file
         volatile = [c for c in frame.columns if c.endswith("run_id") or c in ("mtime_ns", "path", "z_mu")]
@@ -93,6 +96,21 @@ def check_invariants(lake: Path, root: Path) -> None:
             assert ids.is_unique().all(), prefix  # no duplicated rows across partitions
     leftovers = [p for p in root.rglob(".*.tmp*")]
     assert leftovers == [], leftovers
+    check_pair(lake)
+
+
+def check_pair(lake: Path) -> None:
+    """The warehouse and the df03 export are one build's: df03 reads the current build's export, row for row."""
+    if not (lake / "warehouse.duckdb").exists():
+        assert not (lake / "exports" / "df03").exists()
+        return
+    current = os.readlink(lake / "builds" / "current")
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        view = con.execute("select sql from duckdb_views() where view_name = 'df03'").fetchone()[0]
+        rows = con.execute("select count(*) from df03").fetchone()[0]
+    assert f"/builds/{current}/df03/" in view
+    exported = sum(pq.ParquetFile(f).metadata.num_rows for f in (lake / "exports" / "df03").glob("*/*.parquet"))
+    assert rows == exported
 
 
 def assert_same_lake(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> None:
@@ -109,14 +127,18 @@ def assert_same_lake(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]
 
 
 # build06 exits 2: the tiny root's partially covered store keeps its gaps, as the legacy step does
-EXPECTED = {"ingest": 0, "embed": 0, "build06": 2}
+EXPECTED = {"ingest": 0, "embed": 0, "build06": 2, "build": 0}
 
 
 def prepare(command: str, template: Path, workdir: Path) -> tuple[Path, Path]:
     root, lake = workdir / "root", workdir / "lake"
     shutil.copytree(template, root, symlinks=True)
-    if command == "embed":
+    if command in ("embed", "build"):
         assert run(command_args("ingest", root, lake)) == 0, run.last_output
+    if command == "build":
+        assert run(command_args("embed", root, lake)) == 0, run.last_output
+        assert run(["build", "--lake", str(lake)]) == 0, run.last_output  # the published pair to keep
+        (lake / "raw/df02/experiment_date=20240626/part-00000.parquet").touch()  # and a change to build
     return root, lake
 
 
@@ -124,7 +146,7 @@ def prepare(command: str, template: Path, workdir: Path) -> tuple[Path, Path]:
 def reference(demo_template, tmp_path_factory):
     """The lake (and legacy files) each command leaves when nothing goes wrong."""
     refs = {}
-    for command in ("ingest", "embed", "build06"):
+    for command in ("ingest", "embed", "build06", "build"):
         root, lake = prepare(command, demo_template, tmp_path_factory.mktemp(f"ref-{command}"))
         assert run(command_args(command, root, lake)) == EXPECTED[command], run.last_output
         refs[command] = (lake_state(lake), (root / DF03).read_bytes() if command == "build06" else None)
@@ -163,15 +185,21 @@ POINTS = [
     point("build06", "stage:3"),
     point("build06", "publish:2"),
     point("build06", "embed-batch:1"),
-    point("build06", "dbt-start"),
-    point("build06", "dbt-done", quick=True),
-    point("build06", "export"),
-    point("build06", "warehouse-publish"),
+    point("build06", "dbt_build-start"),
+    point("build06", "export-run"),
+    point("build06", "build-switch"),
     point("build06", "csv:1"),
     point("build06", "csv:2"),
     point("build06", kill_after=3.0),
     point("build06", kill_after=5.0),
     point("build06", kill_after=7.0),
+    point("build", "dbt_build-start"),
+    point("build", "export-run"),
+    point("build", "dbt_df03-start"),
+    point("build", "build-ready"),
+    point("build", "build-switch", quick=True),
+    point("build", "build-switched"),
+    point("build", kill_after=4.0),
 ]
 
 

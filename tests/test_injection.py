@@ -63,6 +63,7 @@ def test_dbt_vars_reach_sql_as_literals(cli, embedded_lake):
             str(dbt),
             "run",
             "--select",
+            "int_df03",
             "df03",
             "--vars",
             vars_,
@@ -80,5 +81,5 @@ def test_dbt_vars_reach_sql_as_literals(cli, embedded_lake):
     assert out.returncode == 0, out.stdout[-2000:]
     with duckdb.connect(str(embedded_lake / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from df03").fetchall() == [(0,)]  # no row matches that name
-        sql = con.execute("select sql from duckdb_views() where view_name = 'df03'").fetchall()[0][0]
+        sql = con.execute("select sql from duckdb_views() where view_name = 'int_df03'").fetchall()[0][0]
     assert "'x'' or ''1''=''1'" in sql

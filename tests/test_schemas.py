@@ -114,7 +114,7 @@ def test_python_and_dbt_agree_on_the_staging_types(embedded_lake, tmp_path, has_
     lake = embedded_lake if has_files else tmp_path / "empty-lake"
     lake.mkdir(exist_ok=True)
     if has_files:
-        run_dbt(lake, "build", "--select", "stg_df02", "stg_snips", "stg_embeddings", "df03")
+        run_dbt(lake, "build", "--select", "stg_df02", "stg_snips", "stg_embeddings", "int_df03", "df03")
     else:  # df03's tests need rows to be meaningful; an empty lake is only read
         run_dbt(lake, "run", "--select", "stg_df02", "stg_snips", "stg_embeddings")
     dim = 100

@@ -71,7 +71,8 @@ def test_duplicated_snip_id_fails_the_uniqueness_tests(cli, embedded_lake):
     assert result.exit_code == 1
     assert "unique_within_stg_embeddings_snip_id__model_name: fail: Got 1 result" in result.stderr
     skipped = result.stderr.split("skipped because of the failures above: ")[1].split("\n")[0].split(", ")
-    assert "df03" in skipped and "df03_export" in skipped
+    assert "int_df03" in skipped and "df03_coverage" in skipped
+    assert not (embedded_lake / "builds" / "current").exists()  # nothing published: no df03 export either
 
 
 def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):
@@ -141,6 +142,7 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     (embedded_lake / EMBED_DIR / "experiment_date=20240626" / "part-00000.parquet").unlink()
     assert cli("build", "--lake", embedded_lake, "--coverage-severity", "warn").exit_code == 0
     assert sorted(p.name for p in export.iterdir()) == [
+        "_schema.parquet",
         "experiment_date=20250305_24hpf_lmx1b",
         "experiment_date=20250612_30hpf_ctrl_atf6",
     ]
@@ -158,17 +160,17 @@ def test_empty_df03_writes_no_sentinel_row(cli, embedded_lake):
     assert not list((embedded_lake / "exports" / "df03").glob("*/*.parquet"))
 
 
-def test_plain_dbt_build_inside_the_project(embedded_lake):
-    env = {**os.environ, "MORPHLAKE_LAKE": str(embedded_lake)}
+def plain_dbt_build(lake: Path, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MORPHLAKE_LAKE": str(lake)}
     dbt = Path(sys.executable).with_name("dbt")
-    out = subprocess.run(
+    return subprocess.run(
         [
             str(dbt),
-            "build",
+            *(command or ["build"]),
             "--target-path",
-            str(embedded_lake / ".dbt-target"),
+            str(lake / ".dbt-target"),
             "--log-path",
-            str(embedded_lake / ".dbt-logs"),
+            str(lake / ".dbt-logs"),
         ],
         cwd=PROJECT,
         env=env,
@@ -176,9 +178,40 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
         text=True,
         timeout=300,
     )
+
+
+def test_plain_dbt_build_inside_the_project(embedded_lake):
+    """Before any morphlake build: the views, df03 as int_df03 itself, and the tests."""
+    out = plain_dbt_build(embedded_lake)
     assert out.returncode == 0, out.stdout[-3000:]
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()
+
+
+def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    out = plain_dbt_build(embedded_lake)
+    assert out.returncode == 0, out.stdout[-3000:]
+    view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
+    assert f"{embedded_lake}/exports/df03/**/*.parquet" in view
+    assert query(embedded_lake, "select count(*) from df03") == [(18,)]
+    # morphlake's next build sees that df03 was re-created and builds in full
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    assert record["build"]["mode"] == "full" and "plain dbt build" in record["build"]["reason"]
+
+
+def test_docs_show_lineage_from_the_lake_sources(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    out = plain_dbt_build(embedded_lake, "docs", "generate")
+    assert out.returncode == 0, out.stdout[-3000:]
+    manifest = json.loads((embedded_lake / ".dbt-target" / "manifest.json").read_text())
+    sources = manifest["sources"]
+    assert sources["source.morphlake.lake.df02"]["columns"]["use_embryo_flag"]["description"]
+    for table in ("df02", "train", "snips", "embeddings"):
+        stg = manifest["nodes"][f"model.morphlake.stg_{table}"]
+        assert stg["depends_on"]["nodes"] == [f"source.morphlake.lake.{table}"]
+    assert "model.morphlake.int_df03" in manifest["nodes"]["model.morphlake.df03"]["depends_on"]["nodes"]
 
 
 def test_failed_build_keeps_the_published_warehouse(cli, embedded_lake):

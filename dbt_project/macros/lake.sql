@@ -1,11 +1,13 @@
-{#- The lake root, absolute so views work from any directory: set by `morphlake build`, else the folder
-    holding the warehouse file. -#}
+{#- The lake root, absolute so views work from any directory: set by `morphlake build`, else found from the
+    warehouse file, which DuckDB names by its real path: <lake>/builds/<build>/warehouse.duckdb once
+    `morphlake build` has published (<lake>/warehouse.duckdb links there), else <lake>/warehouse.duckdb. -#}
 {% macro lake_root() %}
   {%- if env_var('MORPHLAKE_LAKE_ROOT', '') -%}{{ return(env_var('MORPHLAKE_LAKE_ROOT')) }}{%- endif -%}
   {%- if not execute -%}{{ return('/lake-root-at-run-time') }}{%- endif -%}
   {%- set result = run_query("select path from duckdb_databases() where database_name = current_database()") -%}
-  {%- set path = result.columns[0].values()[0] -%}
-  {{ return(path.rsplit('/', 1)[0]) }}
+  {%- set parts = result.columns[0].values()[0].split('/') -%}
+  {%- if parts | length > 3 and parts[-3] == 'builds' -%}{{ return(parts[:-3] | join('/')) }}{%- endif -%}
+  {{ return(parts[:-1] | join('/')) }}
 {% endmacro %}
 
 
@@ -13,6 +15,16 @@
 {% macro sql_literal(value) -%}
   '{{ value | string | replace("'", "''") }}'
 {%- endmacro %}
+
+
+{#- A lake table declared as a source (models/staging/_lake__sources.yml: its files in meta.files, relative to
+    the lake root): read_parquet over its files, or an empty typed relation while it has none. -#}
+{% macro lake_source(name, empty_columns) %}
+  {%- set relation = source('lake', name) -%}  {#- the dependency, for lineage; the files are read directly -#}
+  {%- if not execute -%}{{ return(empty_relation(empty_columns)) }}{%- endif -%}
+  {%- set declared = graph.sources['source.morphlake.lake.' ~ name] -%}
+  {{ return(lake_table(declared.meta.files, empty_columns)) }}
+{% endmacro %}
 
 
 {#- read_parquet over a lake table's files; an empty typed relation when the table has no files yet. -#}
@@ -34,3 +46,31 @@
 {% macro empty_relation(columns) %}
   (select {% for name, type in columns.items() %}null::{{ type }} as {{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor %} limit 0)
 {%- endmacro %}
+
+
+{#- The df03 Parquet export that the df03 view reads: the folder `morphlake build` is writing
+    (MORPHLAKE_DF03_EXPORT), else the published <lake>/exports/df03. Every file under it, `_schema.parquet` (no
+    rows, df03's columns; its metadata names the export's model and z naming) included, so an empty export still
+    has its columns. When there is no export yet, or it is another model's or naming's than the vars ask for (a
+    plain `dbt build --vars ...`): `joined` (int_df03), the same rows the export would hold. -#}
+{% macro df03_export_relation(joined, z_schema) %}
+  {%- set folder = env_var('MORPHLAKE_DF03_EXPORT', '') or (lake_root() ~ '/exports/df03') -%}
+  {%- set schema_file = folder ~ '/_schema.parquet' -%}
+  {%- set ns = namespace(matches=false) -%}
+  {%- if execute and run_query("select count(*) from glob(" ~ sql_literal(schema_file) ~ ")").columns[0].values()[0] | int > 0 -%}
+    {%- set meta = {} -%}
+    {%- for key, value in run_query("select decode(key), decode(value) from parquet_kv_metadata(" ~ sql_literal(schema_file) ~ ")").rows -%}
+      {%- do meta.update({key: value}) -%}
+    {%- endfor -%}
+    {%- set ns.matches = meta.get('model_name') == var('model_name') and meta.get('z_schema') == z_schema -%}
+  {%- endif -%}
+  {%- if execute and env_var('MORPHLAKE_DF03_EXPORT', '') and not ns.matches -%}
+    {{ exceptions.raise_compiler_error("the export morphlake build wrote in " ~ folder ~ " is not model "
+        ~ var('model_name') ~ " named " ~ z_schema ~ ": a bug in morphlake build") }}
+  {%- endif -%}
+  {%- if ns.matches -%}
+    read_parquet({{ sql_literal(folder ~ '/**/*.parquet') }}, hive_partitioning = false)
+  {%- else -%}
+    {{ joined }}
+  {%- endif -%}
+{% endmacro %}

@@ -91,10 +91,11 @@
 {% endmacro %}
 
 
-{#- The mean as one FLOAT[D] vector, for array_cosine_similarity and friends. -#}
-{% macro z_mu_vector(alias) %}
+{#- The mean as one FLOAT[D] vector, for array_cosine_similarity and friends, from z columns named by z_schema. -#}
+{% macro z_mu_vector(alias, z_schema='flat') %}
   {%- set dim = latent_dim() -%}
-  [{%- for i in range(dim) -%}{{ alias }}.z_mu_{{ '%02d' % i }}{{ ", " if not loop.last }}{%- endfor -%}]::FLOAT[{{ dim }}]
+  {%- set nuisance = nuisance_dims(dim) -%}
+  [{%- for i in range(dim) -%}{{ alias }}.{{ z_name('mu', i, z_schema, nuisance) }}{{ ", " if not loop.last }}{%- endfor -%}]::FLOAT[{{ dim }}]
 {%- endmacro %}
 
 

@@ -2,7 +2,7 @@
     ingested: its required columns, typed as ingest writes them (df02_columns(), generated in macros/schemas.sql). -#}
 
 with source as (
-    select * from {{ lake_table('raw/df02/*/*.parquet', df02_columns()) }}
+    select * from {{ lake_source('df02', df02_columns()) }}
 ),
 
 final as (

@@ -3,7 +3,7 @@ with source as (
     {#- by name with the full column set, so partitions written before a metadata column existed read as null -#}
     select * from {{ empty_relation(embedding_columns()) }}
     union all by name
-    select * from {{ lake_table('embeddings/*/*/*.parquet', embedding_columns()) }}
+    select * from {{ lake_source('embeddings', embedding_columns()) }}
 ),
 
 final as (

@@ -2,7 +2,7 @@
     (ledger_columns(), generated in macros/schemas.sql). -#}
 
 with source as (
-    select * from {{ lake_table('raw/snips/*/*.parquet', ledger_columns()) }}
+    select * from {{ lake_source('snips', ledger_columns()) }}
 ),
 
 final as (

@@ -1,6 +1,6 @@
 {#- One row per (train_name, snip_id): training metadata sets as ingested. -#}
 with source as (
-    select * from {{ lake_table('raw/train/*/*.parquet', {'snip_id': 'varchar', 'train_name': 'varchar'}) }}
+    select * from {{ lake_source('train', {'snip_id': 'varchar', 'train_name': 'varchar'}) }}
 ),
 
 final as (

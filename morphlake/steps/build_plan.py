@@ -1,0 +1,182 @@
+"""What a build must redo: compare the lake's inputs and the SQL's definitions with what the last build read.
+
+A df03 partition depends on two input files only: the experiment's df02 partition and the model's embeddings
+partition of that experiment (df03 joins on experiment_date). Published files are only ever replaced by a
+rename, so a file's (size, mtime, inode) changes whenever its content can have. The SQL's definitions are the
+dbt project's files, the vars, and the facts about the lake that the project's macros read while compiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from morphlake.lake.layout import Lake
+
+FULL, INCREMENTAL, UNCHANGED = "full", "incremental", "unchanged"
+RAW_TABLES = ("df02", "train", "snips", "embeddings")
+# morphlake's own code that shapes what a build writes: a change here rebuilds everything
+BUILD_CODE = ("build_step.py", "df03_export.py", "build_plan.py", "data_tests.py")
+
+
+def file_state(path: Path) -> str | None:
+    """size:mtime_ns:inode of a published file, None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def partition_inputs(lake: Lake, model_name: str) -> dict[str, dict[str, str | None]]:
+    """For each experiment of df02: the state of its df02 file and of the model's embeddings file."""
+    return {
+        exp: {
+            "df02": file_state(lake.partition_file("df02", experiment_date=exp)),
+            "embeddings": file_state(lake.partition_file("embeddings", model_name=model_name, experiment_date=exp)),
+        }
+        for exp in lake.partition_values("df02")
+    }
+
+
+def tested_inputs(lake: Lake) -> dict[str, str]:
+    """A digest of the raw and embeddings files' states per experiment (and one for the training sets): the data
+    tests read them all (the ledger, other models' embeddings too), so a change there tests that experiment again."""
+    files: dict[str, list[str]] = {}
+    for table in RAW_TABLES:
+        base = lake.table_dir(table)
+        for path in sorted(base.rglob("*.parquet")) if base.is_dir() else []:
+            key = next((p for p in path.parent.parts[::-1] if p.startswith("experiment_date=")), "training sets")
+            files.setdefault(key.removeprefix("experiment_date="), []).append(
+                f"{path.relative_to(lake.root)}={file_state(path)}"
+            )
+    return {key: hashlib.sha256("\n".join(lines).encode()).hexdigest() for key, lines in sorted(files.items())}
+
+
+def project_digest(project: Path) -> str:
+    """The dbt project's files (models, macros, project and profile), and morphlake's build code."""
+    digest = hashlib.sha256()
+    files = [p for p in sorted(project.rglob("*")) if p.is_file() and not _generated(project, p)]
+    here = Path(__file__).parent
+    for path in files + [here / name for name in BUILD_CODE]:
+        digest.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _generated(project: Path, path: Path) -> bool:
+    top = path.relative_to(project).parts[0]
+    return top in ("target", "logs", "dbt_packages", ".user.yml") or path.suffix == ".pyc"
+
+
+def compile_facts(lake: Lake, model_name: str) -> dict:
+    """What the project's macros read from the lake while compiling (lake_table, lake_latent_dim,
+    resolve_z_schema): which tables have files, and whether the model's store used bio/nuisance names. The
+    latent width is in the vars."""
+    facts = {"lake": str(lake.root)}
+    for table in RAW_TABLES:
+        base = lake.table_dir(table)
+        facts[f"{table}_has_files"] = base.is_dir() and next(base.rglob("*.parquet"), None) is not None
+    files = sorted(lake.table_dir("embeddings").glob(f"model_name={model_name}/*/*.parquet"))
+    if files:
+        with duckdb.connect() as con:
+            facts["bio_nuisance_names"] = con.execute(
+                "select count(*) > 0 from read_parquet($files, hive_partitioning = false, union_by_name = true) "
+                "where z_naming = 'bio_nuisance'",
+                {"files": [str(f) for f in files]},
+            ).fetchone()[0]
+    else:
+        facts["bio_nuisance_names"] = False
+    return facts
+
+
+def definitions(project: Path, variables: dict, facts: dict, versions: dict) -> dict[str, str]:
+    """Digests of everything that decides the compiled SQL, by part (so a build can say which part changed)."""
+    parts = {"project": project_digest(project), "vars": variables, "lake": facts, "versions": versions}
+    return {
+        name: value if isinstance(value, str) else hashlib.sha256(repr(sorted(value.items())).encode()).hexdigest()
+        for name, value in parts.items()
+    }
+
+
+@dataclass
+class BuildPlan:
+    """The build's mode, and for each df03 partition whether it is rewritten or kept, and why."""
+
+    mode: str
+    reason: str
+    definitions: dict[str, str]
+    tested_inputs: dict[str, str]
+    inputs: dict[str, dict]
+    rebuild: dict[str, str] = field(default_factory=dict)  # experiment -> why it is rewritten
+    keep: list[str] = field(default_factory=list)  # experiments whose partition is linked from the previous build
+    removed: list[str] = field(default_factory=list)  # experiments of the previous build no longer in df02
+    retest: list[str] = field(default_factory=list)  # experiments whose files changed: the tests look at these
+
+    def record(self) -> dict:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "rebuilt": self.rebuild,
+            "kept": len(self.keep),
+            "removed": self.removed,
+            "tested": "every experiment" if self.mode == FULL else self.retest,
+        }
+
+
+def plan_build(
+    previous: dict | None,
+    *,
+    definitions: dict[str, str],
+    tested: dict[str, str],
+    inputs: dict[str, dict],
+    force_full: str | None = None,
+) -> BuildPlan:
+    """Compare with the previous build's manifest: everything when the definitions changed (or there is no usable
+    previous build), the changed partitions when only inputs changed, nothing when nothing did."""
+    plan = BuildPlan(FULL, "", definitions, tested, inputs)
+    if force_full or previous is None or previous.get("definitions") != definitions:
+        if force_full or previous is None:
+            plan.reason = force_full or "first build of this lake"
+        else:
+            before = previous.get("definitions") if isinstance(previous.get("definitions"), dict) else {}
+            changed = [name for name in definitions if before.get(name) != definitions[name]]
+            plan.reason = (
+                "the SQL's definitions changed: " + ", ".join(changed) + f" (since build {previous['build_id']})"
+            )
+        plan.rebuild = dict.fromkeys(inputs, "full build")
+        return plan
+    before = previous.get("inputs", {})
+    for exp, state in inputs.items():
+        old = before.get(exp)
+        if old is None:
+            plan.rebuild[exp] = "new in df02"
+        elif old != state:
+            changed = [name for name in ("df02", "embeddings") if old.get(name) != state.get(name)]
+            plan.rebuild[exp] = " and ".join(changed) + " changed"
+        else:
+            plan.keep.append(exp)
+    plan.removed = sorted(set(before) - set(inputs))
+    tested_before = previous.get("tested_inputs") if isinstance(previous.get("tested_inputs"), dict) else {}
+    plan.retest = sorted(
+        {key for key, digest in tested.items() if tested_before.get(key) != digest} | set(plan.rebuild)
+    )
+    if plan.rebuild or plan.removed or plan.retest or tested_before.keys() != tested.keys():
+        plan.mode = INCREMENTAL
+        plan.reason = "inputs changed since build " + str(previous.get("build_id"))
+    else:
+        plan.mode = UNCHANGED
+        plan.reason = "nothing changed since build " + str(previous.get("build_id"))
+    return plan
+
+
+def export_files(folder: Path) -> dict[str, Path]:
+    """experiment -> its partition file in a build's df03 folder."""
+    return {
+        p.parent.name.split("=", 1)[1]: p
+        for p in sorted(folder.glob("experiment_date=*/*.parquet"))
+        if os.path.isfile(p)
+    }

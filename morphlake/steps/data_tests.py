@@ -1,0 +1,89 @@
+"""The project's table models and data tests as dbt compiled them, kept with a build and run again by the next
+incremental build.
+
+An incremental build does not start dbt (its start-up and parse cost more than the work at most sizes): the SQL's
+definitions are the same as in the last full build, so the views in the copied warehouse, and the SQL dbt compiled
+then, still hold. Table models are re-created from their compiled SQL; each test is run the way dbt runs one
+(dbt's default `get_test_sql`): its query wrapped in `select fail_calc as failures, fail_calc warn_if as
+should_warn, fail_calc error_if as should_error`. Tests configured with var in_build_scope look only at the
+experiments in the DuckDB variable morphlake_scope. Unit tests are not run again: they depend on the definitions
+only.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+SCOPE_VARIABLE = "morphlake_scope"
+
+
+def compiled_nodes(result) -> dict[str, list[dict]]:
+    """The table models and data tests of a dbtRunner result, in the order dbt ran them, with what running them
+    again needs."""
+    tables, tests = [], []
+    for node_result in getattr(result.result, "results", None) or []:
+        node = node_result.node
+        kind = str(node.resource_type).lower().rsplit(".", 1)[-1]
+        if not node.compiled_code:
+            continue
+        if kind == "model" and node.config.materialized == "table":
+            tables.append({"name": node.alias or node.name, "sql": node.compiled_code})
+        if kind != "test":
+            continue
+        config = node.config
+        tests.append(
+            {
+                "name": node.name,
+                "sql": node.compiled_code,
+                "severity": str(config.severity).lower(),
+                "fail_calc": config.fail_calc,
+                "warn_if": config.warn_if,
+                "error_if": config.error_if,
+                "limit": config.limit,
+            }
+        )
+    return {"tables": tables, "tests": tests}
+
+
+def refresh_tables(con: duckdb.DuckDBPyConnection, tables: list[dict]) -> None:
+    for table in tables:
+        con.execute(f'create or replace table "{table["name"]}" as (\n{table["sql"]}\n)')
+
+
+def scope_to(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> None:
+    """Make the scoped tests look at these experiments only (this connection)."""
+    con.execute(f"set variable {SCOPE_VARIABLE} = $exps::varchar[]", {"exps": experiments})
+
+
+def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[dict], dict[str, int], dict]:
+    """Run each test; returns (failing tests with dbt's message, count per status, seconds per test)."""
+    failures, counts, seconds = [], {}, {}
+    for test in tests:
+        start = time.perf_counter()
+        limit = f"\nlimit {test['limit']}" if test.get("limit") is not None else ""
+        calc = test["fail_calc"]
+        failed, warn, error = con.execute(
+            f"select {calc} as failures, {calc} {test['warn_if']} as should_warn, "
+            f"{calc} {test['error_if']} as should_error from (\n{test['sql']}{limit}\n) dbt_internal_test"
+        ).fetchone()
+        if test["severity"] == "error" and error:
+            status, condition = "fail", test["error_if"]
+        elif warn:
+            status, condition = "warn", test["warn_if"]
+        else:
+            status, condition = "pass", None
+        counts[status] = counts.get(status, 0) + 1
+        seconds[test["name"]] = round(time.perf_counter() - start, 4)
+        if status == "fail":
+            noun = "result" if failed == 1 else "results"
+            failures.append(
+                {
+                    "node": test["name"],
+                    "status": status,
+                    "message": f"Got {failed} {noun}, configured to fail if {condition}",
+                    "failures": failed,
+                }
+            )
+    return failures, counts, seconds

@@ -1,0 +1,173 @@
+"""Write a build's df03 Parquet export: the changed experiments from the warehouse's int_df03, the rest linked.
+
+Every df03 column but the z_mu vector (which only repeats the z_mu_NN columns: ~45% larger files and ~40% more
+time to write; the warehouse's df03 view adds it back), one file per experiment, and `_schema.parquet` (no rows)
+so that an empty df03 still has its columns. Readers skip files whose names start with `_`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from morphlake.errors import MorphlakeError
+from morphlake.lake.faults import crash_point
+from morphlake.lake.layout import PART_FILE
+
+SOURCE = "int_df03"  # the dbt model the export copies
+SCHEMA_FILE = "_schema.parquet"
+CHUNK_ROWS = 250_000  # rows per partitioned write: bounds memory, and each write scans only its experiments
+
+
+def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> list[list[str]]:
+    """Experiments in runs of at most max_rows rows (an experiment larger than that is a run of its own)."""
+    groups, rows = [[]], 0
+    for exp, n in counts:
+        if groups[-1] and rows + n > max_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(exp)
+        rows += n
+    return [g for g in groups if g]
+
+
+def one_file(folder: Path, target: Path) -> None:
+    """The Parquet file(s) DuckDB wrote for one partition, as the single file `target`."""
+    files = sorted(folder.glob("*.parquet"))
+    if len(files) == 1:
+        os.replace(files[0], target)
+        return
+    # DuckDB may write one file per thread into a partition; join them, streaming
+    with pq.ParquetWriter(target, pq.read_schema(files[0]), compression="snappy") as writer:
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+                writer.write_batch(batch)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (an unchanged partition costs no space or time), or a copy where links are not supported."""
+    try:
+        os.link(source, target)
+    except OSError as error:
+        if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        shutil.copy2(source, target)
+
+
+def write_schema_file(con: duckdb.DuckDBPyConnection, path: Path, *, model_name: str) -> None:
+    """df03's columns without rows, and in its metadata the model and z naming the export holds (the df03 view
+    reads the export only when they are the ones its vars ask for)."""
+    names = [row[0] for row in con.execute(f"select column_name from (describe {SOURCE})").fetchall()]
+    z_schema = "bio_nuisance" if any(name.startswith("z_mu_n_") for name in names) else "flat"
+    con.execute(
+        f"COPY (select * from {SOURCE} limit 0) TO '{path}' "
+        "(FORMAT parquet, KV_METADATA {model_name: $model, z_schema: $naming})",
+        {"model": model_name, "naming": z_schema},
+    )
+
+
+def partition_counts(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> dict[str, int]:
+    """Rows of int_df03 per experiment, for these experiments (those with none are absent)."""
+    if not experiments:
+        return {}
+    rows = con.execute(
+        f"select experiment_date, count(*) from {SOURCE} where experiment_date in (select unnest($exps)) group by 1",
+        {"exps": experiments},
+    ).fetchall()
+    return dict(rows)
+
+
+def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, counts: dict[str, int]) -> None:
+    """One partitioned COPY per run of experiments, so each scan of the lake reads only those experiments' files
+    and memory stays bounded by the run; then one file per experiment."""
+    con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream the partitioned write
+    for i, group in enumerate(export_groups(sorted(counts.items()))):
+        out = folder / f".run-{i:04d}"
+        con.execute(
+            f"COPY (select * from {SOURCE} where experiment_date in (select unnest($exps))) TO '{out}' "
+            "(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date), WRITE_PARTITION_COLUMNS true)",
+            {"exps": group},
+        )
+        for exp in group:
+            target = folder / f"experiment_date={exp}" / PART_FILE
+            target.parent.mkdir()
+            one_file(out / f"experiment_date={exp}", target)
+        shutil.rmtree(out)
+        crash_point("export-run")
+
+
+def export_df03(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    *,
+    model_name: str,
+    rebuild: list[str],
+    keep: dict[str, Path],
+) -> dict[str, int]:
+    """Fill a new build's df03 folder: `rebuild` experiments written from int_df03, `keep` ones linked from the
+    previous build's files. Returns rows per written experiment, checked against the files."""
+    write_schema_file(con, folder / SCHEMA_FILE, model_name=model_name)
+    counts = partition_counts(con, rebuild)
+    write_partitions(con, folder, counts)
+    for exp, source in keep.items():
+        target = folder / f"experiment_date={exp}" / PART_FILE
+        target.parent.mkdir()
+        link_or_copy(source, target)
+    for exp, rows in counts.items():
+        written = pq.ParquetFile(folder / f"experiment_date={exp}" / PART_FILE).metadata.num_rows
+        if written != rows:
+            raise MorphlakeError(
+                f"df03 export of experiment {exp}: wrote {written} rows, int_df03 has {rows}",
+                "this is a bug in morphlake; nothing was published",
+            )
+    columns = _columns(folder / SCHEMA_FILE)
+    for exp, source in keep.items():
+        if _columns(source) != columns:
+            raise MorphlakeError(
+                f"df03 export of experiment {exp}: the previous build's file has other columns than df03 now",
+                "run `morphlake build --full`",
+            )
+    return counts
+
+
+def view_sql(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute(
+        "select sql from duckdb_views() where database_name = current_database() and schema_name = 'main' "
+        "and view_name = 'df03'"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def reads_export(warehouse: Path, folder: Path) -> bool:
+    """Whether the warehouse's df03 view still reads this export folder (a plain `dbt build` re-creates it over
+    the public export path)."""
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            sql = view_sql(con)
+    except duckdb.Error:
+        return False
+    return sql is not None and sql.count(_glob(folder)) == 1
+
+
+def _glob(folder: Path) -> str:
+    return f"'{folder}/**/*.parquet'"
+
+
+def _columns(path: Path) -> list[tuple[str, str]]:
+    """Names and types (DuckDB marks a column required in a file where it has no nulls: not a difference)."""
+    return [(field.name, str(field.type)) for field in pq.read_schema(path)]
+
+
+def point_df03_at(con: duckdb.DuckDBPyConnection, old: Path, new: Path) -> None:
+    """Re-create the warehouse's df03 view (as dbt compiled it) over a new build's export folder."""
+    sql = view_sql(con)
+    if sql is None or sql.count(_glob(old)) != 1:  # reads_export() was checked when planning: a bug if so
+        raise MorphlakeError(
+            "the warehouse's df03 view does not read the last build's export", "run morphlake build --full"
+        )
+    con.execute(sql.replace(_glob(old), _glob(new)).replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))

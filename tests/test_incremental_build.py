@@ -1,0 +1,134 @@
+"""Functional tests of build snapshots: the warehouse and the df03 export published as a pair, and incremental
+builds that redo only what changed (real CLI, real dbt, a tiny lake in tmp_path)."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from morphlake import DEFAULT_MODEL_NAME
+
+EMBED_DIR = f"embeddings/model_name={DEFAULT_MODEL_NAME}"
+CHANGED, OTHER = "20240626", "20250305_24hpf_lmx1b"
+
+
+def last_build(lake: Path) -> dict:
+    return json.loads(max((lake / "runs").glob("*-build-*.json")).read_text())
+
+
+def current(lake: Path) -> Path:
+    return lake / "builds" / os.readlink(lake / "builds" / "current")
+
+
+def df03(lake: Path) -> list[tuple]:
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute("select snip_id, z_mu from df03 order by snip_id").fetchall()
+
+
+def partition(build: Path, exp: str) -> Path:
+    return build / "df03" / f"experiment_date={exp}" / "part-00000.parquet"
+
+
+def test_a_build_with_no_change_writes_nothing(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    assert last_build(embedded_lake)["build"]["mode"] == "full"
+    before = {p: p.stat().st_mtime_ns for p in (embedded_lake / "builds").rglob("*")}
+    result = cli("build", "--lake", embedded_lake)
+    assert result.exit_code == 0, result.output
+    record = last_build(embedded_lake)
+    assert record["build"]["mode"] == "unchanged" and record["build"]["rebuilt"] == {}
+    assert "dbt_build" not in record["timings_s"]  # dbt was not started
+    assert {p: p.stat().st_mtime_ns for p in (embedded_lake / "builds").rglob("*")} == before
+
+
+def test_a_changed_experiment_is_the_only_partition_rewritten(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    first, rows = current(embedded_lake), df03(embedded_lake)
+    part = embedded_lake / EMBED_DIR / f"experiment_date={CHANGED}" / "part-00000.parquet"
+    frame = pl.read_parquet(part, hive_partitioning=False)
+    frame.with_columns(pl.col("z_mu_00") + 1.0).write_parquet(part)  # re-embedded, say
+
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record, second = last_build(embedded_lake), current(embedded_lake)
+    assert record["build"]["mode"] == "incremental"
+    assert record["build"]["rebuilt"] == {CHANGED: "embeddings changed"}
+    assert record["build"]["tested"] == [CHANGED]
+    assert "dbt_build" not in record["timings_s"] and record["dbt"]["counts"] == {"pass": 23}
+    # the unchanged partitions are the previous build's files (hard links), the changed one is new
+    assert partition(second, OTHER).stat().st_ino == partition(first, OTHER).stat().st_ino
+    assert partition(second, CHANGED).stat().st_ino != partition(first, CHANGED).stat().st_ino
+    new_rows = df03(embedded_lake)
+    changed = {snip for snip, _ in rows if snip.startswith(CHANGED)}
+    for (snip, old), (_, new) in zip(rows, new_rows):
+        assert np.allclose(np.array(new) - np.array(old), [1.0] + [0.0] * 99 if snip in changed else 0.0)
+    # the warehouse and the export are this build's pair
+    exported = pl.read_parquet(embedded_lake / "exports" / "df03" / "*" / "*.parquet").sort("snip_id")
+    assert exported["z_mu_n_00"].to_list() == [v[0] for _, v in new_rows]
+    # and the build before it is kept for readers that still have it open
+    assert sorted(p.name for p in (embedded_lake / "builds").iterdir()) == sorted(["current", first.name, second.name])
+
+
+def test_a_removed_experiment_leaves_the_export(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    shutil.rmtree(embedded_lake / "raw" / "df02" / f"experiment_date={CHANGED}")
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record = last_build(embedded_lake)
+    assert record["build"]["mode"] == "incremental" and record["build"]["removed"] == [CHANGED]
+    assert not partition(current(embedded_lake), CHANGED).parent.exists()
+    assert all(not snip.startswith(CHANGED) for snip, _ in df03(embedded_lake))
+
+
+def test_a_failing_incremental_build_keeps_the_published_pair(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    published, rows = current(embedded_lake), df03(embedded_lake)
+    part = embedded_lake / EMBED_DIR / f"experiment_date={CHANGED}" / "part-00000.parquet"
+    frame = pl.read_parquet(part, hive_partitioning=False)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(float("nan")).otherwise(pl.col("z_mu_05")).alias("z_mu_05")
+    ).write_parquet(part)
+    result = cli("build", "--lake", embedded_lake)
+    assert result.exit_code == 1
+    assert "finite_values_df03_z_: fail: Got 1 result" in result.stderr
+    assert current(embedded_lake) == published and df03(embedded_lake) == rows
+    assert sorted(p.name for p in (embedded_lake / "builds").iterdir()) == sorted(["current", published.name])
+    assert not (embedded_lake / ".staging").exists()
+
+
+def test_full_rebuilds_everything_with_dbt(cli, embedded_lake):
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    assert cli("build", "--lake", embedded_lake, "--full").exit_code == 0
+    record = last_build(embedded_lake)
+    assert record["build"]["mode"] == "full" and record["build"]["reason"] == "asked for (--full)"
+    assert record["dbt"]["counts"]["pass"] > 20 and "dbt_build" in record["timings_s"]
+
+
+def test_a_lake_from_before_snapshots_is_moved_to_them(cli, embedded_lake):
+    """An older lake has a plain warehouse file and export folder: the next build replaces them with links."""
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    build = current(embedded_lake)
+    for public in (embedded_lake / "warehouse.duckdb", embedded_lake / "exports" / "df03"):
+        public.unlink()
+    shutil.copy2(build / "warehouse.duckdb", embedded_lake / "warehouse.duckdb")
+    shutil.copytree(build / "df03", embedded_lake / "exports" / "df03")
+    shutil.rmtree(embedded_lake / "builds")
+    result = cli("build", "--lake", embedded_lake)
+    assert result.exit_code == 0, result.output
+    assert (embedded_lake / "warehouse.duckdb").is_symlink() and (embedded_lake / "exports" / "df03").is_symlink()
+    assert len(df03(embedded_lake)) == 18
+    assert not [p for p in (embedded_lake / "builds").iterdir() if p.name.startswith(".")]
+
+
+def test_the_export_names_its_columns_even_when_empty(cli, embedded_lake):
+    """df03's view and Parquet readers of the export see df03's columns in _schema.parquet, rows or none."""
+    shutil.rmtree(embedded_lake / "embeddings")
+    result = cli("build", "--lake", embedded_lake, "--coverage-severity", "warn")
+    assert result.exit_code == 0, result.output
+    export = embedded_lake / "exports" / "df03"
+    assert [p.name for p in export.iterdir()] == ["_schema.parquet"]
+    assert "snip_id" in pq.read_schema(export / "_schema.parquet").names
+    assert df03(embedded_lake) == []
