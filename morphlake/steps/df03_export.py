@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from morphlake.common.progress import step_progress
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import PART_FILE
@@ -86,19 +87,25 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, counts: dict[
     """One partitioned COPY per run of experiments, so each scan of the lake reads only those experiments' files
     and memory stays bounded by the run; then one file per experiment."""
     con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream the partitioned write
-    for i, group in enumerate(export_groups(sorted(counts.items()))):
-        out = folder / f".run-{i:04d}"
-        con.execute(
-            f"COPY (select * from {SOURCE} where experiment_date in (select unnest($exps))) TO '{out}' "
-            "(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date), WRITE_PARTITION_COLUMNS true)",
-            {"exps": group},
-        )
-        for exp in group:
-            target = folder / f"experiment_date={exp}" / PART_FILE
-            target.parent.mkdir()
-            one_file(out / f"experiment_date={exp}", target)
-        shutil.rmtree(out)
-        crash_point("export-run")
+    with step_progress("build: df03 export", sum(counts.values()), unit="rows") as progress:
+        for i, group in enumerate(export_groups(sorted(counts.items()))):
+            _write_group(con, folder / f".run-{i:04d}", folder, group)
+            progress.advance(sum(counts[exp] for exp in group))
+
+
+def _write_group(con: duckdb.DuckDBPyConnection, out: Path, folder: Path, group: list[str]) -> None:
+    """One partitioned COPY of these experiments into `out`, then each partition as one file in `folder`."""
+    con.execute(
+        f"COPY (select * from {SOURCE} where experiment_date in (select unnest($exps))) TO '{out}' "
+        "(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date), WRITE_PARTITION_COLUMNS true)",
+        {"exps": group},
+    )
+    for exp in group:
+        target = folder / f"experiment_date={exp}" / PART_FILE
+        target.parent.mkdir()
+        one_file(out / f"experiment_date={exp}", target)
+    shutil.rmtree(out)
+    crash_point("export-run")
 
 
 def export_df03(
