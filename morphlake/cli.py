@@ -224,7 +224,8 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
     type=click.IntRange(1, 64),
     default=None,
     help="Threads (default: CPU count, at most 8). On the CPU each decodes a batch and runs the "
-    "encoder on it; on CUDA they decode for the GPU.",
+    "encoder on it; on CUDA they decode for the GPU. With --engine ray: at most this many encoder actors "
+    "(default: one per CPU, or per GPU on CUDA).",
 )
 @click.option(
     "--threads",

@@ -122,3 +122,19 @@ def test_ray_engine_starts_and_stops_its_own_local_instance(cli, ingested, encod
     engine = records(ingested)[-1]["engine"]
     assert engine["cluster"].startswith("a local Ray instance") and engine["actors"] >= 1
     assert (ingested / EXP_PART).is_dir()
+
+
+def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, encoder_path, ray_address):
+    from morphlake.embed import Encoder
+    from morphlake.lake.layout import Lake
+    from morphlake.steps.embed_options import EmbedOptions
+    from morphlake.steps.embed_ray import RayRun, stream
+    from morphlake.steps.embed_step import plan_embedding
+
+    encoder = Encoder(encoder_path, device="cpu")
+    plans = plan_embedding(Lake.at(ingested), encoder.info, None, None)
+    encoder.info.sha256 = "0" * 64  # as if the nodes saw another file at the model's path
+    run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, 1, {"CPU": 2})
+    with pytest.raises(EncoderFileError, match="is not the encoder the driver loaded") as raised:
+        list(stream(plans, encoder, EmbedOptions(engine="ray"), run))
+    assert "keep the model and the lake on storage every node sees" in raised.value.hint

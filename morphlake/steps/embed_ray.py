@@ -3,8 +3,10 @@ actors, embedded batches streamed back to the driver in plan order (the driver w
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,7 +62,8 @@ def connected(address: str | None) -> Iterator[str]:
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise MorphlakeError(
             f"cannot join the Ray cluster at {address}: {exc}",
-            f"start it with `ray start --head` and pass the address it prints ({CLUSTER_HINT}), "
+            f"start it with `ray start --head` and pass the address it prints; a cluster with token authentication "
+            f"(Ray's default) needs RAY_AUTH_MODE=token and its ~/.ray/auth_token here too ({CLUSTER_HINT}); "
             "or leave out --ray-address for a local Ray instance",
         ) from None
     try:
@@ -69,11 +72,13 @@ def connected(address: str | None) -> Iterator[str]:
         ray.shutdown()
 
 
-def actor_pool(device: str, resources: dict, where: str, batches: int) -> tuple[str, dict, int]:
+def actor_pool(
+    device: str, resources: dict, where: str, batches: int, most: int | None = None
+) -> tuple[str, dict, int]:
     """(the device each actor opens, its Ray resources, how many actors) for the cluster's resources. On CUDA one
     actor per GPU, and decoding runs in CPU tasks on every node's cores. On CPUs one actor per CPU: Ray Data fuses
     the decode stage into the actors (same resources), so each decodes and encodes its batch as a local thread
-    does, and no pixels cross the object store."""
+    does, and no pixels cross the object store. `most` (--workers) caps the pool."""
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     if device == "cuda" and not gpus:
         raise MorphlakeError(
@@ -81,8 +86,8 @@ def actor_pool(device: str, resources: dict, where: str, batches: int) -> tuple[
             "start Ray on GPU hosts (`ray start --num-gpus N` if it does not find them), or pass --device cpu",
         )
     if gpus and device != "cpu":
-        return "cuda", {"num_gpus": 1, "num_cpus": 1}, min(gpus, batches)
-    return "cpu", {"num_cpus": 1}, max(1, min(cpus, batches))
+        return "cuda", {"num_gpus": 1, "num_cpus": 1}, min(gpus, batches, most or gpus)
+    return "cpu", {"num_cpus": 1}, max(1, min(cpus, batches, most or cpus))
 
 
 def plan_blocks(plans: dict[str, pa.Table], batch_size: int, actors: int) -> list[pa.Table]:
@@ -170,13 +175,22 @@ class RayRun:
         }
 
 
+NAMED_ERROR = re.compile(r"^(morphlake(?:\.\w+)+)\.(\w+): (.*)\n  hint: (.*)$", re.M)
+
+
 def _original_error(exc: BaseException) -> HintedError | None:
-    """A morphlake error raised in a Ray task or actor, as the driver should report it."""
+    """A morphlake error raised in a Ray task or actor, as the driver should report it: the exception itself
+    where Ray passes it on, else rebuilt from its text (an actor that died in its constructor)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, HintedError) and type(exc).__module__.startswith("morphlake"):
             return exc
+        match = NAMED_ERROR.search(str(exc))
+        if match:
+            kind = getattr(importlib.import_module(match[1]), match[2], None)
+            if isinstance(kind, type) and issubclass(kind, HintedError):
+                return kind(match[3], match[4])
         exc = getattr(exc, "cause", None) or exc.__cause__
     return None
 
@@ -239,7 +253,7 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
     with connected(options.ray_address) as where:
         resources = ray.cluster_resources()
         batches = -(-total // options.batch_size)
-        device, remote_args, actors = actor_pool(options.device, resources, where, batches)
+        device, remote_args, actors = actor_pool(options.device, resources, where, batches, options.workers)
         run = RayRun(where, device, remote_args, actors, resources)
         log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
         try:
