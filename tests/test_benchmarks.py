@@ -45,6 +45,7 @@ def test_scale_benchmark_runs_the_real_cli():
     assert "peak memory, large - small" in out and "120 snips" in out, out
 
 
+@pytest.mark.slow  # ~25 s: four real embed runs, two of them Ray drivers; the ray engine itself is tested in CI
 def test_engines_benchmark_runs_both_engines_at_both_sizes(ray_address):
     sizes = ["--small", "40", "--large", "80", "--per-experiment", "20", "--pool", "20"]
     out = bench("engines", *sizes, "--rounds", "1", "--ray-address", ray_address)

@@ -87,6 +87,19 @@ def test_ray_engine_fails_strict_and_skips_with_allow_partial_as_locally(cli, ro
     assert "damaged or truncated" in skipped[0]["reason"]
 
 
+def test_a_second_writer_is_refused_by_the_lake_lock(cli, ingested, encoder_path):
+    from test_ingest_cli import hold_lock_in_another_process
+
+    holder = hold_lock_in_another_process(ingested, "embed", "run-xyz")
+    try:
+        result = cli("embed", "--model", encoder_path, "--lake", ingested, "--engine", "ray")
+        assert result.exit_code == 1 and f"pid {holder.pid}" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (ingested / EXP_PART).exists()
+
+
 def test_cuda_on_a_cluster_without_gpu_is_refused(cli, ingested, encoder_path, ray_address):
     result = cli("embed", "--model", encoder_path, "--lake", ingested, "--engine", "ray", "--device", "cuda")
     assert result.exit_code == 1

@@ -260,5 +260,11 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
             yield lambda plans: stream(plans, encoder, options, run)
         finally:
             record.set("engine", run.to_dict())
-            if run.providers:
+            if run.providers:  # the actors ran the encoder; the driver's own copy (on its CPU) only planned
                 record.data["provider"]["used"] = ", ".join(sorted(run.providers))
+                log.info(
+                    "ray engine: %d actor(s) on %d node(s) ran %s",
+                    len(run.actors_seen),
+                    len(run.nodes_seen),
+                    record.data["provider"]["used"],
+                )
