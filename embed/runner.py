@@ -39,7 +39,8 @@ def _embed(encoder: Encoder, batch: DecodedBatch) -> tuple[np.ndarray, np.ndarra
     return mu[: batch.n], logvar[: batch.n]
 
 
-def _result(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) -> EmbeddedBatch:
+def embed_decoded(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) -> EmbeddedBatch:
+    """Run the encoder on one decoded batch (padding included) and keep the rows of its snips."""
     start = time.perf_counter()
     mu, logvar = _embed(encoder, batch)
     return EmbeddedBatch(
@@ -61,7 +62,7 @@ def embed_snips(
     workers = workers or default_workers()
     if encoder.concurrent:
         jobs = ordered_map(
-            lambda chunk: _result(decode_chunk(chunk, batch_size, reduced), encoder),
+            lambda chunk: embed_decoded(decode_chunk(chunk, batch_size, reduced), encoder),
             chunks(snips, batch_size),
             workers,
             name="embed",
@@ -71,7 +72,7 @@ def embed_snips(
             yield batch
     else:
         for batch, waited in _waited(decode_batches(snips, batch_size, workers, reduced=reduced)):
-            yield _result(batch, encoder, waited)
+            yield embed_decoded(batch, encoder, waited)
 
 
 def _waited(items: Iterator) -> Iterator[tuple]:

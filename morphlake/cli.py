@@ -225,7 +225,8 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
     type=click.IntRange(1, 64),
     default=None,
     help="Threads (default: CPU count, at most 8). On the CPU each decodes a batch and runs the "
-    "encoder on it; on CUDA they decode for the GPU.",
+    "encoder on it; on CUDA they decode for the GPU. With --engine ray: at most this many encoder actors "
+    "(default: one per CPU, or per GPU on CUDA).",
 )
 @click.option(
     "--threads",
@@ -260,18 +261,48 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
     help="Smallest cosine between a --precision copy's z_mu and fp32's, on the calibration snips, "
     "that the run accepts (the figure goes into the run record).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: threads in this process; ray: Ray Data (the ray extra): decoding in CPU tasks, the encoder in "
+    "actors (one per GPU with --device cuda/auto on GPU hosts), the same plan, lake and run record.",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    default=None,
+    help="With --engine ray: join this Ray cluster (e.g. head-node:6379, from `ray start --head`); "
+    "default: start a local Ray instance sized to this machine and stop it at the end.",
+)
 @experiments_option
 @lake_option
 @partial_option
-def embed(model, device, batch_size, workers, threads, decode, precision, min_cosine, experiments, lake, allow_partial):
+def embed(
+    model,
+    device,
+    batch_size,
+    workers,
+    threads,
+    decode,
+    precision,
+    min_cosine,
+    engine,
+    ray_address,
+    experiments,
+    lake,
+    allow_partial,
+):
     """Embed every ledger snip that has no current embedding for the model.
 
     A snip is current when the legacy store has it, or when an ONNX embedding with the same model sha256
     and image fingerprint, and the same --decode / --precision, exists; anything else is (re-)embedded.
 
     \b
-    Example:
+    Examples:
       morphlake embed --model demo-data/models/legacy/20241107_ds_sweep01_optimum/encoder.onnx --lake ./lake
+      morphlake embed --model /shared/encoder.onnx --lake /shared/lake --engine ray --ray-address head:6379
     """
     from morphlake.steps.embed_options import EmbedOptions
     from morphlake.steps.embed_step import run_embed
@@ -285,6 +316,8 @@ def embed(model, device, batch_size, workers, threads, decode, precision, min_co
         decode=decode,
         precision=precision,
         min_cosine=min_cosine,
+        engine=engine,
+        ray_address=ray_address,
     )
     result = run_embed(
         the_lake, model, options=options, experiments=split_names(experiments), allow_partial=allow_partial

@@ -103,3 +103,22 @@ def lake_files(lake: Path) -> dict[str, bytes]:
         for p in sorted(lake.rglob("*.parquet"))
         if not str(p.relative_to(lake)).startswith(".")
     }
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    """One small local Ray instance for the whole session (skipped without the ray extra): in-process runs
+    use it as it is, subprocesses join it with --ray-address."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 2**20,
+        logging_level=logging.ERROR,
+    )
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

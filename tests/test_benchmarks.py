@@ -44,3 +44,12 @@ def test_df03_benchmark_checks_both_ways_give_the_same_rows():
 def test_scale_benchmark_runs_the_real_cli():
     out = bench("scale", "--small", "60", "--large", "120", "--per-experiment", "30")
     assert "peak memory, large - small" in out and "120 snips" in out, out
+
+
+@pytest.mark.slow  # ~25 s: four real embed runs, two of them Ray drivers; the ray engine itself is tested in CI
+def test_engines_benchmark_runs_both_engines_at_both_sizes(ray_address):
+    sizes = ["--small", "40", "--large", "80", "--per-experiment", "20", "--pool", "20"]
+    out = bench("engines", *sizes, "--rounds", "1", "--ray-address", ray_address)
+    assert "40 snips" in out and "80 snips" in out and "ray / local img/s at 80 snips" in out, out
+    assert "ray driver peak memory, 80 - 40 snips" in out and "writer" in out, out
+    assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"

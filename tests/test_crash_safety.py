@@ -2,7 +2,8 @@
 random moments, then checked: every file reads, no partition is torn or doubled, the lock is free, no
 half-written file is left, and the next run ends where an uninterrupted run ends.
 
-CI runs the points marked `quick`; `pytest -m slow tests/test_crash_safety.py` runs every point.
+CI runs the points marked `quick` and one killed Ray worker; `pytest -m slow tests/test_crash_safety.py` runs
+every point (the ray engine's on the session's local Ray instance, skipped without the ray extra).
 """
 
 from __future__ import annotations
@@ -25,13 +26,23 @@ ENCODER = Path("models/legacy") / DEFAULT_MODEL_NAME / "encoder.onnx"
 DF03 = Path("metadata/combined_metadata_files/embryo_metadata_df03.csv")
 
 
-def command_args(command: str, root: Path, lake: Path) -> list[str]:
+def command_args(command: str, root: Path, lake: Path, ray_address: str | None = None) -> list[str]:
     if command == "build":  # a full build over a published one: dbt, export, switch all run
         return ["build", "--lake", str(lake), "--full"]
     if command == "ingest":
         return ["ingest", "--root", str(root), "--lake", str(lake)]
     if command == "embed":
         return ["embed", "--model", str(root / ENCODER), "--lake", str(lake), "--batch-size", "4"]
+    if command == "embed-ray":  # the session's Ray instance: a killed driver's workers die with its job
+        return [
+            *command_args("embed", root, lake),
+            "--batch-size",
+            "2",
+            "--engine",
+            "ray",
+            "--ray-address",
+            ray_address,
+        ]
     return [
         "build06",
         "--root",
@@ -47,11 +58,14 @@ def command_args(command: str, root: Path, lake: Path) -> list[str]:
     ]
 
 
-def run(args: list[str], crash: str | None = None, kill_after: float | None = None) -> int:
+def run(args: list[str], crash: str | None = None, kill_after: float | None = None, once: Path | None = None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MORPHLAKE_CRASH_AT", None)
+    env.pop("MORPHLAKE_CRASH_ONCE", None)
     if crash:
         env["MORPHLAKE_CRASH_AT"] = crash
+    if once:
+        env["MORPHLAKE_CRASH_ONCE"] = str(once)
     proc = subprocess.Popen(
         [sys.executable, "-m", "morphlake.cli", "-q", *args],
         env=env,
@@ -127,13 +141,15 @@ def assert_same_lake(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]
 
 
 # build06 exits 2: the tiny root's partially covered store keeps its gaps, as the legacy step does
-EXPECTED = {"ingest": 0, "embed": 0, "build06": 2, "build": 0}
+EXPECTED = {"ingest": 0, "embed": 0, "embed-ray": 0, "build06": 2, "build": 0}
+# the ray engine must leave the local engine's lake, value for value
+REFERENCE = {"embed-ray": "embed"}
 
 
 def prepare(command: str, template: Path, workdir: Path) -> tuple[Path, Path]:
     root, lake = workdir / "root", workdir / "lake"
     shutil.copytree(template, root, symlinks=True)
-    if command in ("embed", "build"):
+    if command.startswith("embed") or command == "build":
         assert run(command_args("ingest", root, lake)) == 0, run.last_output
     if command == "build":
         assert run(command_args("embed", root, lake)) == 0, run.last_output
@@ -182,6 +198,14 @@ POINTS = [
     point("embed", kill_after=1.0),
     point("embed", kill_after=1.5),
     point("embed", kill_after=2.0),
+    point("embed-ray", "embed-batch:2"),  # the driver dies while results stream back
+    point("embed-ray", "embed-batch:1"),
+    point("embed-ray", "stage:2"),
+    point("embed-ray", "before-publish"),
+    point("embed-ray", "publish:1"),
+    point("embed-ray", kill_after=3.0),
+    point("embed-ray", kill_after=4.5),
+    point("embed-ray", kill_after=6.0),
     point("build06", "stage:3"),
     point("build06", "publish:2"),
     point("build06", "embed-batch:1"),
@@ -205,10 +229,11 @@ POINTS = [
 
 @pytest.mark.parametrize("command, crash, kill_after", POINTS)
 def test_killed_run_leaves_a_readable_lake_and_the_next_run_finishes_it(
-    command, crash, kill_after, demo_template, reference, tmp_path
+    command, crash, kill_after, demo_template, reference, tmp_path, request
 ):
     root, lake = prepare(command, demo_template, tmp_path)
-    args = command_args(command, root, lake)
+    address = request.getfixturevalue("ray_address") if command == "embed-ray" else None
+    args = command_args(command, root, lake, address)
     code = run(args, crash=crash, kill_after=kill_after)
     if crash:
         assert code == 137, run.last_output  # the point was reached and the process died there
@@ -217,8 +242,25 @@ def test_killed_run_leaves_a_readable_lake_and_the_next_run_finishes_it(
     check_invariants(lake, root)
     assert run(args) == EXPECTED[command], run.last_output  # the lock of the dead process does not block
     check_invariants(lake, root)
-    want_lake, want_df03 = reference[command]
+    want_lake, want_df03 = reference[REFERENCE.get(command, command)]
     assert_same_lake(lake_state(lake), want_lake)
     assert not (lake / ".staging").exists()
     if want_df03 is not None:
         assert (root / DF03).read_bytes() == want_df03
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        pytest.param("ray-encode:2", id="actor-killed-in-its-second-batch"),  # in CI
+        pytest.param("ray-encode:1", id="actor-killed-in-its-first-batch", marks=pytest.mark.slow),
+        pytest.param("ray-decode:3", id="actor-killed-while-decoding", marks=pytest.mark.slow),
+    ],
+)
+def test_a_killed_ray_worker_is_retried_and_the_run_completes(crash, demo_template, reference, tmp_path, ray_address):
+    root, lake = prepare("embed-ray", demo_template, tmp_path)
+    once = tmp_path / "crashed"  # one worker dies once (as after a node's hiccup); its restart goes on
+    assert run(command_args("embed-ray", root, lake, ray_address), crash=crash, once=once) == 0, run.last_output
+    assert once.exists()  # the worker did die
+    check_invariants(lake, root)
+    assert_same_lake(lake_state(lake), reference["embed"][0])

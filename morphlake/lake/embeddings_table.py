@@ -35,8 +35,10 @@ def embeddings_schema(dim: int) -> pa.Schema:
 def conform(table: pa.Table, dim: int) -> pa.Table:
     """Add missing metadata columns as nulls and order/cast columns to the lake schema."""
     schema = embeddings_schema(dim)
+    index = {name: i for i, name in enumerate(table.column_names)}  # once: column_names is rebuilt on each access
     columns = [
-        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema
+        table.column(index[f.name]).cast(f.type) if f.name in index else pa.nulls(table.num_rows, f.type)
+        for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
 

@@ -9,6 +9,7 @@ from morphlake.embed.precision import PRECISIONS
 from morphlake.errors import MorphlakeError
 
 DECODES = ("legacy", "reduced")
+ENGINES = ("local", "ray")
 MIN_COSINE = 0.99  # a reduced-precision copy whose z_mu points elsewhere than fp32's by more is refused
 
 
@@ -29,11 +30,18 @@ class EmbedOptions:
     decode: str = "legacy"
     precision: str = "fp32"
     min_cosine: float = MIN_COSINE
+    engine: str = "local"  # ray: Ray Data on a cluster (embed_ray), the same plan, encoder and lake
+    ray_address: str | None = None  # None: a local Ray instance
 
     def __post_init__(self) -> None:
         _one_of("device", self.device, DEVICES)
         _one_of("decode", self.decode, DECODES)
         _one_of("precision", self.precision, PRECISIONS)
+        _one_of("engine", self.engine, ENGINES)
+        if self.ray_address and self.engine != "ray":
+            raise MorphlakeError(
+                f"a Ray address ({self.ray_address}) was given to the {self.engine} engine", "add --engine ray"
+            )
         if self.batch_size < 1:
             raise MorphlakeError(f"batch size must be at least 1, got {self.batch_size}", "use e.g. 64")
         if self.workers is not None and self.workers < 1:
@@ -46,6 +54,12 @@ class EmbedOptions:
     @property
     def reduced_decode(self) -> bool:
         return self.decode == "reduced"
+
+    @property
+    def driver_device(self) -> str:
+        """Where the driver opens the encoder: the device asked for locally; with ray the actors run it there and
+        the driver (often a head node without a GPU) reads its description and checks copies on its CPU."""
+        return "cpu" if self.engine == "ray" else self.device
 
     def value(self, precision: str | None = None) -> str | None:
         """The embeddings' `embed_options` column: None for the legacy-faithful path, else what differs

@@ -6,7 +6,8 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 
 from morphlake.common.progress import step_progress
 from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
+from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import z_columns
@@ -169,7 +171,7 @@ def run_embed(
     with lake_run(lake, "embed", params, allow_partial=allow_partial) as run:
         with run.record.timed("load_model"):
             loaded = load_encoder(
-                lake, model, device=options.device, threads=options.threads, precision=options.precision
+                lake, model, device=options.driver_device, threads=options.threads, precision=options.precision
             )
         value = options.value(loaded.run.info.precision)
         describe_encoder(run.record, loaded, options, value)
@@ -179,16 +181,18 @@ def run_embed(
         run.record.count("to_embed", total)
         run.record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
-        if loaded.derived and total:
-            with run.record.timed("verify_copy"):
-                todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
-                run.record.data["embed_options"]["verification"] = verify(
-                    loaded, todo, lake=lake, min_cosine=options.min_cosine
-                )
-        writer = PartitionWriter(
-            run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
-        )
-        run.skip(embed_batches(run.record, loaded.run, plans, writer, options=options, allow_partial=allow_partial))
+        with embed_engine(run.record, loaded.run, options, total) as engine:
+            if loaded.derived and total:
+                with run.record.timed("verify_copy"):
+                    todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
+                    run.record.data["embed_options"]["verification"] = verify(
+                        loaded, todo, lake=lake, min_cosine=options.min_cosine
+                    )
+            writer = PartitionWriter(
+                run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
+            )
+            batches = engine(plans)
+            run.skip(embed_batches(run.record, loaded.run, batches, writer, total=total, allow_partial=allow_partial))
     return run.result
 
 
@@ -236,6 +240,21 @@ def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOpt
     )
 
 
+@contextmanager
+def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Callable]:
+    """`with embed_engine(...) as engine:` then `engine(plans)` yields EmbeddedBatch: embed_snips in this process
+    (local), or Ray Data on a cluster (ray); the run record's `engine` says which ran where."""
+    if options.engine == "ray":
+        from morphlake.steps.embed_ray import ray_engine
+
+        with ray_engine(record, encoder, options, total) as engine:
+            yield engine
+        return
+    workers = options.workers or default_workers()
+    record.set("engine", {"name": "local", "nodes": 1, "workers": workers})
+    yield lambda plans: embed_snips(_refs(plans), encoder, options.batch_size, workers, reduced=options.reduced_decode)
+
+
 def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:
     """Experiment -> its ledger rows that need embedding (experiments with none left out)."""
     plans = {}
@@ -249,22 +268,18 @@ def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str |
 def embed_batches(
     record: RunRecord,
     encoder: Encoder,
-    plans: dict[str, pa.Table],
+    batches: Iterable[EmbeddedBatch],
     writer: PartitionWriter,
     *,
-    options: EmbedOptions,
+    total: int,
     allow_partial: bool,
 ) -> list[Skipped]:
-    """Read -> encode -> write, batch by batch, with per-batch timings and progress (common.progress);
-    returns the snips skipped (a strict run fails on the first)."""
-    total = sum(t.num_rows for t in plans.values())
+    """Embedded batches (from either engine) -> write, batch by batch, with per-batch timings and progress
+    (common.progress); returns the snips skipped (a strict run fails on the first)."""
     skipped: list[Skipped] = []
     timing = {"decode_cpu_s": 0.0, "wait_s": 0.0, "infer_s": 0.0, "write_s": 0.0, "batches": 0}
     start = time.perf_counter()
     with step_progress("embed", total, unit="snips") as progress:
-        batches = embed_snips(
-            _refs(plans), encoder, options.batch_size, options.workers, reduced=options.reduced_decode
-        )
         for batch in batches:
             for ref, reason in batch.failures:
                 if not allow_partial:

@@ -1,0 +1,270 @@
+"""`morphlake embed --engine ray`: the plan as a Ray Dataset, decoding in CPU tasks, the encoder in a pool of
+actors, embedded batches streamed back to the driver in plan order (the driver writes the lake)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from morphlake.common.errors import HintedError
+from morphlake.embed import EmbeddedBatch, Encoder
+from morphlake.embed.columns import decode_columns, embedded_batch, encode_columns
+from morphlake.embed.errors import EncoderFileError
+from morphlake.errors import MorphlakeError
+from morphlake.lake.faults import ENV_VARS, crash_point
+from morphlake.lake.runs import RunRecord
+from morphlake.steps.embed_options import EmbedOptions
+
+log = logging.getLogger("morphlake")
+MAX_BATCHES_PER_BLOCK = 16  # input blocks of whole batches (never straddled): few Ray tasks on big runs ...
+BLOCKS_PER_ACTOR = 4  # ... and enough blocks on small ones that every actor has work to the end
+CLUSTER_HINT = "see the README, Running on a cluster"
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise MorphlakeError(
+            "--engine ray needs Ray Data, which is not installed",
+            "install the ray extra: pip install 'morphlake[ray]' (and the same on every node of the cluster)",
+        ) from None
+    return ray
+
+
+@contextmanager
+def connected(address: str | None) -> Iterator[str]:
+    """Join the cluster at `address`, or start a local Ray instance sized to this machine; leave or stop it at
+    the end. A process that has already joined one (a notebook, the tests) keeps it."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield "the Ray instance this process already joined"
+        return
+    # Ray's own notices stay out of the command's output (its errors reach it as exceptions; logs stay on the nodes)
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    env = {k: os.environ[k] for k in ENV_VARS if os.environ.get(k)}  # fault injection reaches the workers
+    runtime_env = {"env_vars": env} if env else None
+    try:
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, **quiet)
+        else:
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, runtime_env=runtime_env, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise MorphlakeError(
+            f"cannot join the Ray cluster at {address}: {exc}",
+            f"start it with `ray start --head` and pass the address it prints; a cluster with token authentication "
+            f"(Ray's default) needs RAY_AUTH_MODE=token and its ~/.ray/auth_token here too ({CLUSTER_HINT}); "
+            "or leave out --ray-address for a local Ray instance",
+        ) from None
+    try:
+        yield address or f"a local Ray instance ({os.cpu_count()} CPUs)"
+    finally:
+        ray.shutdown()
+
+
+def actor_pool(
+    device: str, resources: dict, where: str, batches: int, most: int | None = None
+) -> tuple[str, dict, int]:
+    """(the device each actor opens, its Ray resources, how many actors) for the cluster's resources. On CUDA one
+    actor per GPU, and decoding runs in CPU tasks on every node's cores. On CPUs one actor per CPU: Ray Data fuses
+    the decode stage into the actors (same resources), so each decodes and encodes its batch as a local thread
+    does, and no pixels cross the object store. `most` (--workers) caps the pool."""
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    if device == "cuda" and not gpus:
+        raise MorphlakeError(
+            f"device cuda was asked for, but {where} has no GPU (resources: {cpus} CPU, 0 GPU)",
+            "start Ray on GPU hosts (`ray start --num-gpus N` if it does not find them), or pass --device cpu",
+        )
+    if gpus and device != "cpu":
+        return "cuda", {"num_gpus": 1, "num_cpus": 1}, min(gpus, batches, most or gpus)
+    return "cpu", {"num_cpus": 1}, max(1, min(cpus, batches, most or cpus))
+
+
+def plan_blocks(plans: dict[str, pa.Table], batch_size: int, actors: int) -> list[pa.Table]:
+    """The plan's snips in the local engine's order, in blocks of whole batches."""
+    parts = [
+        pa.table(
+            {
+                "snip_id": todo["snip_id"].cast(pa.string()),
+                "experiment_date": pa.array([exp] * todo.num_rows, pa.string()),
+                "path": todo["path"].cast(pa.string()),
+            }
+        )
+        for exp, todo in plans.items()
+    ]
+    rows = pa.concat_tables(parts).combine_chunks()
+    batches = -(-rows.num_rows // batch_size)
+    step = batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, batches // (BLOCKS_PER_ACTOR * actors)))
+    return [rows.slice(start, step) for start in range(0, rows.num_rows, step)]
+
+
+def _where() -> dict[str, str]:
+    import ray
+
+    context = ray.get_runtime_context()
+    return {"node": context.get_node_id(), "actor": context.get_actor_id() or ""}
+
+
+def decode_stage(batch: dict[str, np.ndarray], *, reduced: bool) -> dict[str, np.ndarray]:
+    crash_point("ray-decode")
+    return {**decode_columns(batch, reduced=reduced), "decode_node": np.full(len(batch["path"]), _where()["node"])}
+
+
+class EncoderActor:
+    """Loads the ONNX session once and embeds the batches sent to it; checks it runs the driver's file."""
+
+    def __init__(self, *, path: str, sha256: str, device: str, threads: int, batch_size: int):
+        self.encoder = Encoder(path, device=device, threads=threads)
+        self.where = _where()
+        if self.encoder.info.sha256 != sha256:
+            raise EncoderFileError(
+                f"{path} on Ray node {self.where['node']} is not the encoder the driver loaded "
+                f"(sha256 {self.encoder.info.sha256[:12]}…, expected {sha256[:12]}…)",
+                f"keep the model and the lake on storage every node sees, at the same path ({CLUSTER_HINT})",
+            )
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        crash_point("ray-encode")
+        out = encode_columns(self.encoder, batch, batch_size=self.batch_size)
+        n = len(out["snip_id"])
+        out["decode_node"] = batch["decode_node"]
+        for key, value in {**self.where, "provider": self.encoder.provider}.items():
+            out[key] = np.full(n, value)
+        return out
+
+
+@dataclass
+class RayRun:
+    """What the ray engine ran on, for the run record."""
+
+    where: str
+    device: str
+    remote_args: dict  # each actor's Ray resources
+    actors: int
+    resources: dict
+    nodes_seen: set = field(default_factory=set)
+    actors_seen: set = field(default_factory=set)
+    providers: set = field(default_factory=set)
+
+    def saw(self, columns: dict[str, np.ndarray]) -> None:
+        self.nodes_seen.update(columns["node"].tolist(), columns["decode_node"].tolist())
+        self.actors_seen.update(columns["actor"].tolist())
+        self.providers.update(columns["provider"].tolist())
+
+    def to_dict(self) -> dict:
+        return {
+            "name": "ray",
+            "cluster": self.where,
+            "cluster_resources": {k: self.resources.get(k, 0) for k in ("CPU", "GPU")},
+            "device": self.device,
+            "actor_pool": self.actors,
+            "nodes": len(self.nodes_seen),
+            "actors": len(self.actors_seen),
+            "providers": sorted(self.providers),
+        }
+
+
+NAMED_ERROR = re.compile(r"^(morphlake(?:\.\w+)+)\.(\w+): (.*)\n  hint: (.*)$", re.M)
+
+
+def _original_error(exc: BaseException) -> HintedError | None:
+    """A morphlake error raised in a Ray task or actor, as the driver should report it: the exception itself
+    where Ray passes it on, else rebuilt from its text (an actor that died in its constructor)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, HintedError) and type(exc).__module__.startswith("morphlake"):
+            return exc
+        match = NAMED_ERROR.search(str(exc))
+        if match:
+            kind = getattr(importlib.import_module(match[1]), match[2], None)
+            if isinstance(kind, type) and issubclass(kind, HintedError):
+                return kind(match[3], match[4])
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return None
+
+
+def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, run: RayRun) -> Iterator[EmbeddedBatch]:
+    """Decode (CPU tasks) -> encode (actor pool) -> the driver, batch by batch in plan order."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # one experiment completes after another, as locally
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    dataset = ray.data.from_arrow(plan_blocks(plans, options.batch_size, run.actors))
+    decoded = dataset.map_batches(
+        decode_stage,
+        fn_kwargs={"reduced": options.reduced_decode},
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        num_cpus=1,
+    )
+    embedded = decoded.map_batches(
+        EncoderActor,
+        fn_constructor_kwargs={
+            "path": str(encoder.path.absolute()),
+            "sha256": encoder.info.sha256,
+            "device": run.device,
+            "threads": options.threads,
+            "batch_size": options.batch_size,
+        },
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=run.actors),
+        **run.remote_args,
+    )
+    batches = iter(embedded.iter_batches(batch_size=None, batch_format="numpy"))
+    while True:
+        start = time.perf_counter()
+        try:
+            columns = next(batches, None)
+        except Exception as exc:
+            raise _original_error(exc) or MorphlakeError(
+                f"the ray engine failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                f"the Ray logs (/tmp/ray/session_latest/logs on each node) say more ({CLUSTER_HINT})",
+            ) from exc
+        if columns is None:
+            return
+        run.saw(columns)
+        yield embedded_batch(columns, waited=time.perf_counter() - start)
+
+
+@contextmanager
+def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Callable]:
+    """`with ray_engine(...) as batches:` then `batches(plans)` streams EmbeddedBatch as embed_snips does.
+    Joins (or starts) Ray only when there is something to embed; the run record's `engine` says where it ran."""
+    if not total:
+        record.set("engine", {"name": "ray", "nodes": 0, "actors": 0})
+        yield lambda plans: iter(())
+        return
+    ray = import_ray()
+    with connected(options.ray_address) as where:
+        resources = ray.cluster_resources()
+        batches = -(-total // options.batch_size)
+        device, remote_args, actors = actor_pool(options.device, resources, where, batches, options.workers)
+        run = RayRun(where, device, remote_args, actors, resources)
+        log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
+        try:
+            yield lambda plans: stream(plans, encoder, options, run)
+        finally:
+            record.set("engine", run.to_dict())
+            if run.providers:  # the actors ran the encoder; the driver's own copy (on its CPU) only planned
+                record.data["provider"]["used"] = ", ".join(sorted(run.providers))
+                log.info(
+                    "ray engine: %d actor(s) on %d node(s) ran %s",
+                    len(run.actors_seen),
+                    len(run.nodes_seen),
+                    record.data["provider"]["used"],
+                )
