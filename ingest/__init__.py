@@ -1,8 +1,22 @@
-"""Readers that turn the lab's legacy files into typed Arrow tables (no lake writes)."""
+"""Readers that turn the lab's legacy files into typed Arrow tables (no lake writes).
 
-from morphlake.ingest.df02 import read_df02, read_train
-from morphlake.ingest.errors import InputError
-from morphlake.ingest.latents import read_latent_store
-from morphlake.ingest.ledger import scan_snips
+The names below load their module on first use (PEP 562), so importing one light submodule (e.g. the errors
+or the naming rules) does not import Polars and the CSV readers.
+"""
 
-__all__ = ["InputError", "read_df02", "read_train", "read_latent_store", "scan_snips"]
+from importlib import import_module
+
+_EXPORTS = {
+    "InputError": "errors",
+    "read_df02": "df02",
+    "read_train": "df02",
+    "read_latent_store": "latents",
+    "scan_snips": "ledger",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePath
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from morphlake.ingest.errors import InputError
+
+if TYPE_CHECKING:  # Polars loads with the readers that use it, not with these rules (every command imports them)
+    import polars as pl
 
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 SAFE_SEGMENT_HELP = "ASCII letters, digits, '_', '-' and '.', starting with a letter or digit, no '..'"
@@ -47,6 +49,8 @@ def normalise_stem(name: str) -> str:
 
 def normalise_stem_expr(column: str) -> pl.Expr:
     """normalise_stem for ids in a table column (no folders to drop there), as a Polars expression."""
+    import polars as pl
+
     return pl.col(column).str.replace(r"(?i)\.(jpe?g|png)$", "").str.replace(r"_s(\d{4})$", "_t$1").alias(column)
 
 
