@@ -120,7 +120,7 @@ class BuildPlan:
         return {
             "mode": self.mode,
             "reason": self.reason,
-            "rebuilt": self.rebuild,
+            "rebuilt": f"every experiment ({len(self.rebuild)})" if self.mode == FULL else self.rebuild,
             "kept": len(self.keep),
             "removed": self.removed,
             "tested": "every experiment" if self.mode == FULL else self.retest,

@@ -132,13 +132,13 @@ def export_df03(
                 f"df03 export of experiment {exp}: wrote {written} rows, int_df03 has {rows}",
                 "this is a bug in morphlake; nothing was published",
             )
-    columns = _columns(folder / SCHEMA_FILE)
-    for exp, source in keep.items():
-        if _columns(source) != columns:
-            raise MorphlakeError(
-                f"df03 export of experiment {exp}: the previous build's file has other columns than df03 now",
-                "run `morphlake build --full`",
-            )
+    # the kept files are the previous build's, which its own _schema.parquet describes
+    previous = {source.parent.parent / SCHEMA_FILE for source in keep.values()}
+    if any(_columns(schema) != _columns(folder / SCHEMA_FILE) for schema in previous):
+        raise MorphlakeError(
+            "df03 export: the previous build's files have other columns than df03 now",
+            "run `morphlake build --full`",
+        )
     return counts
 
 
