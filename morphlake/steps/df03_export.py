@@ -22,7 +22,7 @@ from morphlake.lake.layout import PART_FILE
 
 SOURCE = "int_df03"  # the dbt model the export copies
 SCHEMA_FILE = "_schema.parquet"
-CHUNK_ROWS = 50_000  # rows per partitioned write: bounds memory, and each write scans only its experiments
+CHUNK_ROWS = 100_000  # rows per partitioned write: bounds memory, and each write scans only its experiments
 
 
 def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> list[list[str]]:
