@@ -29,6 +29,8 @@ DF03 = Path("metadata/combined_metadata_files/embryo_metadata_df03.csv")
 def command_args(command: str, root: Path, lake: Path, ray_address: str | None = None) -> list[str]:
     if command == "build":  # a full build over a published one: dbt, export, switch all run
         return ["build", "--lake", str(lake), "--full"]
+    if command == "build-incremental":  # one experiment changed: export, links, replayed tests, switch
+        return ["build", "--lake", str(lake)]
     if command == "ingest":
         return ["ingest", "--root", str(root), "--lake", str(lake)]
     if command == "embed":
@@ -86,7 +88,8 @@ def run(args: list[str], crash: str | None = None, kill_after: float | None = No
 def lake_state(lake: Path) -> dict[str, pl.DataFrame]:
     """Every published table partition, read back (run ids, paths and mtimes dropped: they differ between copies)."""
     state = {}
-    for path in sorted(lake.rglob("*.parquet")):
+    export = lake / "exports" / "df03"  # a link to the current build: rglob does not follow it
+    for path in sorted([*lake.rglob("*.parquet"), *export.glob("*/*.parquet")]):
         rel = path.relative_to(lake)
         if rel.parts[0].startswith(".") or rel.parts[0] == "builds":  # the current build is read via exports/df03
             continue
@@ -141,7 +144,8 @@ def assert_same_lake(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]
 
 
 # build06 exits 2: the tiny root's partially covered store keeps its gaps, as the legacy step does
-EXPECTED = {"ingest": 0, "embed": 0, "embed-ray": 0, "build06": 2, "build": 0}
+EXPECTED = {"ingest": 0, "embed": 0, "embed-ray": 0, "build06": 2, "build": 0, "build-incremental": 0}
+BUILDS = ("build", "build-incremental")  # over a lake with a published build
 # the ray engine must leave the local engine's lake, value for value
 REFERENCE = {"embed-ray": "embed"}
 
@@ -149,9 +153,9 @@ REFERENCE = {"embed-ray": "embed"}
 def prepare(command: str, template: Path, workdir: Path) -> tuple[Path, Path]:
     root, lake = workdir / "root", workdir / "lake"
     shutil.copytree(template, root, symlinks=True)
-    if command.startswith("embed") or command == "build":
+    if command.startswith("embed") or command in BUILDS:
         assert run(command_args("ingest", root, lake)) == 0, run.last_output
-    if command == "build":
+    if command in BUILDS:
         assert run(command_args("embed", root, lake)) == 0, run.last_output
         assert run(["build", "--lake", str(lake)]) == 0, run.last_output  # the published pair to keep
         (lake / "raw/df02/experiment_date=20240626/part-00000.parquet").touch()  # and a change to build
@@ -162,7 +166,7 @@ def prepare(command: str, template: Path, workdir: Path) -> tuple[Path, Path]:
 def reference(demo_template, tmp_path_factory):
     """The lake (and legacy files) each command leaves when nothing goes wrong."""
     refs = {}
-    for command in ("ingest", "embed", "build06", "build"):
+    for command in ("ingest", "embed", "build06", "build", "build-incremental"):
         root, lake = prepare(command, demo_template, tmp_path_factory.mktemp(f"ref-{command}"))
         assert run(command_args(command, root, lake)) == EXPECTED[command], run.last_output
         refs[command] = (lake_state(lake), (root / DF03).read_bytes() if command == "build06" else None)
@@ -224,6 +228,10 @@ POINTS = [
     point("build", "build-switch", quick=True),
     point("build", "build-switched"),
     point("build", kill_after=4.0),
+    point("build-incremental", "export-run"),
+    point("build-incremental", "build-ready"),
+    point("build-incremental", "build-switch", quick=True),
+    point("build-incremental", "build-switched"),
 ]
 
 
@@ -245,6 +253,8 @@ def test_killed_run_leaves_a_readable_lake_and_the_next_run_finishes_it(
     want_lake, want_df03 = reference[REFERENCE.get(command, command)]
     assert_same_lake(lake_state(lake), want_lake)
     assert not (lake / ".staging").exists()
+    if (lake / "builds").exists():  # the build a killed run left is gone: the current one and the one before it
+        assert len([p for p in (lake / "builds").iterdir() if p.name != "current"]) <= 2
     if want_df03 is not None:
         assert (root / DF03).read_bytes() == want_df03
 

@@ -132,3 +132,30 @@ def test_the_export_names_its_columns_even_when_empty(cli, embedded_lake):
     assert [p.name for p in export.iterdir()] == ["_schema.parquet"]
     assert "snip_id" in pq.read_schema(export / "_schema.parquet").names
     assert df03(embedded_lake) == []
+
+
+def test_a_duplicate_across_experiments_fails_an_incremental_build(cli, embedded_lake):
+    """Uniqueness is tested over every row: the duplicate of a changed experiment may sit in an unchanged one."""
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    ledger = embedded_lake / "raw" / "snips"
+    stray = pl.read_parquet(ledger / f"experiment_date={OTHER}" / "part-00000.parquet", hive_partitioning=False)
+    part = ledger / f"experiment_date={CHANGED}" / "part-00000.parquet"
+    frame = pl.read_parquet(part, hive_partitioning=False)
+    pl.concat([frame, stray.head(1).with_columns(pl.lit(CHANGED).alias("experiment_date"))]).write_parquet(part)
+    result = cli("build", "--lake", embedded_lake)
+    assert result.exit_code == 1
+    assert last_build(embedded_lake)["build"]["mode"] == "incremental"
+    assert "unique_stg_snips_snip_id: fail: Got 1 result" in result.stderr
+
+
+def test_a_new_df02_column_builds_in_full(cli, embedded_lake):
+    """An experiment whose df02 brings a new column changes every df03 row's columns: nothing can be linked."""
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    part = embedded_lake / "raw" / "df02" / f"experiment_date={CHANGED}" / "part-00000.parquet"
+    pl.read_parquet(part, hive_partitioning=False).with_columns(pl.lit(1.5).alias("yolk_um")).write_parquet(part)
+    result = cli("build", "--lake", embedded_lake)
+    assert result.exit_code == 0, result.output
+    record = last_build(embedded_lake)
+    assert record["build"]["mode"] == "full" and "columns changed" in record["build"]["reason"]
+    exported = pl.read_parquet(embedded_lake / "exports" / "df03" / "*" / "*.parquet")
+    assert exported.filter(pl.col("experiment_date") == OTHER)["yolk_um"].is_null().all()

@@ -195,7 +195,12 @@ def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, e
     view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
     assert f"{embedded_lake}/exports/df03/**/*.parquet" in view
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
-    # morphlake's next build sees that df03 was re-created and builds in full
+    # with nothing changed, that df03 still reads the published export: nothing to do
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    assert record["build"]["mode"] == "unchanged"
+    # after a change, the next build cannot replay the last build's SQL over that view: it builds in full
+    (embedded_lake / "raw" / "df02" / "experiment_date=20240626" / "part-00000.parquet").touch()
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     assert record["build"]["mode"] == "full" and "plain dbt build" in record["build"]["reason"]

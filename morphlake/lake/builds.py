@@ -1,16 +1,4 @@
-"""Build snapshots: the warehouse and the df03 export of each build side by side, made current as a pair.
-
-    <lake>/builds/<build_id>/warehouse.duckdb      df03 in it is a view over this folder's df03/
-    <lake>/builds/<build_id>/df03/experiment_date=<exp>/part-00000.parquet
-    <lake>/builds/<build_id>/build.json            what the build read (fingerprints) and ran (compiled tests)
-    <lake>/builds/current -> <build_id>            switched by one atomic rename
-    <lake>/warehouse.duckdb -> builds/current/warehouse.duckdb
-    <lake>/exports/df03 -> ../builds/current/df03
-
-Readers open the two public paths; both resolve through `builds/current`, so at any instant they name the same
-build: the old pair or the new pair. Partitions a build did not change are hard links to the previous build's
-files. The previous build stays on disk (a reader that opened it keeps reading it); older ones are removed.
-"""
+"""Build snapshots: each build's warehouse and df03 export side by side, made current as a pair (lake/README.md)."""
 
 from __future__ import annotations
 
@@ -65,9 +53,9 @@ class Builds:
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
 
-    def switch(self, build_id: str) -> None:
-        """Make `build_id` current (one rename of a symlink), then point the public paths through `current`."""
-        fsync_dir(self.path(build_id))
+    def make_current(self, build_id: str) -> None:
+        """Make `build_id` current: its files made durable, then one rename of the `current` symlink."""
+        os.sync()  # every file and folder of the build (hard links included) on disk before it can be current
         tmp = self.dir / f".{CURRENT}.tmp{os.getpid()}"
         tmp.unlink(missing_ok=True)
         os.symlink(build_id, tmp)
@@ -75,7 +63,27 @@ class Builds:
         os.replace(tmp, self.dir / CURRENT)
         fsync_dir(self.dir)
         crash_point("build-switched")
+
+    def tidy(self) -> list[str]:
+        """Point the public paths through `current` and remove every build folder but the current one and the one
+        it replaced (a reader may still have that open): leftovers of failed or killed builds too. Idempotent;
+        every build runs it under the lake lock, whatever it then does. Returns the folders removed."""
+        current = self.current_id()
+        if current is None:
+            return []
         self._public_links()
+        kept = {CURRENT, current, (self.manifest(current) or {}).get("previous_build")}
+        removed = []
+        for entry in sorted(self.dir.iterdir()):
+            if entry.name in kept:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+            crash_point("build-tidy")
+        return removed
 
     def _public_links(self) -> None:
         """<lake>/warehouse.duckdb and <lake>/exports/df03 as links through builds/current (once per lake; a lake
@@ -89,27 +97,12 @@ class Builds:
                 continue
             public.parent.mkdir(parents=True, exist_ok=True)
             if public.is_dir() and not public.is_symlink():
-                # a folder cannot be renamed over; move the old export aside first (a crash right here leaves
-                # no public export until the next build, and never a wrong one)
+                # a folder cannot be renamed over: move the old export aside first (a crash right here leaves no
+                # public export until the next morphlake build, which links it first thing, and never a wrong one)
                 os.replace(public, self.dir / f".retired-{public.name}-{os.getpid()}")
+                crash_point("build-retired")
             tmp = public.with_name(f".{public.name}.tmp{os.getpid()}")
             tmp.unlink(missing_ok=True)
             os.symlink(target, tmp)
             os.replace(tmp, public)
             fsync_dir(public.parent)
-
-    def collect(self, *, keep: int = 2) -> list[str]:
-        """Remove every build folder but the newest `keep` published ones (current and the one before it, which a
-        reader may still have open), and folders of builds that never became current. Returns what was removed."""
-        current = self.current_id()
-        if current is None or not self.dir.is_dir():
-            return []
-        published = sorted(p.name for p in self.dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
-        kept = {current, *[name for name in published if name <= current][-keep:]}
-        removed = []
-        for entry in sorted(self.dir.iterdir()):
-            if entry.name == CURRENT or entry.name in kept:
-                continue
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-            removed.append(entry.name)
-        return removed

@@ -1,10 +1,4 @@
-"""What a build must redo: compare the lake's inputs and the SQL's definitions with what the last build read.
-
-A df03 partition depends on two input files only: the experiment's df02 partition and the model's embeddings
-partition of that experiment (df03 joins on experiment_date). Published files are only ever replaced by a
-rename, so a file's (size, mtime, inode) changes whenever its content can have. The SQL's definitions are the
-dbt project's files, the vars, and the facts about the lake that the project's macros read while compiling.
-"""
+"""What a build must redo: the lake's inputs and the SQL's definitions against what the last build read."""
 
 from __future__ import annotations
 
@@ -21,6 +15,12 @@ FULL, INCREMENTAL, UNCHANGED = "full", "incremental", "unchanged"
 RAW_TABLES = ("df02", "train", "snips", "embeddings")
 # morphlake's own code that shapes what a build writes: a change here rebuilds everything
 BUILD_CODE = ("build_step.py", "df03_export.py", "build_plan.py", "data_tests.py")
+
+
+# A df03 partition depends on two input files only: the experiment's df02 partition and the model's embeddings
+# partition of that experiment (df03 joins on experiment_date). Published files are only ever replaced by a
+# rename, so a file's (size, mtime, inode) changes whenever its content can have. The SQL's definitions are the
+# dbt project's files, the vars, and the facts about the lake that the project's macros read while compiling.
 
 
 def file_state(path: Path) -> str | None:
@@ -115,6 +115,11 @@ class BuildPlan:
     keep: list[str] = field(default_factory=list)  # experiments whose partition is linked from the previous build
     removed: list[str] = field(default_factory=list)  # experiments of the previous build no longer in df02
     retest: list[str] = field(default_factory=list)  # experiments whose files changed: the tests look at these
+
+    def make_full(self, reason: str) -> None:
+        """Rebuild everything after all (an incremental build found it cannot reuse the last build)."""
+        self.mode, self.reason = FULL, reason
+        self.rebuild, self.keep = dict.fromkeys(self.inputs, "full build"), []
 
     def record(self) -> dict:
         return {

@@ -1,37 +1,29 @@
-"""`morphlake build`: run dbt build in-process on the lake's warehouse, under the lake lock, with a run record."""
+"""`morphlake build`: plan what changed since the last build and make the next build snapshot, under the lake lock."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import duckdb
 
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
-from morphlake.lake.builds import DF03, WAREHOUSE, Builds
+from morphlake.lake.builds import Builds
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.embeddings_table import model_latent_dim
-from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.lake.runs import library_versions
 from morphlake.steps.build_plan import (
-    FULL,
     UNCHANGED,
     compile_facts,
     definitions,
-    export_files,
     partition_inputs,
     plan_build,
     tested_inputs,
 )
-from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
-from morphlake.steps.df03_export import export_df03, point_df03_at, reads_export
+from morphlake.steps.build_snapshot import build_snapshot
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -56,40 +48,6 @@ def find_project(project_dir: Path | None = None) -> Path:
         "install morphlake editable from its checkout (pip install -e), run from the checkout, "
         "or pass --project-dir / set MORPHLAKE_DBT_PROJECT to its dbt_project folder",
     )
-
-
-@contextmanager
-def _environment(values: dict[str, str]):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def stage_warehouse(lake: Lake, staged: Path) -> None:
-    """A private copy of the published warehouse (or no file, for dbt to make) to build into."""
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    staged.unlink(missing_ok=True)
-    if lake.warehouse.is_file():  # through the link, the current build's file
-        shutil.copy2(lake.warehouse, staged)
-
-
-def release_warehouse() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open in-process, so other readers (and processes) can open it."""
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:
-        return
-    env = getattr(DuckDBConnectionManager, "_ENV", None)
-    if env is not None:
-        env.close()
-    DuckDBConnectionManager.close_all_connections()
 
 
 def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, coverage_severity: str | None) -> dict:
@@ -186,11 +144,11 @@ def run_build(
         variables.update(shape_vars(model_name, shape))  # the record's params hold this same dict
         builds = Builds(lake)
         previous = builds.manifest(builds.current_id())
+        with run.record.timed("tidy"):  # leftovers of a killed build go, whatever this build then does
+            run.record.set("removed_builds", builds.tidy())
         forced = "asked for (--full)" if full else None
         if previous and not forced and "compiled" not in previous:
             forced = "the last build's record is from an older morphlake"
-        elif previous and not forced and not reads_export(lake.warehouse, Path(previous["df03_folder"])):
-            forced = "the warehouse's df03 was re-created outside morphlake build (a plain dbt build)"
         with run.record.timed("plan"):
             plan = plan_build(
                 previous,
@@ -204,166 +162,5 @@ def run_build(
         if plan.mode == UNCHANGED:
             run.record.set("warehouse", f"unchanged: build {previous['build_id']} is current")
         else:
-            _build_snapshot(run, builds, plan, previous, project=project, variables=variables, quiet=quiet)
+            build_snapshot(run, builds, plan, previous, project=project, variables=variables, quiet=quiet)
     return run.result
-
-
-def _build_snapshot(run, builds: Builds, plan, previous: dict | None, *, project: Path, variables: dict, quiet: bool):
-    """Make the new build's folder, fill it, check it and switch to it; on any failure remove it."""
-    lake, build_id = run.lake, run.run_id
-    folder = builds.new(build_id)
-    # dbt builds a copy of the warehouse at one path every build (the lock admits one at a time) so its
-    # partial parsing, which restarts from scratch whenever the profile changes, keeps working
-    staged = lake.staging_dir / "build" / WAREHOUSE
-    published = False
-    try:
-        stage_warehouse(lake, staged)
-        if plan.mode == FULL:
-            compiled = _full(run, staged, folder, plan, project=project, variables=variables, quiet=quiet)
-        else:
-            compiled = _incremental(run, staged, folder, plan, previous)
-        if run.error is not None:
-            run.record.set("warehouse", "unchanged: the build failed, so the published warehouse and export were kept")
-            return
-        os.replace(staged, folder / WAREHOUSE)
-        builds.write_manifest(
-            build_id,
-            {
-                "build_id": build_id,
-                "definitions": plan.definitions,
-                "tested_inputs": plan.tested_inputs,
-                "inputs": plan.inputs,
-                "df03_folder": str(folder / DF03),
-                "compiled": compiled,
-            },
-        )
-        crash_point("build-ready")
-        with run.record.timed("publish"):
-            builds.switch(build_id)
-            published = True
-            run.record.set("removed_builds", builds.collect())
-        run.record.set("warehouse", f"published: build {build_id}")
-    finally:
-        if not published:
-            shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(staged.parent, ignore_errors=True)
-
-
-def _dbt(run, args: list[str], env: dict[str, str], step: str):
-    from dbt.cli.main import dbtRunner  # slow import: only when dbt must run
-
-    with _environment(env), run.record.timed(step):
-        crash_point(f"{step}-start")
-        try:
-            return dbtRunner().invoke(args)
-        finally:
-            release_warehouse()
-
-
-def _full(run, staged: Path, folder: Path, plan, *, project: Path, variables: dict, quiet: bool) -> dict:
-    """dbt builds everything but df03; morphlake writes every partition from int_df03; dbt builds df03 (a view over
-    the new export) and runs its tests on it. Returns the compiled table models and data tests, for the next
-    incremental builds."""
-    lake = run.lake
-    base = ["build", "--project-dir", str(project), "--profiles-dir", str(project), "--target-path"]
-    base += [str(lake.dbt_target), "--log-path", str(lake.dbt_logs), "--vars", json.dumps(variables)]
-    base += ["--quiet"] if quiet else []
-    env = {
-        "MORPHLAKE_LAKE": str(lake.root),
-        "MORPHLAKE_LAKE_ROOT": str(lake.root),
-        "MORPHLAKE_WAREHOUSE": str(staged),
-        "MORPHLAKE_DF03_EXPORT": str(folder / DF03),
-    }
-    results = [_dbt(run, [*base, "--exclude", "df03"], env, "dbt_build")]
-    if _dbt_failed(run, results):
-        return {}
-    with run.record.timed("export"), duckdb.connect(str(staged)) as con:
-        counts = export_df03(
-            con, folder / DF03, model_name=variables["model_name"], rebuild=sorted(plan.rebuild), keep={}
-        )
-    run.record.count("df03_rows", sum(counts.values()))
-    results.append(_dbt(run, [*base, "--select", "df03"], env, "dbt_df03"))
-    if _dbt_failed(run, results):
-        return {}
-    compiled = [compiled_nodes(result) for result in results]
-    return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}
-
-
-def _dbt_failed(run, results: list) -> bool:
-    """Record dbt's outcome so far; True (and the run failed) when a node failed."""
-    failures, counts, skipped, exception = [], {}, [], None
-    for result in results:
-        more_failures, more_counts, more_skipped = summarise(result)
-        failures += more_failures
-        skipped += more_skipped
-        for status, n in more_counts.items():
-            counts[status] = counts.get(status, 0) + n
-        exception = exception or (str(result.exception) if result.exception else None)
-    ok = all(result.success for result in results) and not failures
-    run.record.set(
-        "dbt", {"success": ok, "counts": counts, "failures": failures, "skipped": skipped, "exception": exception}
-    )
-    if not ok:
-        run.fail(exception or f"{len(failures)} dbt node(s) failed", failures)
-    return not ok
-
-
-def _incremental(run, staged: Path, folder: Path, plan, previous: dict) -> dict:
-    """No dbt: the copied warehouse's views still hold. Write the changed partitions, link the others from the
-    previous build, point df03 at the new folder, re-create the table models and run the data tests dbt compiled
-    in the last full build, on the experiments whose files changed."""
-    compiled = previous["compiled"]
-    old_folder = Path(previous["df03_folder"])
-    kept = export_files(old_folder)
-    with duckdb.connect(str(staged)) as con:
-        # the export and every test open the same Parquet footers (~200 columns each) again: read them once
-        con.execute("SET parquet_metadata_cache = true")
-        with run.record.timed("export"):
-            counts = export_df03(
-                con,
-                folder / DF03,
-                model_name=run.record.data["params"]["model_name"],
-                rebuild=sorted(plan.rebuild),
-                keep={exp: kept[exp] for exp in plan.keep if exp in kept},  # an experiment with no rows has no file
-            )
-            point_df03_at(con, old_folder, folder / DF03)
-        run.record.count("df03_rows_written", sum(counts.values()))
-        with run.record.timed("tables"):
-            refresh_tables(con, compiled["tables"])
-        with run.record.timed("tests"):
-            scope_to(con, plan.retest)
-            failures, counts, seconds = run_tests(con, compiled["tests"])
-    run.record.set(
-        "dbt",
-        {
-            "success": not failures,
-            "counts": counts,
-            "failures": failures,
-            "ran": "the data tests compiled by the last full build, without starting dbt (definitions unchanged)",
-            "seconds": seconds,
-        },
-    )
-    if failures:
-        run.fail(f"{len(failures)} data test(s) failed", failures)
-    return compiled
-
-
-def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
-    """(failed nodes with messages, count per status, skipped node names) of a dbtRunner result."""
-    failures, counts, skipped = [], {}, []
-    nodes = result.result if result.result is not None and hasattr(result.result, "__iter__") else []
-    for node in nodes:
-        status = str(node.status).lower().rsplit(".", 1)[-1]
-        counts[status] = counts.get(status, 0) + 1
-        if status == "skipped":
-            skipped.append(node.node.name)
-        if status in ("error", "fail", "runtime error"):
-            failures.append(
-                {
-                    "node": node.node.name,
-                    "status": status,
-                    "message": (node.message or "").strip(),
-                    "failures": node.failures,
-                }
-            )
-    return failures, counts, skipped

@@ -1,20 +1,18 @@
-"""The project's table models and data tests as dbt compiled them, kept with a build and run again by the next
-incremental build.
-
-An incremental build does not start dbt (its start-up and parse cost more than the work at most sizes): the SQL's
-definitions are the same as in the last full build, so the views in the copied warehouse, and the SQL dbt compiled
-then, still hold. Table models are re-created from their compiled SQL; each test is run the way dbt runs one
-(dbt's default `get_test_sql`): its query wrapped in `select fail_calc as failures, fail_calc warn_if as
-should_warn, fail_calc error_if as should_error`. Tests configured with var in_build_scope look only at the
-experiments in the DuckDB variable morphlake_scope. Unit tests are not run again: they depend on the definitions
-only.
-"""
+"""The table models and data tests dbt compiled, kept with a build and replayed by the next incremental build."""
 
 from __future__ import annotations
 
 import time
 
 import duckdb
+
+# An incremental build does not start dbt (its start-up and parse cost more than the work at most sizes): the SQL's
+# definitions are the same as in the last full build, so the views in the copied warehouse, and the SQL dbt compiled
+# then, still hold. Table models are re-created from their compiled SQL; each test is run the way dbt runs one
+# (dbt's default `get_test_sql`): its query wrapped in `select fail_calc as failures, fail_calc warn_if as
+# should_warn, fail_calc error_if as should_error`. Tests configured with var in_build_scope look only at the
+# experiments in the DuckDB variable morphlake_scope. Unit tests are not run again: they depend on the definitions
+# only.
 
 SCOPE_VARIABLE = "morphlake_scope"
 
@@ -64,10 +62,15 @@ def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[d
         start = time.perf_counter()
         limit = f"\nlimit {test['limit']}" if test.get("limit") is not None else ""
         calc = test["fail_calc"]
-        failed, warn, error = con.execute(
-            f"select {calc} as failures, {calc} {test['warn_if']} as should_warn, "
-            f"{calc} {test['error_if']} as should_error from (\n{test['sql']}{limit}\n) dbt_internal_test"
-        ).fetchone()
+        try:
+            failed, warn, error = con.execute(
+                f"select {calc} as failures, {calc} {test['warn_if']} as should_warn, "
+                f"{calc} {test['error_if']} as should_error from (\n{test['sql']}{limit}\n) dbt_internal_test"
+            ).fetchone()
+        except duckdb.Error as problem:  # as dbt reports a test whose query fails: an error, not a crash
+            counts["error"] = counts.get("error", 0) + 1
+            failures.append({"node": test["name"], "status": "error", "message": str(problem), "failures": None})
+            continue
         if test["severity"] == "error" and error:
             status, condition = "fail", test["error_if"]
         elif warn:

@@ -1,9 +1,4 @@
-"""Write a build's df03 Parquet export: the changed experiments from the warehouse's int_df03, the rest linked.
-
-Every df03 column but the z_mu vector (which only repeats the z_mu_NN columns: ~45% larger files and ~40% more
-time to write; the warehouse's df03 view adds it back), one file per experiment, and `_schema.parquet` (no rows)
-so that an empty df03 still has its columns. Readers skip files whose names start with `_`.
-"""
+"""Write a build's df03 Parquet export: changed experiments from the warehouse's int_df03, the rest linked."""
 
 from __future__ import annotations
 
@@ -19,6 +14,10 @@ from morphlake.common.progress import step_progress
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import PART_FILE
+
+# Every df03 column but the z_mu vector (which only repeats the z_mu_NN columns: ~45% larger files and ~40% more
+# time to write; the warehouse's df03 view adds it back), one file per experiment, and `_schema.parquet` (no rows)
+# so that an empty df03 still has its columns.
 
 SOURCE = "int_df03"  # the dbt model the export copies
 SCHEMA_FILE = "_schema.parquet"
@@ -64,7 +63,8 @@ def write_schema_file(con: duckdb.DuckDBPyConnection, path: Path, *, model_name:
     """df03's columns without rows, and in its metadata the model and z naming the export holds (the df03 view
     reads the export only when they are the ones its vars ask for)."""
     names = [row[0] for row in con.execute(f"select column_name from (describe {SOURCE})").fetchall()]
-    z_schema = "bio_nuisance" if any(name.startswith("z_mu_n_") for name in names) else "flat"
+    # (with no nuisance dims, floor(D * zn_frac) = 0, bio/nuisance names are all z_mu_b_NN)
+    z_schema = "bio_nuisance" if any(name.startswith(("z_mu_n_", "z_mu_b_")) for name in names) else "flat"
     con.execute(
         f"COPY (select * from {SOURCE} limit 0) TO '{path}' "
         "(FORMAT parquet, KV_METADATA {model_name: $model, z_schema: $naming})",
@@ -116,13 +116,14 @@ def export_df03(
     *,
     model_name: str,
     rebuild: list[str],
-    keep: dict[str, Path],
+    keep: dict[str, Path] | None = None,
 ) -> dict[str, int]:
     """Fill a new build's df03 folder: `rebuild` experiments written from int_df03, `keep` ones linked from the
     previous build's files. Returns rows per written experiment, checked against the files."""
     write_schema_file(con, folder / SCHEMA_FILE, model_name=model_name)
     counts = partition_counts(con, rebuild)
     write_partitions(con, folder, counts)
+    keep = keep or {}
     for exp, source in keep.items():
         target = folder / f"experiment_date={exp}" / PART_FILE
         target.parent.mkdir()
@@ -152,14 +153,10 @@ def view_sql(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0] if row else None
 
 
-def reads_export(warehouse: Path, folder: Path) -> bool:
-    """Whether the warehouse's df03 view still reads this export folder (a plain `dbt build` re-creates it over
-    the public export path)."""
-    try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            sql = view_sql(con)
-    except duckdb.Error:
-        return False
+def view_reads(con: duckdb.DuckDBPyConnection, folder: Path) -> bool:
+    """Whether the warehouse's df03 view reads this export folder (a plain `dbt build` re-creates it over the
+    public export path)."""
+    sql = view_sql(con)
     return sql is not None and sql.count(_glob(folder)) == 1
 
 

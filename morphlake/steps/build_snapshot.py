@@ -1,0 +1,182 @@
+"""Make one build snapshot: fill a new builds/<id>/ (dbt, or the replayed SQL), check it, and make it current."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from morphlake.errors import MorphlakeError
+from morphlake.lake.builds import DF03, WAREHOUSE, Builds
+from morphlake.lake.faults import crash_point
+from morphlake.lake.layout import Lake
+from morphlake.steps.build_plan import FULL, BuildPlan, export_files
+from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
+from morphlake.steps.dbt_runner import invoke_dbt, outcome
+from morphlake.steps.df03_export import SCHEMA_FILE, SOURCE, export_df03, point_df03_at, view_reads
+from morphlake.steps.lifecycle import LakeRun
+
+
+def stage_warehouse(lake: Lake, staged: Path) -> None:
+    """A private copy of the published warehouse (or no file, for dbt to make) to build into."""
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.unlink(missing_ok=True)
+    if lake.warehouse.is_file():  # through the link, the current build's file
+        shutil.copy2(lake.warehouse, staged)
+
+
+def build_snapshot(
+    run: LakeRun, builds: Builds, plan: BuildPlan, previous: dict | None, *, project: Path, variables: dict, quiet: bool
+) -> None:
+    """Make the new build's folder, fill it, check it and make it current; on any failure before that, remove it
+    and leave the published pair as it was."""
+    lake, build_id = run.lake, run.run_id
+    folder = builds.new(build_id)
+    # dbt builds a copy of the warehouse at one path every build (the lock admits one at a time) so its
+    # partial parsing, which restarts from scratch whenever the profile changes, keeps working
+    staged = lake.staging_dir / "build" / WAREHOUSE
+    try:
+        stage_warehouse(lake, staged)
+        blocker = plan.mode != FULL and incremental_blocker(staged, previous)
+        if blocker:
+            plan.make_full(blocker)
+            run.record.set("build", plan.record())
+        if plan.mode == FULL:
+            compiled, exported = _full(
+                run, staged=staged, folder=folder, plan=plan, project=project, variables=variables, quiet=quiet
+            )
+        else:
+            compiled, exported = _incremental(
+                run, staged=staged, folder=folder, plan=plan, previous=previous, model_name=variables["model_name"]
+            )
+        if run.error is not None:
+            run.record.set("warehouse", "unchanged: the build failed, so the published warehouse and export were kept")
+            return
+        os.replace(staged, folder / WAREHOUSE)
+        manifest = {
+            "build_id": build_id,
+            "previous_build": builds.current_id(),
+            "definitions": plan.definitions,
+            "tested_inputs": plan.tested_inputs,
+            "inputs": plan.inputs,
+            "exported": exported,
+            "df03_folder": str(folder / DF03),
+            "compiled": compiled,
+        }
+        builds.write_manifest(build_id, manifest)
+        crash_point("build-ready")
+        with run.record.timed("publish"):
+            builds.make_current(build_id)
+            run.record.set("removed_builds", builds.tidy())
+        run.record.set("warehouse", f"published: build {build_id}")
+    finally:
+        if builds.current_id() != build_id:
+            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(staged.parent, ignore_errors=True)
+
+
+def incremental_blocker(staged: Path, previous: dict) -> str | None:
+    """Why an incremental build cannot reuse the last build's SQL and files (so the build runs in full), if so."""
+    old = Path(previous["df03_folder"])
+    with duckdb.connect(str(staged), read_only=True) as con:
+        if not view_reads(con, old):
+            return "the warehouse's df03 was re-created outside morphlake build (a plain dbt build)"
+        describe = "select column_name, column_type from (describe select * from {})"
+        now = con.execute(describe.format(SOURCE)).fetchall()
+        before = con.execute(describe.format(f"read_parquet('{old / SCHEMA_FILE}')")).fetchall()
+    if now != before:
+        return "df03's columns changed (e.g. a df02 column added or removed)"
+    return None
+
+
+def _full(
+    run: LakeRun, *, staged: Path, folder: Path, plan: BuildPlan, project: Path, variables: dict, quiet: bool
+) -> tuple[dict, dict[str, int]]:
+    """dbt builds everything but df03; morphlake writes every partition from int_df03; dbt builds df03 (a view over
+    the new export) and runs its tests on it. Returns the compiled table models and data tests (for the next
+    incremental builds) and the rows written per experiment."""
+    lake = run.lake
+    base = ["build", "--project-dir", str(project), "--profiles-dir", str(project), "--target-path"]
+    base += [str(lake.dbt_target), "--log-path", str(lake.dbt_logs), "--vars", json.dumps(variables)]
+    base += ["--quiet"] if quiet else []
+    env = {
+        "MORPHLAKE_LAKE": str(lake.root),
+        "MORPHLAKE_LAKE_ROOT": str(lake.root),
+        "MORPHLAKE_WAREHOUSE": str(staged),
+        "MORPHLAKE_DF03_EXPORT": str(folder / DF03),
+    }
+    results = [invoke_dbt(run.record, [*base, "--exclude", "df03"], env=env, step="dbt_build")]
+    if _failed(run, results):
+        return {}, {}
+    with run.record.timed("export"), duckdb.connect(str(staged)) as con:
+        exported = export_df03(con, folder / DF03, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
+    run.record.count("df03_rows", sum(exported.values()))
+    results.append(invoke_dbt(run.record, [*base, "--select", "df03"], env=env, step="dbt_df03"))
+    if _failed(run, results):
+        return {}, {}
+    compiled = [compiled_nodes(result) for result in results]
+    return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}, exported
+
+
+def _failed(run: LakeRun, results: list) -> bool:
+    """Record dbt's outcome so far; True (and the run failed) when a node failed."""
+    dbt = outcome(results)
+    run.record.set("dbt", dbt)
+    if not dbt["success"]:
+        run.fail(dbt["exception"] or f"{len(dbt['failures'])} dbt node(s) failed", dbt["failures"])
+    return not dbt["success"]
+
+
+def _incremental(
+    run: LakeRun, *, staged: Path, folder: Path, plan: BuildPlan, previous: dict, model_name: str
+) -> tuple[dict, dict[str, int]]:
+    """No dbt: the copied warehouse's views still hold. Write the changed partitions, link the others from the
+    previous build, point df03 at the new folder, re-create the table models and run the data tests dbt compiled
+    in the last full build, on the experiments whose files changed."""
+    compiled, old = previous["compiled"], Path(previous["df03_folder"])
+    files = export_files(old)
+    before = previous.get("exported", {})
+    missing = [exp for exp in plan.keep if before.get(exp) and exp not in files]
+    if missing:
+        raise MorphlakeError(
+            f"the last build's df03 export lacks the partition of {', '.join(missing[:5])}",
+            "run `morphlake build --full`",
+        )
+    keep = {exp: files[exp] for exp in plan.keep if exp in files}
+    try:
+        with duckdb.connect(str(staged)) as con:
+            # the export and every test open the same Parquet footers (~200 columns each) again: read them once
+            con.execute("SET parquet_metadata_cache = true")
+            with run.record.timed("export"):
+                written = export_df03(
+                    con, folder / DF03, model_name=model_name, rebuild=sorted(plan.rebuild), keep=keep
+                )
+                point_df03_at(con, old, folder / DF03)
+            run.record.count("df03_rows_written", sum(written.values()))
+            with run.record.timed("tables"):
+                refresh_tables(con, compiled["tables"])
+            with run.record.timed("tests"):
+                scope_to(con, plan.retest)
+                failures, counts, seconds = run_tests(con, compiled["tests"])
+    except duckdb.Error as error:
+        raise MorphlakeError(
+            f"the build could not read the lake: {str(error).splitlines()[0]}",
+            "run `morphlake build --full` for dbt's report of the failing model",
+        ) from None
+    run.record.set(
+        "dbt",
+        {
+            "success": not failures,
+            "counts": counts,
+            "failures": failures,
+            "ran": "the data tests compiled by the last full build, without starting dbt (definitions unchanged)",
+            "seconds": seconds,
+        },
+    )
+    if failures:
+        run.fail(f"{len(failures)} data test(s) failed", failures)
+    exported = {exp: before[exp] for exp in keep if exp in before} | written
+    return compiled, exported

@@ -1,0 +1,83 @@
+"""dbt in-process for a build: invoke it with the lake's environment, and read its outcome into the run record."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from morphlake.lake.faults import crash_point
+from morphlake.lake.runs import RunRecord
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def release_warehouse() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in-process, so other readers (and processes) can open it."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step: str):
+    """dbtRunner().invoke(args) with `env` set, timed in the record as `step`."""
+    from dbt.cli.main import dbtRunner  # slow import: only when dbt must run
+
+    with _environment(env), record.timed(step):
+        crash_point(f"{step}-start")
+        try:
+            return dbtRunner().invoke(args)
+        finally:
+            release_warehouse()
+
+
+def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
+    """(failed nodes with messages, count per status, skipped node names) of a dbtRunner result."""
+    failures, counts, skipped = [], {}, []
+    nodes = result.result if result.result is not None and hasattr(result.result, "__iter__") else []
+    for node in nodes:
+        status = str(node.status).lower().rsplit(".", 1)[-1]
+        counts[status] = counts.get(status, 0) + 1
+        if status == "skipped":
+            skipped.append(node.node.name)
+        if status in ("error", "fail", "runtime error"):
+            failures.append(
+                {
+                    "node": node.node.name,
+                    "status": status,
+                    "message": (node.message or "").strip(),
+                    "failures": node.failures,
+                }
+            )
+    return failures, counts, skipped
+
+
+def outcome(results: list) -> dict:
+    """The record's `dbt` entry for these invocations: success, counts per status, failures, skipped, exception."""
+    failures, counts, skipped, exception = [], {}, [], None
+    for result in results:
+        more_failures, more_counts, more_skipped = summarise(result)
+        failures += more_failures
+        skipped += more_skipped
+        for status, n in more_counts.items():
+            counts[status] = counts.get(status, 0) + n
+        exception = exception or (str(result.exception) if result.exception else None)
+    ok = all(result.success for result in results) and not failures
+    return {"success": ok, "counts": counts, "failures": failures, "skipped": skipped, "exception": exception}
