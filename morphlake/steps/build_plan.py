@@ -14,7 +14,7 @@ from morphlake.lake.layout import Lake
 FULL, INCREMENTAL, UNCHANGED = "full", "incremental", "unchanged"
 RAW_TABLES = ("df02", "train", "snips", "embeddings")
 # morphlake's own code that shapes what a build writes: a change here rebuilds everything
-BUILD_CODE = ("build_step.py", "df03_export.py", "build_plan.py", "data_tests.py")
+BUILD_CODE = ("build_step.py", "build_snapshot.py", "build_plan.py", "df03_export.py", "data_tests.py", "dbt_runner.py")
 
 
 # A df03 partition depends on two input files only: the experiment's df02 partition and the model's embeddings
@@ -63,7 +63,8 @@ def project_digest(project: Path) -> str:
     files = [p for p in sorted(project.rglob("*")) if p.is_file() and not _generated(project, p)]
     here = Path(__file__).parent
     for path in files + [here / name for name in BUILD_CODE]:
-        digest.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+        name = path.relative_to(project) if path.is_relative_to(project) else path.name
+        digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
