@@ -98,7 +98,8 @@ def table_counts(lake: Lake) -> dict[str, dict]:
     out = {}
     for table in TABLES:
         base = lake.table_dir(table)
-        files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
+        # partition files only: not the export's _schema.parquet (df03's columns, no rows)
+        files = sorted(p for p in base.rglob("*.parquet") if not p.name.startswith("_")) if base.is_dir() else []
         if not files:
             continue
         rows = {f: pq.ParquetFile(f).metadata.num_rows for f in files}
