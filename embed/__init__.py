@@ -4,7 +4,7 @@ The names below load their module on first use (PEP 562), so importing one light
 does not import onnx and onnxruntime: every morphlake command imports this package, few need an encoder.
 """
 
-from importlib import import_module
+from morphlake.common.lazy import lazy_exports
 
 _EXPORTS = {
     "EncoderSpec": "architecture",
@@ -19,8 +19,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,15 +1,12 @@
 """No injection: names from files and flags reach paths only as checked segments and SQL only as literals."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import onnx
 import pytest
+from plain_dbt import plain_dbt
 
-PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 HOSTILE = ["../../outside", "a/b", "x' or '1'='1", "m=1", "..", "name; drop table df03"]
 
 
@@ -55,29 +52,8 @@ def test_hostile_train_name_is_refused(cli, root, lake):
 def test_dbt_vars_reach_sql_as_literals(cli, embedded_lake):
     """Plain dbt (no morphlake validation): a quote in model_name stays inside the string literal."""
     assert cli("build", "--lake", embedded_lake).exit_code == 0
-    env = {**os.environ, "MORPHLAKE_LAKE": str(embedded_lake)}
-    dbt = Path(sys.executable).with_name("dbt")
     vars_ = "{model_name: \"x' or '1'='1\", z_schema: flat}"
-    out = subprocess.run(
-        [
-            str(dbt),
-            "run",
-            "--select",
-            "int_df03",
-            "df03",
-            "--vars",
-            vars_,
-            "--target-path",
-            str(embedded_lake / ".t"),
-            "--log-path",
-            str(embedded_lake / ".l"),
-        ],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = plain_dbt(embedded_lake, "run", "--select", "int_df03", "df03", "--vars", vars_)
     assert out.returncode == 0, out.stdout[-2000:]
     with duckdb.connect(str(embedded_lake / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from df03").fetchall() == [(0,)]  # no row matches that name

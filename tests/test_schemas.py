@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
+from plain_dbt import PROJECT, plain_dbt
 
 from morphlake.common import dbt_macros
 from morphlake.common.dbt_macros import MacroSchema, duckdb_columns
@@ -24,7 +23,6 @@ from morphlake.ingest.df02 import DF02_COLUMNS, DF02_SCHEMA
 from morphlake.ingest.ledger import LEDGER_SCHEMA
 from morphlake.lake.embeddings_table import META_FIELDS, embeddings_schema
 
-PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 GENERATED = PROJECT / "macros" / "schemas.sql"
 
 SCHEMAS = [
@@ -95,15 +93,7 @@ def describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
 
 
 def run_dbt(lake: Path, *args: str) -> None:
-    dbt = Path(sys.executable).with_name("dbt")
-    out = subprocess.run(
-        [str(dbt), *args, "--target-path", str(lake / ".dbt-target"), "--log-path", str(lake / ".dbt-logs")],
-        cwd=PROJECT,
-        env={**os.environ, "MORPHLAKE_LAKE": str(lake)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = plain_dbt(lake, *args)
     assert out.returncode == 0, out.stdout[-3000:]
 
 

@@ -1,7 +1,6 @@
 """Functional tests: real `dbt build` (through `morphlake build` and plain dbt) on a tiny lake in tmp_path."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,10 @@ import polars as pl
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from plain_dbt import PROJECT, plain_dbt
 
 from morphlake import DEFAULT_MODEL_NAME
 
-PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 EMBED_DIR = f"embeddings/model_name={DEFAULT_MODEL_NAME}"
 
 
@@ -160,29 +159,9 @@ def test_empty_df03_writes_no_sentinel_row(cli, embedded_lake):
     assert not list((embedded_lake / "exports" / "df03").glob("*/*.parquet"))
 
 
-def plain_dbt_build(lake: Path, *command: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MORPHLAKE_LAKE": str(lake)}
-    dbt = Path(sys.executable).with_name("dbt")
-    return subprocess.run(
-        [
-            str(dbt),
-            *(command or ["build"]),
-            "--target-path",
-            str(lake / ".dbt-target"),
-            "--log-path",
-            str(lake / ".dbt-logs"),
-        ],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_plain_dbt_build_inside_the_project(embedded_lake):
     """Before any morphlake build: the views, df03 as int_df03 itself, and the tests."""
-    out = plain_dbt_build(embedded_lake)
+    out = plain_dbt(embedded_lake, "build")
     assert out.returncode == 0, out.stdout[-3000:]
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()
@@ -190,7 +169,7 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
 
 def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, embedded_lake):
     assert cli("build", "--lake", embedded_lake).exit_code == 0
-    out = plain_dbt_build(embedded_lake)
+    out = plain_dbt(embedded_lake, "build")
     assert out.returncode == 0, out.stdout[-3000:]
     view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
     assert f"{embedded_lake}/exports/df03/**/*.parquet" in view
@@ -208,7 +187,7 @@ def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, e
 
 def test_docs_show_lineage_from_the_lake_sources(cli, embedded_lake):
     assert cli("build", "--lake", embedded_lake).exit_code == 0
-    out = plain_dbt_build(embedded_lake, "docs", "generate")
+    out = plain_dbt(embedded_lake, "docs", "generate")
     assert out.returncode == 0, out.stdout[-3000:]
     manifest = json.loads((embedded_lake / ".dbt-target" / "manifest.json").read_text())
     sources = manifest["sources"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from morphlake.lake.faults import crash_point
 from morphlake.lake.files import fsync_dir
 from morphlake.lake.layout import Lake
+from morphlake.lake.runs import write_json_atomic
 
 CURRENT = "current"
 MANIFEST = "build.json"
@@ -48,10 +49,7 @@ class Builds:
         return folder
 
     def write_manifest(self, build_id: str, manifest: dict) -> None:
-        path = self.path(build_id) / MANIFEST
-        path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+        write_json_atomic(self.path(build_id) / MANIFEST, manifest)
 
     def make_current(self, build_id: str) -> None:
         """Make `build_id` current: its files made durable, then one rename of the `current` symlink."""

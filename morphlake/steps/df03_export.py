@@ -135,13 +135,6 @@ def export_df03(
                 f"df03 export of experiment {exp}: wrote {written} rows, int_df03 has {rows}",
                 "this is a bug in morphlake; nothing was published",
             )
-    # the kept files are the previous build's, which its own _schema.parquet describes
-    previous = {source.parent.parent / SCHEMA_FILE for source in keep.values()}
-    if any(_columns(schema) != _columns(folder / SCHEMA_FILE) for schema in previous):
-        raise MorphlakeError(
-            "df03 export: the previous build's files have other columns than df03 now",
-            "run `morphlake build --full`",
-        )
     return counts
 
 
@@ -162,11 +155,6 @@ def view_reads(con: duckdb.DuckDBPyConnection, folder: Path) -> bool:
 
 def _glob(folder: Path) -> str:
     return f"'{folder}/**/*.parquet'"
-
-
-def _columns(path: Path) -> list[tuple[str, str]]:
-    """Names and types (DuckDB marks a column required in a file where it has no nulls: not a difference)."""
-    return [(field.name, str(field.type)) for field in pq.read_schema(path)]
 
 
 def point_df03_at(con: duckdb.DuckDBPyConnection, old: Path, new: Path) -> None:
