@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from morphlake.demo.images import embryo_snip
-from morphlake.embed.reader import SnipRef
+from morphlake.embed.reader import SnipRef, decode_chunk
 
 PERTURBATIONS = ["wt", "atf6", "tbxta"]
 
@@ -54,6 +54,17 @@ def seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def one_core_seconds(refs: list[SnipRef], encoder, batch_size: int) -> tuple[float, float]:
+    """One core's decode and inference seconds per image on these snips (legacy decode; the encoder's batches
+    padded to `batch_size`, as the pipeline runs them)."""
+
+    decode = seconds(lambda: decode_chunk(refs, len(refs))) / len(refs)
+    pixels = decode_chunk(refs[:batch_size], batch_size).pixels
+    batches = -(-len(refs) // batch_size)
+    infer = seconds(lambda: [encoder.run(pixels) for _ in range(batches)]) / (batches * batch_size)
+    return decode, infer
 
 
 class Rounds:

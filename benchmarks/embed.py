@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from benchmarks.common import SNIP_KINDS, Rounds, make_snips, seconds, table
+from benchmarks.common import SNIP_KINDS, Rounds, make_snips, one_core_seconds, seconds, table
 from morphlake.embed.architecture import EncoderSpec
 from morphlake.embed.build import demo_encoder_weights, write_demo_encoder
 from morphlake.embed.errors import EmbedError
@@ -51,11 +51,8 @@ def per_kind_costs(folder: Path, encoder: Encoder, count: int, batch_size: int) 
     for kind in SNIP_KINDS:
         refs = make_snips(folder / "kinds", count, seed=1, kind=kind)
         size = sum(Path(r.path).stat().st_size for r in refs) / len(refs) / 1024
-        decode_chunk(refs, len(refs))  # warm the page cache
-        decode = seconds(lambda: decode_chunk(refs, len(refs))) / len(refs) * 1e3  # noqa: B023
-        pixels = decode_chunk(refs[:batch_size], batch_size).pixels
-        encoder.run(pixels)
-        infer = seconds(lambda: encoder.run(pixels)) / batch_size * 1e3  # noqa: B023
+        one_core_seconds(refs, encoder, batch_size)  # warm the page cache and onnxruntime
+        decode, infer = (s * 1e3 for s in one_core_seconds(refs, encoder, batch_size))
         rows.append([kind, f"{size:.0f}", f"{decode:.2f}", f"{infer:.2f}", f"{decode / (decode + infer):.0%}"])
     return rows
 
@@ -123,8 +120,9 @@ def main() -> None:
 
         r = Rounds()
         for _ in range(args.rounds):
-            decode_1 = r.add("decode_1", seconds(lambda: decode_chunk(refs, n)) / n)
-            infer_1 = r.add("infer_1", seconds(lambda: [one.run(pixels) for _ in range(batches)]) / (batches * bs))
+            decode_1, infer_1 = one_core_seconds(refs, one, bs)
+            r.add("decode_1", decode_1)
+            r.add("infer_1", infer_1)
             if provider == CPU:
                 r.add("bound", cores / (decode_1 + infer_1))
                 # The bound assumes `cores` copies of the work run `cores` times as fast as one; say how

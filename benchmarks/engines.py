@@ -25,26 +25,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import make_snips, peak_of, table
-from benchmarks.legacy_root import df02_frame, write_df02
+from benchmarks.common import peak_of, table
+from benchmarks.legacy_root import write_snip_root
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.embed.build import write_demo_encoder
-from morphlake.ingest.ledger import SNIP_SUBDIR
-
-
-def write_root(root: Path, snips: int, per_experiment: int, pool: int) -> list[str]:
-    """df02 and a JPEG per row (hard links to a pool of distinct noisy snips); the experiments in order."""
-    df02 = df02_frame(snips, np.random.default_rng(0), per_experiment)
-    write_df02(root, df02)
-    distinct = make_snips(root.parent / "pool", min(pool, snips), kind="noisy-jpeg")
-    for i, (snip, exp) in enumerate(df02.select("snip_id", "experiment_date").iter_rows()):
-        path = root / SNIP_SUBDIR / exp / f"{snip}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.link(distinct[i % len(distinct)].path, path)
-    return df02["experiment_date"].unique(maintain_order=True).to_list()
-
 
 HEAD = """
 import logging, sys, ray
@@ -103,7 +87,7 @@ def main() -> None:
         engines = {"local": [], "ray": ["--engine", "ray", "--ray-address", address]}
         with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-engines-") as tmp:
             root = Path(tmp) / "root"
-            experiments = write_root(root, args.large, args.per_experiment, args.pool)
+            experiments = write_snip_root(root, args.large, per_experiment=args.per_experiment, pool=args.pool)
             encoder = write_demo_encoder(Path(tmp) / "encoder.onnx", DEFAULT_MODEL_NAME)
             ingested = {}
             for n in (args.small, args.large):

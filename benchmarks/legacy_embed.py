@@ -18,8 +18,11 @@ def legacy_encoder(weights: dict[str, np.ndarray], spec: EncoderSpec = EncoderSp
     return module
 
 
-def legacy_embed(module, paths: list[str], batch_size: int = 64, workers: int = 2) -> np.ndarray:
-    """z_mu of every snip the way the legacy script computes it (no torch.no_grad, as there)."""
+def legacy_embed(
+    module, paths: list[str], batch_size: int = 64, workers: int = 2, *, with_logvar: bool = False
+) -> np.ndarray:
+    """z_mu of every snip the way the legacy script computes it (no torch.no_grad, as there); with_logvar:
+    [z_mu | z_logvar] side by side, as the legacy store holds them."""
     import torch
     from torch.utils.data import DataLoader, Dataset
 
@@ -33,6 +36,6 @@ def legacy_embed(module, paths: list[str], batch_size: int = 64, workers: int = 
 
     out = []
     for x in DataLoader(Snips(), batch_size=batch_size, num_workers=workers):
-        mu, _ = module(x)
-        out.append(mu.detach().numpy())
+        mu, logvar = module(x)
+        out.append(torch.cat([mu, logvar], dim=1).detach().numpy() if with_logvar else mu.detach().numpy())
     return np.concatenate(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,28 @@ def write_df02(root: Path, df02: pl.DataFrame) -> None:
     model = root / "models" / "legacy" / DEFAULT_MODEL_NAME
     model.mkdir(parents=True)
     (model / "model_config.json").write_text(json.dumps({"name": "SeqVAEConfig", "latent_dim": DIM, "zn_frac": 0.2}))
+
+
+def write_snip_root(root: Path, snips: int, *, per_experiment: int, pool: int, png_experiments: int = 0) -> list[str]:
+    """df02 and one noisy brightfield snip per row, as hard links to a pool of `pool` distinct snips (so each
+    decode costs what a real one does); the last `png_experiments` experiments hold PNGs, the rest JPEGs.
+    Returns the experiments in order."""
+    from benchmarks.common import make_snips
+
+    df02 = df02_frame(snips, np.random.default_rng(0), per_experiment)
+    write_df02(root, df02)
+    experiments = df02["experiment_date"].unique(maintain_order=True).to_list()
+    pngs = set(experiments[len(experiments) - png_experiments :]) if png_experiments else set()
+    distinct = {
+        kind: make_snips(root.parent / "pool", min(pool, snips), kind=kind)
+        for kind in (["noisy-jpeg"] if len(pngs) < len(experiments) else []) + (["noisy-png"] if pngs else [])
+    }
+    for i, (snip, exp) in enumerate(df02.select("snip_id", "experiment_date").iter_rows()):
+        source = Path(distinct["noisy-png" if exp in pngs else "noisy-jpeg"][i % min(pool, snips)].path)
+        path = root / SNIP_SUBDIR / exp / f"{snip}{source.suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, path)
+    return experiments
 
 
 def write_data_root(root: Path, snips: int, seed: int = 0) -> int:
