@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from morphlake.common.zcolumns import z_columns
 from morphlake.errors import MorphlakeError
-from morphlake.lake.layout import PART_FILE, Lake
+from morphlake.lake.layout import PART_FILE, Lake, read_part
 
 # The columns before the z columns; also the dbt project's (embedding_meta_columns() in
 # dbt_project/macros/schemas.sql, generated from this list: tests/test_schemas.py).
@@ -45,7 +45,7 @@ def conform(table: pa.Table, dim: int) -> pa.Table:
 
 def read_partition(lake: Lake, model_name: str, experiment: str) -> pa.Table | None:
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
-    return pq.read_table(path, partitioning=None) if path.is_file() else None
+    return read_part(path) if path.is_file() else None
 
 
 def partition_dim(table: pa.Table) -> int:

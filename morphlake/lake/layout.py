@@ -18,6 +18,17 @@ TABLES = {
 }
 
 
+def read_part(path: Path | str, columns: list[str] | None = None):
+    """One Parquet file of the lake as a pyarrow Table, as written (no Hive columns from its path).
+
+    Read with ParquetFile rather than pq.read_table: read_table goes through pyarrow.dataset, whose import
+    also imports pandas when it is installed (0.2-0.4 s of every command's start-up)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as part:
+        return part.read(columns=columns)
+
+
 def default_lake() -> Path:
     """--lake default: MORPHLAKE_LAKE, else ./lake."""
     return Path(os.environ.get("MORPHLAKE_LAKE") or "lake")

@@ -6,15 +6,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from morphlake.embed import Encoder
 from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, decode_chunk
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.files import write_atomic
-from morphlake.lake.layout import Lake
+from morphlake.lake.layout import Lake, read_part
 from morphlake.steps.embed_options import MIN_COSINE
 
 log = logging.getLogger("morphlake")
@@ -41,7 +39,7 @@ def calibration_snips(lake: Lake, count: int = CALIBRATION_SNIPS) -> list[SnipRe
     """The first `count` ledger snips in (experiment_date, snip_id) order."""
     refs: list[SnipRef] = []
     for exp in lake.partition_values("snips"):
-        ledger = pq.read_table(lake.partition_file("snips", experiment_date=exp), columns=["snip_id", "path"])
+        ledger = read_part(lake.partition_file("snips", experiment_date=exp), ["snip_id", "path"])
         ledger = ledger.sort_by("snip_id")
         refs += [SnipRef(s, exp, p) for s, p in zip(ledger["snip_id"].to_pylist(), ledger["path"].to_pylist())]
         if len(refs) >= count:

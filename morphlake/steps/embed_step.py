@@ -12,19 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from morphlake.common.progress import step_progress
+from morphlake.common.zcolumns import z_columns
 from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
-from morphlake.ingest.latents import z_columns
 from morphlake.ingest.naming import check_segment
+from morphlake.lake.arrays import numeric_array, string_array
 from morphlake.lake.embeddings_table import conform, merge, read_partition
 from morphlake.lake.faults import crash_point
-from morphlake.lake.layout import Lake
+from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
 from morphlake.steps.derived_encoder import VERIFY_SNIPS, LoadedEncoder, load_encoder, verify
@@ -55,32 +55,34 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
     Only the key columns of the existing partition are read here; the full partition is read again
     when the new rows are merged in, one experiment at a time (memory stays flat as the lake grows).
     """
-    ledger = pq.read_table(lake.partition_file("snips", experiment_date=experiment), partitioning=None)
+    ledger = read_part(lake.partition_file("snips", experiment_date=experiment))
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
     if not path.is_file():
         return ledger
     keys = ["snip_id", "source", "model_sha256", "image_fingerprint", "embed_options"]
-    part = pq.ParquetFile(path)
-    present = set(part.schema_arrow.names)  # partitions written before embed_options existed lack it
-    existing = part.read(columns=[k for k in keys if k in present])
-    written = existing["embed_options"] if "embed_options" in present else pa.nulls(existing.num_rows, pa.string())
-    same_options = pc.equal(pc.fill_null(written, ""), options or "")
-    current = pc.or_kleene(
-        pc.equal(existing["source"], "legacy_csv"),
-        pc.and_kleene(pc.equal(existing["model_sha256"], sha256), same_options),
-    )
-    rows = existing.filter(pc.fill_null(current, False)).select(["snip_id", "source", "image_fingerprint"]).to_pylist()
-    done = {r["snip_id"]: r for r in rows}
+    with pq.ParquetFile(path) as part:
+        present = set(part.schema_arrow.names)  # partitions written before embed_options existed lack it
+        existing = part.read(columns=[k for k in keys if k in present]).to_pylist()
+    done = {
+        row["snip_id"]: row
+        for row in existing
+        if row["source"] == "legacy_csv"
+        or (row["model_sha256"] == sha256 and (row.get("embed_options") or "") == (options or ""))
+    }
     todo = [
         i
         for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
         if snip not in done or (done[snip]["source"] == "onnx" and done[snip]["image_fingerprint"] != fp)
     ]
-    return ledger.take(pa.array(todo, pa.int64()))
+    return ledger.take(numeric_array(np.array(todo, np.int64)))
 
 
 class PartitionWriter:
-    """Collects embedded rows per experiment and stages each partition once all its snips are in."""
+    """Collects embedded rows per experiment and stages each partition once all its snips are in.
+
+    The main thread calls `add` between batches while the workers decode, so it only appends the batch's ids
+    and rows; each partition's table is built once, at its flush, column by column from numpy buffers (no
+    `pa.array`: see morphlake.lake.arrays)."""
 
     def __init__(
         self,
@@ -93,37 +95,46 @@ class PartitionWriter:
     ):
         self.txn, self.lake, self.info, self.run_id, self.options = txn, lake, encoder.info, run_id, options
         self.remaining = dict(expected)
-        self.parts: dict[str, list[pa.Table]] = defaultdict(list)
-        self.rows = 0
+        self.parts: dict[str, list[tuple[list[str], list[str], np.ndarray]]] = defaultdict(list)
+        self.rows = 0  # rows staged
+        self.pending = 0  # rows collected, not yet staged
 
     def add(self, batch: EmbeddedBatch) -> None:
         for ref, _ in batch.failures:
             self._done(ref.experiment_date, 1)
         if not batch.refs:
             return
-        exps = np.array([r.experiment_date for r in batch.refs])
-        for exp in dict.fromkeys(exps.tolist()):
-            idx = np.flatnonzero(exps == exp)
-            self.parts[exp].append(self._table(batch, idx, exp))
-            self._done(exp, len(idx))
+        z = np.concatenate([batch.z_mu, batch.z_logvar], axis=1)
+        start = 0
+        for exp, refs in itertools.groupby(batch.refs, key=lambda r: r.experiment_date):
+            ids = [r.snip_id for r in refs]
+            stop = start + len(ids)
+            self.parts[exp].append((ids, batch.fingerprints[start:stop], z[start:stop]))
+            self.pending += len(ids)
+            start = stop
+            self._done(exp, len(ids))
 
-    def _table(self, batch: EmbeddedBatch, idx: np.ndarray, exp: str) -> pa.Table:
-        n, info, dim = len(idx), self.info, self.info.latent_dim
-        columns = {
-            "snip_id": [batch.refs[i].snip_id for i in idx],
-            "experiment_date": [exp] * n,
-            "model_name": [info.model_name] * n,
-            "source": ["onnx"] * n,
-            "encoder_weights": [info.weights] * n,
-            "model_sha256": [info.source_sha256] * n,
-            "image_fingerprint": [batch.fingerprints[i] for i in idx],
-            "embed_options": [self.options] * n,
-            "run_id": [self.run_id] * n,
+    def _table(self, exp: str, parts: list[tuple[list[str], list[str], np.ndarray]]) -> pa.Table:
+        info, dim = self.info, self.info.latent_dim
+        n = sum(len(ids) for ids, _, _ in parts)
+        constants = {
+            "experiment_date": exp,
+            "model_name": info.model_name,
+            "source": "onnx",
+            "encoder_weights": info.weights,
+            "model_sha256": info.source_sha256,
+            "embed_options": self.options,
+            "run_id": self.run_id,
         }
-        names = z_columns(dim)
-        z = np.concatenate([batch.z_mu[idx], batch.z_logvar[idx]], axis=1)
-        arrays = [pa.array(v, pa.string()) for v in columns.values()] + [pa.array(z[:, j]) for j in range(2 * dim)]
-        return conform(pa.Table.from_arrays(arrays, names=list(columns) + names), dim)
+        columns = {
+            "snip_id": string_array([s for ids, _, _ in parts for s in ids]),
+            "image_fingerprint": string_array([f for _, fps, _ in parts for f in fps]),
+            **{name: string_array([value] * n) for name, value in constants.items()},
+        }
+        z = np.asfortranarray(np.concatenate([rows for _, _, rows in parts]), dtype=np.float32)
+        for j, name in enumerate(z_columns(dim)):
+            columns[name] = numeric_array(z[:, j])
+        return conform(pa.Table.from_arrays(list(columns.values()), names=list(columns)), dim)
 
     def _done(self, exp: str, count: int) -> None:
         self.remaining[exp] -= count
@@ -131,10 +142,10 @@ class PartitionWriter:
             self.flush(exp)
 
     def flush(self, exp: str) -> None:
-        new_parts = self.parts.pop(exp, [])
-        if not new_parts:
+        parts = self.parts.pop(exp, [])
+        if not parts:
             return
-        new = pa.concat_tables(new_parts)
+        new = self._table(exp, parts)
         where = f"embeddings/model_name={self.info.model_name}/experiment_date={exp}"
         merged = merge(read_partition(self.lake, self.info.model_name, exp), new, new["snip_id"], where)
         self.txn.stage(
@@ -144,6 +155,7 @@ class PartitionWriter:
             expected_rows=merged.num_rows,
         )
         self.rows += new.num_rows
+        self.pending -= new.num_rows
 
 
 def _refs(plans: dict[str, pa.Table]) -> Iterator[SnipRef]:
@@ -296,7 +308,7 @@ def embed_batches(
             timing["infer_s"] += batch.infer_s
             timing["batches"] += 1
             crash_point("embed-batch")
-            progress.update(writer.rows + sum(t.num_rows for p in writer.parts.values() for t in p) + len(skipped))
+            progress.update(writer.rows + writer.pending + len(skipped))
     elapsed = time.perf_counter() - start
     record.set("embed_timings_s", {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
     record.count("embedded", writer.rows)

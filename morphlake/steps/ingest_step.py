@@ -9,7 +9,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
@@ -18,7 +17,7 @@ from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
-from morphlake.lake.layout import Lake
+from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
 from morphlake.steps.lifecycle import RunResult, lake_run
@@ -41,7 +40,7 @@ def previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
     path = lake.partition_file("snips", experiment_date=experiment)
     if not path.is_file():
         return {}
-    return {row["path"]: row for row in pq.read_table(path, partitioning=None).to_pylist()}
+    return {row["path"]: row for row in read_part(path).to_pylist()}
 
 
 def _stage_latents(
@@ -114,7 +113,7 @@ def ledger_fingerprints(lake: Lake, experiments: list[str]) -> dict[str, str]:
     for exp in experiments:
         path = lake.partition_file("snips", experiment_date=exp)
         if path.is_file():
-            ledger = pq.read_table(path, columns=["snip_id", "fingerprint"], partitioning=None)
+            ledger = read_part(path, ["snip_id", "fingerprint"])
             found.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
     return found
 
