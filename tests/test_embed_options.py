@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from PIL import Image
 from test_embed_cli import EXP, embeddings, last_record
 
-from morphlake.demo.images import embryo_snip
+from morphlake.demo.images import brightfield_snip, embryo_snip
 from morphlake.embed.build import write_demo_encoder
 from morphlake.embed.model import Encoder
 from morphlake.embed.precision import derive_encoder, drift
@@ -60,9 +60,9 @@ def test_cpu_workers_give_the_same_embeddings_in_order_as_one_worker(tmp_path, d
     assert all(b.infer_s > 0 and b.decode_s > 0 for b in many)
 
 
-# Held-out snips (16 calibrate, 24 are checked). int8 gives the same figures with and without VNNI
-# (checked under `qemu-x86_64 -cpu Haswell`: smallest cosine 0.986 both; the old recipe fell to 0.50).
-@pytest.mark.parametrize("precision, max_abs, min_cos", [("fp16", 0.01, 0.9999), ("int8", 0.15, 0.98)])
+# 16 snips calibrate, 24 are checked. int8: smallest cosine 0.9988 here (0.986 before equalization
+# and bias correction); without VNNI (`qemu-x86_64 -cpu Haswell`) the recipe loses under 0.001 (benchmarks/README.md).
+@pytest.mark.parametrize("precision, max_abs, min_cos", [("fp16", 0.01, 0.9999), ("int8", 0.05, 0.995)])
 def test_derived_encoders_stay_close_to_fp32(tmp_path, demo_file, precision, max_abs, min_cos):
     rng = np.random.default_rng(2)
     pixels = np.stack([np.asarray(embryo_snip(rng, 20 + i, "wt").resize((128, 288))) for i in range(24)])[:, None]
@@ -73,6 +73,24 @@ def test_derived_encoders_stay_close_to_fp32(tmp_path, demo_file, precision, max
     assert derived.info.source_sha256 == Encoder(demo_file, "cpu").info.sha256 != derived.info.sha256
     worst_abs, worst_cos = drift(Encoder(demo_file, "cpu").run(pixels)[0], derived.run(pixels)[0])
     assert 0 < worst_abs < max_abs and worst_cos > min_cos
+
+
+# Snips with a camera's noise (the lab's brightfield snips are like these, not like the clean demo snips):
+# the recipe before equalization and bias correction gave 0.989 on held-out ones, under the runtime bound 0.99.
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_int8_holds_on_held_out_noisy_brightfield_snips(tmp_path, demo_file, fmt):
+    rng = np.random.default_rng(3)
+    pixels = []
+    for i in range(64):
+        out = io.BytesIO()
+        brightfield_snip(rng, 24 + i % 40, ("wt", "atf6", "tbxta")[i % 3]).save(out, format=fmt, quality=92)
+        pixels.append(decode_snip(out.getvalue()))
+    pixels = np.stack(pixels)[:, None]
+    out = tmp_path / "int8.onnx"
+    onnx.save(derive_encoder(demo_file, "int8", calibration=pixels[:32], calibration_note="32 noisy snips"), out)
+    held_out = pixels[32:]
+    _, worst_cos = drift(Encoder(demo_file, "cpu").run(held_out)[0], Encoder(out, "cpu").run(held_out)[0])
+    assert worst_cos > 0.995
 
 
 def test_embed_options_are_recorded_and_switching_them_re_embeds(cli, ingested, encoder_path):

