@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from morphlake.embed import Encoder
 from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
-from morphlake.embed.reader import SnipRef, decode_chunk
+from morphlake.embed.reader import SnipRef, chunks, decode_chunk, ordered_map
+from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.files import write_atomic
@@ -100,13 +104,19 @@ def verify(loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine
     this run embeds (CPU kernels differ: int8 without VNNI can saturate); refuse it below `min_cosine`."""
     derived, source = loaded.run, loaded.given
     refs, held_out = verification_snips(lake, todo)
-    batch = decode_chunk(refs, max(1, len(refs)))
-    if not batch.n:
+    # Every run pays this check, so it uses every core: the snips decode in parallel threads, and the two
+    # encoders (one intra-op thread each, as the pipeline runs them) run side by side.
+    workers = default_workers()
+    size = max(1, -(-len(refs) // workers))
+    decoded = [b for b in ordered_map(lambda c: decode_chunk(c, size), chunks(refs, size), workers) if b.n]
+    if not decoded:
         return {"snips": 0, "note": "no readable snip to check the copy on (the run embeds none either)"}
-    pixels = batch.pixels[: batch.n]
-    worst_abs, worst_cos = drift(source.run(pixels)[0], derived.run(pixels)[0])
+    pixels = np.concatenate([b.pixels[: b.n] for b in decoded])
+    with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
+        exact = pool.submit(source.run, pixels)
+        worst_abs, worst_cos = drift(exact.result()[0], derived.run(pixels)[0])
     figures = {
-        "snips": batch.n,
+        "snips": len(pixels),
         "held_out_from_calibration": held_out,
         "min_cosine": round(worst_cos, 6),
         "max_abs_dz": round(worst_abs, 6),
@@ -115,7 +125,7 @@ def verify(loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine
         "cpu_int8": cpu_int8_support(),
         "recipe": derived.info.metadata.get("recipe", ""),
     }
-    where = f"{batch.n} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
+    where = f"{len(pixels)} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
     log.info(
         "%s copy checked against fp32 on %s on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
         derived.info.precision,
