@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from morphlake.common.zcolumns import bio_nuisance_name as bio_nuisance_name
 
 ARCHITECTURE = "morphseq_legacy_seqvae_encoder_v1"
+INPUT_NAME, MU_NAME, LOGVAR_NAME = "image", "z_mu", "z_logvar"  # the ONNX file's input and outputs
 INPUT_HEIGHT, INPUT_WIDTH = 288, 128
 CHANNELS = (1, 16, 32, 64, 128, 256)
 KERNEL, STRIDE, PADDING = 4, 2, 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from morphlake.embed.onnx_graph import INPUT_NAME
+from morphlake.embed.architecture import INPUT_NAME
 
 CALIBRATION_BATCH = 32
 

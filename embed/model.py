@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from morphlake.embed.architecture import ARCHITECTURE, INPUT_HEIGHT, INPUT_WIDTH
+from morphlake.embed.architecture import ARCHITECTURE, INPUT_HEIGHT, INPUT_NAME, INPUT_WIDTH, LOGVAR_NAME, MU_NAME
 from morphlake.embed.errors import DeviceUnavailable, EncoderFileError
-from morphlake.embed.onnx_graph import INPUT_NAME, LOGVAR_NAME, MU_NAME
 
 log = logging.getLogger("morphlake.embed")
 DEVICES = ("auto", "cpu", "cuda")

@@ -14,8 +14,11 @@ from morphlake.embed.architecture import (
     BN_EPS,
     CHANNELS,
     INPUT_HEIGHT,
+    INPUT_NAME,
     INPUT_WIDTH,
     KERNEL,
+    LOGVAR_NAME,
+    MU_NAME,
     PADDING,
     PREPROCESSING,
     STRIDE,
@@ -24,7 +27,6 @@ from morphlake.embed.architecture import (
 from morphlake.embed.errors import EncoderFileError
 
 OPSET = 17
-INPUT_NAME, MU_NAME, LOGVAR_NAME = "image", "z_mu", "z_logvar"
 
 
 def check_weights(weights: Mapping[str, np.ndarray], spec: EncoderSpec) -> None:

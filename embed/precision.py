@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from morphlake.embed.errors import EmbedError
-from morphlake.embed.int8_recipe import INT8_RECIPE, int8_copy
 from morphlake.embed.model import file_sha256
+
+if TYPE_CHECKING:  # onnx (and the int8 recipe) load only when a copy is made: 50 ms of every start-up
+    import onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -23,6 +25,7 @@ def _set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
 
 
 def _fp16(source: Path) -> onnx.ModelProto:
+    import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     # keep_io_types: the input stays uint8 pixels and the outputs float32, as the contract says.
@@ -38,6 +41,8 @@ def derive_encoder(
         raise EmbedError(f"cannot derive a {precision!r} encoder", f"choose one of: {', '.join(PRECISIONS[1:])}")
     if precision == "int8" and (calibration is None or len(calibration) == 0):
         raise EmbedError("an int8 encoder needs calibration images", "give it at least one decoded snip")
+    from morphlake.embed.int8_recipe import INT8_RECIPE, int8_copy
+
     with tempfile.TemporaryDirectory(prefix="morphlake-derive-") as scratch:  # quantization's own files
         model = _fp16(source) if precision == "fp16" else int8_copy(source, calibration, Path(scratch))
     _set_metadata(
