@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snips", type=int, default=2048)
     parser.add_argument("--per-experiment", type=int, default=512)
+    parser.add_argument("--pool", type=int, default=2048, help="distinct snips behind the snip ids (hard links)")
     parser.add_argument("--png-experiments", type=int, default=1, help="how many experiments hold PNG snips")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -94,7 +95,7 @@ def main() -> None:
             root,
             args.snips,
             per_experiment=args.per_experiment,
-            pool=args.snips,
+            pool=args.pool,
             png_experiments=args.png_experiments,
         )
         encoder = write_demo_encoder(folder / "encoder.onnx", DEFAULT_MODEL_NAME, seed=SEED)

@@ -99,16 +99,19 @@ def verification_snips(lake: Lake, todo: list[SnipRef]) -> tuple[list[SnipRef], 
     return (held_out, True) if held_out else (todo[:VERIFY_SNIPS], False)
 
 
-def verify(loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine: float = MIN_COSINE) -> dict:
+def verify(
+    loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine: float = MIN_COSINE, reduced: bool = False
+) -> dict:
     """Before a --precision copy embeds anything: compare it with the fp32 encoder, on this machine, on snips
-    this run embeds (CPU kernels differ: int8 without VNNI can saturate); refuse it below `min_cosine`."""
+    this run embeds, decoded as the run decodes them (CPU kernels differ: int8 without VNNI can saturate);
+    refuse it below `min_cosine`."""
     derived, source = loaded.run, loaded.given
     refs, held_out = verification_snips(lake, todo)
     # Every run pays this check, so it uses every core: the snips decode in parallel threads, and the two
     # encoders (one intra-op thread each, as the pipeline runs them) run side by side.
     workers = default_workers()
     size = max(1, -(-len(refs) // workers))
-    decoded = [b for b in ordered_map(lambda c: decode_chunk(c, size), chunks(refs, size), workers) if b.n]
+    decoded = [b for b in ordered_map(lambda c: decode_chunk(c, size, reduced), chunks(refs, size), workers) if b.n]
     if not decoded:
         return {"snips": 0, "note": "no readable snip to check the copy on (the run embeds none either)"}
     pixels = np.concatenate([b.pixels[: b.n] for b in decoded])
@@ -118,6 +121,7 @@ def verify(loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine
     figures = {
         "snips": len(pixels),
         "held_out_from_calibration": held_out,
+        "decode": "reduced" if reduced else "legacy",
         "min_cosine": round(worst_cos, 6),
         "max_abs_dz": round(worst_abs, 6),
         "bound_min_cosine": min_cosine,

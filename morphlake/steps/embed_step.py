@@ -198,7 +198,7 @@ def run_embed(
                 with run.record.timed("verify_copy"):
                     todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
                     run.record.data["embed_options"]["verification"] = verify(
-                        loaded, todo, lake=lake, min_cosine=options.min_cosine
+                        loaded, todo, lake=lake, min_cosine=options.min_cosine, reduced=options.reduced_decode
                     )
             writer = PartitionWriter(
                 run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
