@@ -1,6 +1,8 @@
 """Functional tests: `morphlake embed` through the real CLI: incremental runs, bad snips, devices."""
 
 import json
+import subprocess
+import sys
 import shutil
 
 import images
@@ -199,3 +201,19 @@ def test_demo_command_runs_end_to_end(cli, tmp_path):
     assert "legacy store covers 20240626, 20250612_30hpf_ctrl_atf6" in result.output
     frame = embeddings(tmp_path / "lake")
     assert frame.height == 12 and set(frame["source"]) == {"legacy_csv", "onnx"}
+
+
+def test_embed_loads_no_library_it_does_not_use(ingested, encoder_path):
+    """pandas (through pyarrow's conversions of Python values or pyarrow.dataset), Polars and onnx cost
+    0.05-0.4 s of every run's start-up; the embed path needs none of them (int8 copies aside)."""
+    script = (
+        "import sys; from morphlake.cli import main\n"
+        "try:\n"
+        f"    main(['-q', 'embed', '--model', {str(encoder_path)!r}, '--lake', {str(ingested)!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('pandas', 'polars', 'onnx', 'pyarrow.dataset', 'torch') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+    assert last_record(ingested)["counts"]["embedded"] > 0

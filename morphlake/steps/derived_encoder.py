@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,19 +106,24 @@ def verify(
     refuse it below `min_cosine`."""
     derived, source = loaded.run, loaded.given
     refs, held_out = verification_snips(lake, todo)
-    # Every run pays this check, so it uses every core: the snips decode in parallel threads, and the two
-    # encoders (one intra-op thread each, as the pipeline runs them) run side by side.
-    workers = default_workers()
+    # Every run pays this check, so it uses every core: each thread decodes its share of the snips and runs
+    # both encoders on it (one intra-op thread each, as the pipeline runs them). A CUDA encoder runs from one
+    # thread only (its IO binding is one buffer).
+    workers = default_workers() if source.concurrent and derived.concurrent else 1
     size = max(1, -(-len(refs) // workers))
-    decoded = [b for b in ordered_map(lambda c: decode_chunk(c, size, reduced), chunks(refs, size), workers) if b.n]
-    if not decoded:
+
+    def compare(share: list[SnipRef]) -> tuple[np.ndarray, np.ndarray]:
+        batch = decode_chunk(share, size, reduced)
+        pixels = batch.pixels[: batch.n]
+        return source.run(pixels)[0], derived.run(pixels)[0]
+
+    pairs = [p for p in ordered_map(compare, chunks(refs, size), workers, name="verify") if len(p[0])]
+    if not pairs:
         return {"snips": 0, "note": "no readable snip to check the copy on (the run embeds none either)"}
-    pixels = np.concatenate([b.pixels[: b.n] for b in decoded])
-    with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
-        exact = pool.submit(source.run, pixels)
-        worst_abs, worst_cos = drift(exact.result()[0], derived.run(pixels)[0])
+    worst_abs, worst_cos = drift(np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs]))
+    checked = sum(len(a) for a, _ in pairs)
     figures = {
-        "snips": len(pixels),
+        "snips": checked,
         "held_out_from_calibration": held_out,
         "decode": "reduced" if reduced else "legacy",
         "min_cosine": round(worst_cos, 6),
@@ -129,7 +133,7 @@ def verify(
         "cpu_int8": cpu_int8_support(),
         "recipe": derived.info.metadata.get("recipe", ""),
     }
-    where = f"{len(pixels)} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
+    where = f"{checked} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
     log.info(
         "%s copy checked against fp32 on %s on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
         derived.info.precision,
