@@ -53,3 +53,20 @@ def test_engines_benchmark_runs_both_engines_at_both_sizes(ray_address):
     assert "40 snips" in out and "80 snips" in out and "ray / local img/s at 80 snips" in out, out
     assert "ray driver peak memory, 80 - 40 snips" in out and "writer" in out, out
     assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"
+
+
+def test_command_benchmark_runs_the_real_cli_the_pipeline_and_the_legacy_script():
+    pytest.importorskip("torch")
+    sizes = ["--snips", "96", "--per-experiment", "32", "--pool", "48", "--batch-size", "16"]
+    out = bench("command", *sizes, "--rounds", "1", "--min-cosine", "0.9")
+    for line in ("shared-core bound", "legacy script (PyTorch, pandas)", "where the command's wall time goes"):
+        assert line in out, out
+    assert "morphlake embed --decode reduced --precision int8" in out and "loop / pipeline" in out, out
+    assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"
+
+
+def test_decode_benchmark_compares_every_decoder_with_the_legacy_one():
+    out = bench("decode", "--snips", "8", "--rounds", "1")
+    legacy = [line for line in out.splitlines() if "(legacy)" in line]
+    assert len(legacy) == 2 and all(line.split()[-3:] == ["0", "0.000", "1.000000"] for line in legacy), out
+    assert "Pillow draft, DCT 1/2 (--decode reduced)" in out, out
