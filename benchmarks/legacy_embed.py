@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
-from morphlake.embed.export import reference_module
+from morphlake.embed.torch_reference import reference_module
 
 
 def legacy_encoder(weights: dict[str, np.ndarray], spec: EncoderSpec = EncoderSpec()):

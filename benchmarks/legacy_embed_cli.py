@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.lake.data_root import DF02_RELPATH
+# Hard-coded, as in the lab's script (importing morphlake's constants would load its libraries too).
+DF02_RELPATH = Path("metadata/combined_metadata_files/embryo_metadata_df02.csv")
+SNIP_SUBDIR = Path("training_data/bf_embryo_snips")
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
 
     from benchmarks.legacy_embed import legacy_embed
     from morphlake.embed.architecture import EncoderSpec
-    from morphlake.embed.export import reference_module
+    from morphlake.embed.torch_reference import reference_module
 
     module = reference_module(EncoderSpec())
     module.load_state_dict(torch.load(args.weights), strict=False)

@@ -10,24 +10,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from morphlake.embed.architecture import CHANNELS, INPUT_HEIGHT, INPUT_WIDTH, KERNEL, PADDING, STRIDE, EncoderSpec
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
 from morphlake.embed.build import trained_encoder_model
-from morphlake.embed.errors import EmbedError, EncoderFileError
+from morphlake.embed.errors import EncoderFileError
 from morphlake.embed.model import Encoder, file_sha256
 from morphlake.embed.onnx_graph import check_weights
+from morphlake.embed.torch_reference import reference_module, torch_module
 
 TOLERANCE = 1e-5
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise EmbedError(
-            "exporting an encoder from its PyTorch weights needs PyTorch, which is not installed",
-            "install the export extra: pip install 'morphlake[export]' (or: pip install torch)",
-        ) from None
-    return torch
 
 
 def read_config(path: Path) -> EncoderSpec:
@@ -58,7 +48,7 @@ def read_config(path: Path) -> EncoderSpec:
 
 def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     """encoder_reformatted.pt (a plain state dict) -> numpy arrays."""
-    torch = _torch()
+    torch = torch_module()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for damaged or foreign files
@@ -72,29 +62,6 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
             "save it with torch.save(encoder.state_dict(), 'encoder_reformatted.pt')",
         )
     return {k: v.detach().cpu().numpy() for k, v in state.items()}
-
-
-def reference_module(spec: EncoderSpec):
-    """The legacy encoder in PyTorch, with the state-dict layout of encoder_reformatted.pt."""
-    torch = _torch()
-    nn = torch.nn
-
-    class LegacyEncoder(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers = []
-            for cin, cout in zip(CHANNELS[:-1], CHANNELS[1:]):
-                layers += [nn.Conv2d(cin, cout, KERNEL, STRIDE, PADDING), nn.BatchNorm2d(cout), nn.ReLU()]
-            self.conv_layers = nn.Sequential(*layers)
-            self.embedding0 = nn.Linear(spec.flat_features, spec.latent_dim)
-            self.embedding = nn.Linear(spec.latent_dim, spec.latent_dim, bias=False)
-            self.log_var = nn.Linear(spec.flat_features, spec.latent_dim)
-
-        def forward(self, x):
-            h = self.conv_layers(x).reshape(x.shape[0], -1)
-            return self.embedding(self.embedding0(h)), self.log_var(h)
-
-    return LegacyEncoder().eval()
 
 
 @dataclass
@@ -111,7 +78,7 @@ def verify_against_torch(
     onnx_path: Path, weights: dict[str, np.ndarray], spec: EncoderSpec, samples: int = 8, seed: int = 0
 ) -> float:
     """Largest relative error of the ONNX outputs against the PyTorch reference on random images."""
-    torch = _torch()
+    torch = torch_module()
     module = reference_module(spec)
     module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}, strict=False)
     pixels = np.random.default_rng(seed).integers(0, 256, (samples, 1, INPUT_HEIGHT, INPUT_WIDTH), dtype=np.uint8)

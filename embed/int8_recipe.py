@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from morphlake.embed.architecture import INPUT_NAME
+from morphlake.embed.errors import EmbedError
 
 CALIBRATION_BATCH = 32
 
@@ -46,9 +48,9 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _fp32_convs(model: onnx.ModelProto, count: int = FP32_CONVS) -> list[str]:
-    """The first `count` Conv nodes and the Relus that follow them."""
-    convs = [n for n in model.graph.node if n.op_type == "Conv"][:count]
+def _fp32_convs(model: onnx.ModelProto) -> list[str]:
+    """The first FP32_CONVS Conv nodes and the Relus that follow them."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv"][:FP32_CONVS]
     outputs = {c.output[0] for c in convs}
     return [c.name for c in convs] + [
         n.name for n in model.graph.node if n.op_type == "Relu" and outputs & set(n.input)
@@ -101,11 +103,9 @@ def _attr(node: onnx.NodeProto, name: str, default):
     return default if attr is None else onnx.helper.get_attribute_value(attr)
 
 
-def _equalize(model: onnx.ModelProto, calibration: np.ndarray, first: int = FP32_CONVS - 1) -> onnx.ModelProto:
+def _equalize(model: onnx.ModelProto, calibration: np.ndarray) -> onnx.ModelProto:
     """Equalize the channel ranges of the ReLU outputs that feed quantized convs or the heads (see the
     recipe): the same function in fp32, with each activation channel nearer its tensor's range."""
-    from onnx import numpy_helper
-
     weights = {t.name: t for t in model.graph.initializer}
 
     def array(name: str) -> np.ndarray:
@@ -114,7 +114,11 @@ def _equalize(model: onnx.ModelProto, calibration: np.ndarray, first: int = FP32
     def put(name: str, value: np.ndarray) -> None:
         weights[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
 
+    first = FP32_CONVS - 1  # the last fp32 conv's output feeds the first quantized one
     links = _relu_links(model, first)
+    convs = sum(1 for n in model.graph.node if n.op_type == "Conv")
+    if len(links) != convs - first:
+        raise _unknown_graph(f"{len(links)} of the {convs - first} ReLU outputs to equalize follow the pattern")
     maxima = _activations(
         model,
         calibration,
@@ -122,6 +126,8 @@ def _equalize(model: onnx.ModelProto, calibration: np.ndarray, first: int = FP32
         lambda v, m: v.max(axis=(0, 2, 3)) if m is None else np.maximum(m, v.max(axis=(0, 2, 3))),
     )
     for (conv, _, consumers), reach in zip(links, maxima):
+        if not reach.max() > 0:  # the layer's output is 0 on every calibration snip: nothing to balance
+            continue
         reach = np.maximum(reach.astype(np.float64), reach.max() / EQUALIZE_MAX_BOOST)
         if consumers[0].op_type == "Conv":
             w = np.abs(array(consumers[0].input[1])).max(axis=(0, 2, 3))
@@ -143,8 +149,6 @@ def _equalize(model: onnx.ModelProto, calibration: np.ndarray, first: int = FP32
 
 def _bias_correct(quantized: onnx.ModelProto, prepared: onnx.ModelProto, calibration: np.ndarray) -> onnx.ModelProto:
     """Correct each quantized conv's int32 bias for the mean shift its rounded weights give its output."""
-    from onnx import numpy_helper
-
     q_inits = {t.name: t for t in quantized.graph.initializer}
     fp_inits = {t.name: t for t in prepared.graph.initializer}
     dequantized = {n.output[0]: n for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
@@ -161,8 +165,11 @@ def _bias_correct(quantized: onnx.ModelProto, prepared: onnx.ModelProto, calibra
     for conv in (n for n in prepared.graph.node if n.op_type == "Conv" and n.name in by_name):
         q = by_name[conv.name]
         weight, bias = qdq(q.input[1]), qdq(q.input[2]) if len(q.input) > 2 else None
-        if weight and bias and conv.input[1] in fp_inits and _attr(conv, "group", 1) == 1:
+        plain = _attr(conv, "group", 1) == 1 and set(_attr(conv, "dilations", [1, 1])) == {1}
+        if weight and bias and conv.input[1] in fp_inits and plain and _attr(conv, "auto_pad", b"NOTSET") == b"NOTSET":
             todo.append((conv, weight, bias))
+    if len(todo) != len(by_name):
+        raise _unknown_graph(f"{len(todo)} of the {len(by_name)} quantized convolutions can have their bias corrected")
     inputs = [conv.input[0] for conv, _, _ in todo]
     sums = _activations(prepared, calibration, inputs, lambda v, s: v.sum(0, np.float64) + (0 if s is None else s))
     for (conv, (wq, ws, wz), (bq, bs, _)), total in zip(todo, sums):
@@ -184,7 +191,15 @@ def _bias_correct(quantized: onnx.ModelProto, prepared: onnx.ModelProto, calibra
     return quantized
 
 
-def int8_copy(source: Path, calibration: np.ndarray, scratch: Path) -> onnx.ModelProto:
+def _unknown_graph(what: str) -> EmbedError:
+    return EmbedError(
+        f"the int8 recipe does not fit this encoder's graph: {what} (a plain Conv-ReLU chain into the heads, "
+        "each quantized Conv with a bias, is what it knows)",
+        "embed with fp32 (no --precision), or with --precision fp16",
+    )
+
+
+def int8_copy(source: Path, calibration: np.ndarray, *, scratch: Path) -> onnx.ModelProto:
     """The int8 copy of the encoder at `source` by the recipe above, calibrated on `calibration` pixels;
     `scratch` is a folder for quantization's own files."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static

@@ -70,3 +70,16 @@ def test_decode_benchmark_compares_every_decoder_with_the_legacy_one():
     legacy = [line for line in out.splitlines() if "(legacy)" in line]
     assert len(legacy) == 2 and all(line.split()[-3:] == ["0", "0.000", "1.000000"] for line in legacy), out
     assert "Pillow draft, DCT 1/2 (--decode reduced)" in out, out
+
+
+def test_the_legacy_script_loads_only_what_the_labs_script_loads():
+    """Its whole-command time is the baseline: it must not pay for morphlake's own libraries."""
+    pytest.importorskip("torch")
+    script = (
+        "import sys, benchmarks.legacy_embed_cli as cli, benchmarks.legacy_embed, morphlake.embed.torch_reference\n"
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'polars', 'duckdb') if m in sys.modules))\n"
+        "from morphlake.lake.data_root import DF02_RELPATH; from morphlake.ingest.ledger import SNIP_SUBDIR\n"
+        "assert (cli.DF02_RELPATH, str(cli.SNIP_SUBDIR)) == (DF02_RELPATH, str(SNIP_SUBDIR))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

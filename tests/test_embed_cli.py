@@ -1,9 +1,9 @@
 """Functional tests: `morphlake embed` through the real CLI: incremental runs, bad snips, devices."""
 
 import json
+import shutil
 import subprocess
 import sys
-import shutil
 
 import images
 import numpy as np

@@ -6,8 +6,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from morphlake.embed.architecture import EncoderSpec  # noqa: E402
-from morphlake.embed.export import reference_module  # noqa: E402
 from morphlake.embed.model import Encoder  # noqa: E402
+from morphlake.embed.torch_reference import reference_module  # noqa: E402
 
 pytestmark = pytest.mark.export
 MODEL = "20241107_ds_sweep01_optimum"

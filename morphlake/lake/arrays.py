@@ -13,6 +13,8 @@ import pyarrow as pa
 def numeric_array(values: np.ndarray) -> pa.Array:
     """A 1-d numpy array of numbers as an Arrow array of the same type (no nulls)."""
     values = np.ascontiguousarray(values)
+    if values.dtype.kind not in "iuf" or not values.dtype.isnative:  # Arrow's bools are bits; Arrow is native-endian
+        raise TypeError(f"numeric_array takes native-endian integers or floats, not {values.dtype}")
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 

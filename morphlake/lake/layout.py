@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from morphlake.ingest.naming import check_segment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PART_FILE = "part-00000.parquet"
 TABLES = {
@@ -18,7 +22,7 @@ TABLES = {
 }
 
 
-def read_part(path: Path | str, columns: list[str] | None = None):
+def read_part(path: Path | str, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file of the lake as a pyarrow Table, as written (no Hive columns from its path).
 
     Read with ParquetFile rather than pq.read_table: read_table goes through pyarrow.dataset, whose import

@@ -99,7 +99,13 @@ def verification_snips(lake: Lake, todo: list[SnipRef]) -> tuple[list[SnipRef], 
 
 
 def verify(
-    loaded: LoadedEncoder, todo: list[SnipRef], *, lake: Lake, min_cosine: float = MIN_COSINE, reduced: bool = False
+    loaded: LoadedEncoder,
+    todo: list[SnipRef],
+    *,
+    lake: Lake,
+    min_cosine: float = MIN_COSINE,
+    reduced: bool = False,
+    workers: int | None = None,
 ) -> dict:
     """Before a --precision copy embeds anything: compare it with the fp32 encoder, on this machine, on snips
     this run embeds, decoded as the run decodes them (CPU kernels differ: int8 without VNNI can saturate);
@@ -109,12 +115,14 @@ def verify(
     # Every run pays this check, so it uses every core: each thread decodes its share of the snips and runs
     # both encoders on it (one intra-op thread each, as the pipeline runs them). A CUDA encoder runs from one
     # thread only (its IO binding is one buffer).
-    workers = default_workers() if source.concurrent and derived.concurrent else 1
+    workers = (workers or default_workers()) if source.concurrent and derived.concurrent else 1
     size = max(1, -(-len(refs) // workers))
 
     def compare(share: list[SnipRef]) -> tuple[np.ndarray, np.ndarray]:
         batch = decode_chunk(share, size, reduced)
         pixels = batch.pixels[: batch.n]
+        if not batch.n:
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
         return source.run(pixels)[0], derived.run(pixels)[0]
 
     pairs = [p for p in ordered_map(compare, chunks(refs, size), workers, name="verify") if len(p[0])]

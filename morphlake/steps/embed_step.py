@@ -62,17 +62,17 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
     keys = ["snip_id", "source", "model_sha256", "image_fingerprint", "embed_options"]
     with pq.ParquetFile(path) as part:
         present = set(part.schema_arrow.names)  # partitions written before embed_options existed lack it
-        existing = part.read(columns=[k for k in keys if k in present]).to_pylist()
-    done = {
-        row["snip_id"]: row
-        for row in existing
-        if row["source"] == "legacy_csv"
-        or (row["model_sha256"] == sha256 and (row.get("embed_options") or "") == (options or ""))
+        existing = part.read(columns=[k for k in keys if k in present])
+    column = lambda k: existing[k].to_pylist() if k in present else [None] * existing.num_rows  # noqa: E731
+    done = {  # snip -> (source, image fingerprint) of its current row
+        snip: (source, fp)
+        for snip, source, sha, fp, opts in zip(*map(column, keys))
+        if source == "legacy_csv" or (sha == sha256 and (opts or "") == (options or ""))
     }
     todo = [
         i
         for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
-        if snip not in done or (done[snip]["source"] == "onnx" and done[snip]["image_fingerprint"] != fp)
+        if snip not in done or (done[snip][0] == "onnx" and done[snip][1] != fp)
     ]
     return ledger.take(numeric_array(np.array(todo, np.int64)))
 
@@ -198,7 +198,12 @@ def run_embed(
                 with run.record.timed("verify_copy"):
                     todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
                     run.record.data["embed_options"]["verification"] = verify(
-                        loaded, todo, lake=lake, min_cosine=options.min_cosine, reduced=options.reduced_decode
+                        loaded,
+                        todo,
+                        lake=lake,
+                        min_cosine=options.min_cosine,
+                        reduced=options.reduced_decode,
+                        workers=options.workers,
                     )
             writer = PartitionWriter(
                 run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
