@@ -168,8 +168,11 @@ def _bias_correct(quantized: onnx.ModelProto, prepared: onnx.ModelProto, calibra
         plain = _attr(conv, "group", 1) == 1 and set(_attr(conv, "dilations", [1, 1])) == {1}
         if weight and bias and conv.input[1] in fp_inits and plain and _attr(conv, "auto_pad", b"NOTSET") == b"NOTSET":
             todo.append((conv, weight, bias))
-    if len(todo) != len(by_name):
-        raise _unknown_graph(f"{len(todo)} of the {len(by_name)} quantized convolutions can have their bias corrected")
+    quantized_convs = len(by_name) - FP32_CONVS  # the first FP32_CONVS stay fp32 (nodes_to_exclude)
+    if len(todo) != quantized_convs:
+        raise _unknown_graph(
+            f"{len(todo)} of the {quantized_convs} quantized convolutions can have their bias corrected"
+        )
     inputs = [conv.input[0] for conv, _, _ in todo]
     sums = _activations(prepared, calibration, inputs, lambda v, s: v.sum(0, np.float64) + (0 if s is None else s))
     for (conv, (wq, ws, wz), (bq, bs, _)), total in zip(todo, sums):

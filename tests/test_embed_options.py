@@ -15,6 +15,7 @@ from test_embed_cli import EXP, embeddings, last_record
 
 from morphlake.demo.images import brightfield_snip, embryo_snip
 from morphlake.embed.build import write_demo_encoder
+from morphlake.embed.errors import EmbedError
 from morphlake.embed.model import Encoder
 from morphlake.embed.precision import derive_encoder, drift
 from morphlake.embed.reader import SnipRef, decode_snip
@@ -91,6 +92,18 @@ def test_int8_holds_on_held_out_noisy_brightfield_snips(tmp_path, demo_file, fmt
     held_out = pixels[32:]
     _, worst_cos = drift(Encoder(demo_file, "cpu").run(held_out)[0], Encoder(out, "cpu").run(held_out)[0])
     assert worst_cos > 0.995
+
+
+def test_the_int8_recipe_refuses_a_graph_it_cannot_apply_whole(tmp_path, demo_file):
+    """A quantized convolution without a bias cannot be bias-corrected: no copy with half the recipe."""
+    model = onnx.load(demo_file)
+    third_conv = [n for n in model.graph.node if n.op_type == "Conv"][2]
+    del third_conv.input[2:]
+    unbiased = tmp_path / "unbiased.onnx"
+    onnx.save(model, unbiased)
+    pixels = np.zeros((4, 1, 288, 128), np.uint8) + 128
+    with pytest.raises(EmbedError, match=r"does not fit this encoder's graph: 2 of the 3 quantized convolutions"):
+        derive_encoder(unbiased, "int8", calibration=pixels)
 
 
 def test_embed_options_are_recorded_and_switching_them_re_embeds(cli, ingested, encoder_path):
