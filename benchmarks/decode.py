@@ -6,7 +6,8 @@ On noisy brightfield JPEGs and PNGs (benchmarks.common.make_snips), each way of 
 model's 288x128 grey input is timed on one core (file bytes already in memory, median of interleaved rounds)
 and compared with the legacy path (Pillow open -> convert("L") -> BILINEAR resize): the largest and mean
 grey-level difference and the smallest cosine of the demo encoder's z_mu. Decoders from libraries that are not
-installed are listed as such (`pip install simplejpeg pyspng opencv-python-headless` for all of them).
+installed are listed as such (the bench extra has simplejpeg and pyspng; `pip install opencv-python-headless` adds
+OpenCV).
 """
 
 from __future__ import annotations
