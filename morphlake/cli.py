@@ -250,15 +250,15 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
     show_default=True,
     help="int8 runs faster on CPUs, fp16 on GPUs; the copy is made once under <lake>/models/ "
     "(int8 calibrates on the ledger's first 128 snips) and recorded in embed_options. Each run "
-    "first checks the copy against fp32 on those snips on this machine and refuses it below "
-    "--min-cosine.",
+    "first checks the copy against fp32 on this machine, on up to 128 of the snips it embeds, and "
+    "refuses it below --min-cosine.",
 )
 @click.option(
     "--min-cosine",
     type=click.FloatRange(-1.0, 1.0),
     default=0.99,
     show_default=True,
-    help="Smallest cosine between a --precision copy's z_mu and fp32's, on the calibration snips, "
+    help="Smallest cosine between a --precision copy's z_mu and fp32's, on the snips the run checks it on, "
     "that the run accepts (the figure goes into the run record).",
 )
 @click.option(

@@ -21,10 +21,10 @@ def numeric_array(values: np.ndarray) -> pa.Array:
 def string_array(values: list[str | None]) -> pa.Array:
     """Python strings (None for null) as an Arrow string array."""
     encoded = [b"" if v is None else v.encode() for v in values]
-    if sum(map(len, encoded)) >= 2**31:
+    ends = np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)))
+    if len(ends) and ends[-1] >= 2**31:
         raise ValueError("more than 2 GiB of text in one string array")
-    offsets = np.zeros(len(encoded) + 1, np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    offsets = np.concatenate([[0], ends]).astype(np.int32)
     nulls = np.fromiter((v is None for v in values), bool, len(values))
     validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if nulls.any() else None
     buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]

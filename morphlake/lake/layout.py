@@ -25,8 +25,7 @@ TABLES = {
 def read_part(path: Path | str, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file of the lake as a pyarrow Table, as written (no Hive columns from its path).
 
-    Read with ParquetFile rather than pq.read_table: read_table goes through pyarrow.dataset, whose import
-    also imports pandas when it is installed (0.2-0.4 s of every command's start-up)."""
+    ParquetFile, not pq.read_table: read_table loads pyarrow.dataset, which imports pandas where it is installed."""
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as part:

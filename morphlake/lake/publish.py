@@ -37,8 +37,7 @@ def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows
             f"{what}: staged {data.num_rows} rows, expected {expected_rows}",
             "this is a bug in morphlake; the lake was not changed",
         )
-    # No Python scalars in these checks: pyarrow converts them through its pandas shim, and its first use
-    # imports pandas where it is installed (0.2 s on the main thread of every embed run).
+    # No Python scalars in these checks (they make pyarrow import pandas: see morphlake.lake.arrays).
     if unique and data.num_rows:
         if pc.count_distinct(data[unique]).as_py() != data.num_rows - data[unique].null_count:
             counts = pc.value_counts(data[unique])

@@ -118,14 +118,12 @@ def verify(
     workers = (workers or default_workers()) if source.concurrent and derived.concurrent else 1
     size = max(1, -(-len(refs) // workers))
 
-    def compare(share: list[SnipRef]) -> tuple[np.ndarray, np.ndarray]:
+    def compare(share: list[SnipRef]) -> tuple[np.ndarray, np.ndarray] | None:
         batch = decode_chunk(share, size, reduced)
         pixels = batch.pixels[: batch.n]
-        if not batch.n:
-            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-        return source.run(pixels)[0], derived.run(pixels)[0]
+        return (source.run(pixels)[0], derived.run(pixels)[0]) if batch.n else None
 
-    pairs = [p for p in ordered_map(compare, chunks(refs, size), workers, name="verify") if len(p[0])]
+    pairs = [p for p in ordered_map(compare, chunks(refs, size), workers, name="verify") if p]
     if not pairs:
         return {"snips": 0, "note": "no readable snip to check the copy on (the run embeds none either)"}
     worst_abs, worst_cos = drift(np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs]))
