@@ -18,6 +18,8 @@ log = logging.getLogger("morphlake.embed")
 DEVICES = ("auto", "cpu", "cuda")
 REQUIRED_METADATA = ("architecture", "latent_dim", "zn_frac", "model_name", "weights", "preprocessing")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+WEIGHTS = ("trained", "demo")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def file_sha256(path: Path) -> str:
@@ -140,7 +142,7 @@ class Encoder:
                 f"{self.path} has input(s) {got}; expected image tensor(uint8) [N, 1, 288, 128]",
                 "re-export the encoder from its weights; this file's graph is not the legacy encoder's",
             )
-        dim = int(props["latent_dim"])
+        dim, zn_frac, nuisance = self._shape_metadata(props)
         names = {o.name: o.shape for o in outputs}
         if set(names) != {MU_NAME, LOGVAR_NAME} or any(s[-1] != dim for s in names.values()):
             raise EncoderFileError(
@@ -153,13 +155,47 @@ class Encoder:
             sha,
             props["model_name"],
             dim,
-            float(props["zn_frac"]),
-            int(props.get("nuisance_dims", int(dim * float(props["zn_frac"])))),
+            zn_frac,
+            nuisance,
             props["weights"],
             props.get("precision", "fp32"),
             props.get("derived_from_sha256", sha),
             props,
         )
+
+    def _shape_metadata(self, props: dict[str, str]) -> tuple[int, float, int]:
+        """latent_dim, zn_frac and nuisance_dims from the file's metadata, each checked (a damaged or hand-edited
+        file is refused here, naming the property, not half-way through a run)."""
+
+        def bad(key: str, wanted: str) -> EncoderFileError:
+            return EncoderFileError(
+                f"{self.path}: metadata morphlake.{key} = {props.get(key)!r} is not {wanted}",
+                "re-export the encoder from its weights (morphlake export-onnx), or fix the property",
+            )
+
+        try:
+            dim = int(props["latent_dim"])
+        except ValueError:
+            raise bad("latent_dim", "a whole number") from None
+        if not 1 <= dim <= 65536:
+            raise bad("latent_dim", "a width from 1 to 65536")
+        try:
+            zn_frac = float(props["zn_frac"])
+        except ValueError:
+            raise bad("zn_frac", "a number") from None
+        if not 0 <= zn_frac <= 1:  # NaN fails this too
+            raise bad("zn_frac", "a share from 0 to 1")
+        try:
+            nuisance = int(props.get("nuisance_dims", int(dim * zn_frac)))
+        except ValueError:
+            raise bad("nuisance_dims", "a whole number") from None
+        if not 0 <= nuisance <= dim:
+            raise bad("nuisance_dims", f"a count from 0 to latent_dim ({dim})")
+        if props["weights"] not in WEIGHTS:
+            raise bad("weights", " or ".join(WEIGHTS))
+        if props.get("precision", "fp32") not in PRECISIONS:
+            raise bad("precision", ", ".join(PRECISIONS))
+        return dim, zn_frac, nuisance
 
     @property
     def concurrent(self) -> bool:

@@ -67,6 +67,7 @@ def read_csv_strings(path: Path, what: str, columns: list[str] | None = None) ->
     try:
         frame = pl.read_csv(
             path,
+            glob=False,  # a data root under `it's [1]` is a path, not a pattern
             separator=separator,
             infer_schema=False,
             null_values=NULL_TOKENS,

@@ -26,8 +26,22 @@ LEDGER_SCHEMA = pa.schema(
         ("file_size", pa.int64()),
         ("mtime_ns", pa.int64()),
         ("fingerprint", pa.string()),
+        # null: the file was there and readable at the last ingest (partitions written before this column read
+        # it as null too); "missing": the ledger had it and the file is gone; "unreadable": the ledger had it and
+        # an --allow-partial ingest skipped the file (the row keeps what was known of the image before)
+        ("image_status", pa.string()),
     ]
 )
+IMAGE_GONE = ("missing", "unreadable")
+
+
+def available(ledger: pa.Table) -> pa.Table:
+    """The ledger rows whose image file can be read (the snips embed may use)."""
+    import pyarrow.compute as pc
+
+    if "image_status" not in ledger.column_names:
+        return ledger
+    return ledger.filter(pc.invert(pc.fill_null(pc.is_in(ledger["image_status"], pa.array(IMAGE_GONE)), False)))
 
 
 def snip_dir(data_root: Path, experiment: str) -> Path:
@@ -78,7 +92,11 @@ def scan_snips(
         def skip(reason: str) -> None:
             skipped.append(Skipped("snips", snip_id, str(path), reason))
 
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            skip("is a link that loops back on itself; replace it with the image file")
+            continue
         if not real.is_relative_to(root):
             skip(f"is a link to {real}, outside the data root {root}; copy the file into the data root")
             continue
@@ -125,6 +143,7 @@ def scan_snips(
                 "fingerprint": old["fingerprint"] if reuse else fingerprint_file(real) if fingerprint else None,
             }
         )
+    rows += _carried(previous or {}, rows, skipped, known_snip_ids, folder)
     if orphans:
         log.info(
             "%s: %d image file(s) match no df02 row and are left out of the ledger: %s%s",
@@ -137,4 +156,40 @@ def scan_snips(
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
 
 
-__all__ = ["scan_snips", "snip_dir", "list_snip_experiments", "file_fingerprint", "LEDGER_SCHEMA"]
+def _carried(
+    previous: dict[str, dict], rows: list[dict], skipped: list[Skipped], known: set[str] | None, folder: Path
+) -> list[dict]:
+    """The earlier ledger's rows of snips whose file is now gone or unreadable (df02 still listing them), kept and
+    marked: their embeddings stay in the lake, and the ledger must keep saying which image they came from."""
+    found = {row["snip_id"] for row in rows}
+    unreadable = {item.item for item in skipped}
+    kept = []
+    for old in previous.values():
+        snip_id = old["snip_id"]
+        if snip_id in found or (known is not None and snip_id not in known):
+            continue
+        kept.append({**old, "image_status": "unreadable" if snip_id in unreadable else "missing"})
+        found.add(snip_id)
+    gone = [row["snip_id"] for row in kept if row["image_status"] == "missing"]
+    if gone:
+        log.warning(
+            "%s: %d snip image(s) in the ledger are gone (kept in the ledger as missing; their embeddings stay, and "
+            "`morphlake build` warns about them): %s%s. Restore the files, or run `morphlake ingest "
+            "--retire-missing` to drop them and their ONNX embeddings",
+            folder,
+            len(gone),
+            ", ".join(gone[:5]),
+            " …" if len(gone) > 5 else "",
+        )
+    return kept
+
+
+__all__ = [
+    "available",
+    "IMAGE_GONE",
+    "scan_snips",
+    "snip_dir",
+    "list_snip_experiments",
+    "file_fingerprint",
+    "LEDGER_SCHEMA",
+]

@@ -12,8 +12,8 @@ import click
 from morphlake import DEFAULT_MODEL_NAME, __version__
 from morphlake.embed.errors import EmbedError
 from morphlake.ingest.errors import InputError
-from morphlake.lake.layout import Lake
-from morphlake.steps.lifecycle import EXIT_FAILED, RunResult
+from morphlake.lake.layout import Lake, default_lake
+from morphlake.steps.lifecycle import EXIT_FAILED, EXIT_USAGE, RunResult
 
 log = logging.getLogger("morphlake")
 
@@ -76,11 +76,22 @@ def report(result: RunResult, lake: Lake) -> None:
 
 
 class MorphlakeGroup(click.Group):
-    """Turns the project's named errors into a clear message and exit code 1, never a traceback."""
+    """Turns the project's named errors into a clear message and exit code 1, never a traceback; a usage error
+    (an unknown option, a bad value) exits 64, not click's 2, which here means a partial run."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # the command's own options and arguments are parsed in here
+            exc.exit_code = EXIT_USAGE
+            raise
         except (InputError, EmbedError) as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_FAILED)
@@ -132,9 +143,11 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
     """
     from morphlake.demo.data_root import DemoSpec, make_demo_root
     from morphlake.demo.pipeline import run_demo_pipeline
+    from morphlake.lake.files import refuse_inside
     from morphlake.steps.build_step import find_project
 
     find_project()  # before writing anything: the build at the end needs the dbt project
+    root = refuse_inside(Lake.at(lake).root, root, option="--root")
     spec = DemoSpec(seed=seed, embryos=embryos, timepoints=timepoints, experiments=n_experiments)
     summary = make_demo_root(root, spec, model_name)
     click.echo(
@@ -173,23 +186,35 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
     "images are not mounted; the snip ledger is left as it is. Also the case when the data root "
     "has no training_data/bf_embryo_snips/ at all.",
 )
+@click.option(
+    "--retire-missing",
+    is_flag=True,
+    help="Snips whose image file is gone (or, with --allow-partial, unreadable) since the last ingest leave the "
+    "ledger, and their ONNX embeddings leave the lake (without it they stay, marked, and `build` warns).",
+)
 @experiments_option
 @lake_option
 @partial_option
-def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_partial):
+def ingest(root, data_root, model_name, scan_images, retire_missing, experiments, lake, allow_partial):
     """Bring df02, training metadata, the snip ledger and the legacy latent store into the lake.
 
     df02 is taken whole: without --experiments, experiments no longer in df02 leave raw/df02 (and so
     df03); their embeddings and ledger stay in the lake (`morphlake status` lists them).
 
+    A snip image that is gone since the last ingest stays in the ledger marked missing (its embeddings stay;
+    `morphlake build` warns, naming it): restore the file, or pass --retire-missing.
+
     \b
     Example:
       morphlake ingest --root /data/morphseq --data-root /data/morphseq --lake ./lake
       morphlake ingest --root /data/morphseq --no-snips --lake ./lake   # metadata only
+      morphlake ingest --root /data/morphseq --lake ./lake --retire-missing
     """
     from morphlake.steps.ingest_step import run_ingest
 
     data_root = data_root or (Path(os.environ["MORPHSEQ_DATA_ROOT"]) if os.environ.get("MORPHSEQ_DATA_ROOT") else root)
+    if retire_missing and not scan_images:
+        raise click.UsageError("--retire-missing needs the snips scanned: leave out --no-snips")
     the_lake = Lake.at(lake)
     result = run_ingest(
         the_lake,
@@ -199,6 +224,7 @@ def ingest(root, data_root, model_name, scan_images, experiments, lake, allow_pa
         experiments=split_names(experiments),
         allow_partial=allow_partial,
         scan_images=scan_images,
+        retire_missing=retire_missing,
     )
     report(result, the_lake)
     sys.exit(result.exit_code)
@@ -390,18 +416,32 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full
 def report_build(result, lake: Lake) -> None:
     from morphlake.report.summary import describe_df03
 
+    dbt = result.record.get("dbt", {})
     if result.exit_code == 0:
         click.echo(describe_df03(lake))
     else:
         click.echo(f"error: dbt build failed ({len(result.failures)} failing node(s)):", err=True)
         for failure in result.failures:
-            click.echo(f"  - {failure['node']}: {failure['status']}: {failure['message']}", err=True)
-        dbt = result.record.get("dbt", {})
+            echo_problem(failure)
         if dbt.get("skipped"):
             click.echo(f"  skipped because of the failures above: {', '.join(dbt['skipped'])}", err=True)
         if dbt.get("exception"):
             click.echo(f"  {dbt['exception']}", err=True)
+    for warning in dbt.get("warnings") or []:
+        echo_problem(warning, prefix="warning: ")
     click.echo(f"build: {result.record['outcome']}; run record {lake.runs_dir / (result.run_id + '.json')}")
+
+
+def echo_problem(problem: dict, *, prefix: str = "  - ") -> None:
+    """A failing or warning dbt node on stderr: its message, the first rows its test found, and the hint."""
+    click.echo(f"{prefix}{problem['node']}: {problem['status']}: {problem['message']}", err=True)
+    examples = problem.get("examples") or []
+    for row in examples:
+        click.echo(f"      {row}", err=True)
+    if examples and (problem.get("failures") or 0) > len(examples):
+        click.echo(f"      … and {problem['failures'] - len(examples)} more", err=True)
+    if problem.get("hint"):
+        click.echo(f"    hint: {problem['hint']}", err=True)
 
 
 @main.command("export-onnx")
@@ -590,13 +630,18 @@ def status(model_name, as_json, brief, lake):
     from morphlake.report.health import lake_health
     from morphlake.report.status import lake_status
 
-    the_lake = Lake.at(lake)
-    if as_json:
-        if not the_lake.root.is_dir():
-            raise InputError(f"no lake at {the_lake.root}", "run `morphlake ingest` or `morphlake demo` first")
-        click.echo(json.dumps(lake_health(the_lake, model_name), indent=2, default=str))
-    else:
-        click.echo(lake_status(the_lake, model_name, per_experiment=not brief))
+    if as_json:  # always JSON on stdout, a failure too (scripts parse it): {"error": …, "hint": …}, exit 1
+        try:
+            the_lake = Lake.at(lake)
+            if not the_lake.root.is_dir():
+                raise InputError(f"no lake at {the_lake.root}", "run `morphlake ingest` or `morphlake demo` first")
+            click.echo(json.dumps(lake_health(the_lake, model_name), indent=2, default=str))
+        except InputError as exc:
+            where = str(Path(lake or default_lake()).absolute())
+            click.echo(json.dumps({"lake": where, "error": exc.message, "hint": exc.hint}, indent=2))
+            sys.exit(EXIT_FAILED)
+        return
+    click.echo(lake_status(Lake.at(lake), model_name, per_experiment=not brief))
 
 
 @main.command()
@@ -626,9 +671,14 @@ def sql(query, output, max_rows, raw, lake):
     """
     import duckdb
 
-    from morphlake.report.query import render, run_sql, write
+    from morphlake.lake.files import refuse_inside
+    from morphlake.report.query import output_kind, render, run_sql, write
 
-    con, relation = run_sql(Lake.at(lake), query, raw=raw)  # con: kept open while the relation is read
+    the_lake = Lake.at(lake)
+    if output:  # checked before the query runs
+        output = refuse_inside(the_lake.root, output, option="-o")
+        output_kind(output)
+    con, relation = run_sql(the_lake, query, raw=raw)  # con: kept open while the relation is read
     try:
         if output:
             click.echo(f"wrote {output} ({write(relation, output)} rows)")
@@ -716,8 +766,11 @@ def report_command(model_name, output, method, sample, points, thumbnails, again
       morphlake report --lake ./lake -o report.html
       morphlake report --model-name 20241107_ds_sweep01_optimum --map umap -o umap.html
     """
+    from morphlake.lake.files import refuse_inside
     from morphlake.report.page import ReportOptions, write_report
 
+    the_lake = Lake.at(lake)
+    output = refuse_inside(the_lake.root, output, option="-o")
     options = ReportOptions(
         model_name=model_name,
         sample=sample,
@@ -728,7 +781,7 @@ def report_command(model_name, output, method, sample, points, thumbnails, again
         against=against,
         seed=seed,
     )
-    done = write_report(Lake.at(lake), output, options)
+    done = write_report(the_lake, output, options)
     click.echo(
         f"wrote {done['path']} ({done['bytes'] / 1e6:.1f} MB, {done['seconds']:.1f} s): model {model_name}, "
         f"{done['rows']} embeddings, map of {done['map_points']} of a {done['sample']}-row sample, "

@@ -79,7 +79,9 @@ def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):
     result = cli("build", "--lake", embedded_lake)
     assert result.exit_code == 1
     assert "coverage_df03_coverage_embedded_rows__usable_rows: fail" in result.stderr
-    assert "coverage_all_rows" not in result.stderr.split("Completed with")[-1]  # a warning, as in the legacy step
+    assert "coverage_all_rows: fail" not in result.stderr  # a warning, as in the legacy step, naming its figures
+    assert "warning: coverage_all_rows: warn: Got 1 result" in result.stderr
+    assert "(all experiments), 18, 12, 0.6666666666666666, 0.95" in result.stderr
     lowered = cli("build", "--lake", embedded_lake, "--coverage-threshold", "0.5")
     assert lowered.exit_code == 0, lowered.output
     warned = cli("build", "--lake", embedded_lake, "--coverage-severity", "warn")

@@ -11,6 +11,13 @@
 {% endmacro %}
 
 
+{#- A path as a DuckDB glob matching exactly it (a lake under `br[1]`): *, ? and [ as one-character classes
+    (morphlake.common.sqltext.glob_escape does the same). -#}
+{% macro glob_escape(path) -%}
+  {{ path | replace('[', '[[]') | replace('*', '[*]') | replace('?', '[?]') }}
+{%- endmacro %}
+
+
 {#- SQL string literal with quotes escaped (values from vars never reach SQL unquoted). -#}
 {% macro sql_literal(value) -%}
   '{{ value | string | replace("'", "''") }}'
@@ -29,7 +36,7 @@
 
 {#- read_parquet over a lake table's files; an empty typed relation when the table has no files yet. -#}
 {% macro lake_table(relative_glob, empty_columns) %}
-  {%- set pattern = lake_root() ~ '/' ~ relative_glob -%}
+  {%- set pattern = glob_escape(lake_root()) ~ '/' ~ relative_glob -%}
   {%- set found = 1 -%}
   {%- if execute -%}
     {%- set found = run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] -%}
@@ -55,7 +62,7 @@
     plain `dbt build --vars ...`): `joined` (int_df03), the same rows the export would hold. -#}
 {% macro df03_export_relation(joined, z_schema) %}
   {%- set folder = env_var('MORPHLAKE_DF03_EXPORT', '') or (lake_root() ~ '/exports/df03') -%}
-  {%- set schema_file = folder ~ '/_schema.parquet' -%}
+  {%- set schema_file = glob_escape(folder) ~ '/_schema.parquet' -%}
   {%- set ns = namespace(matches=false) -%}
   {%- if execute and run_query("select count(*) from glob(" ~ sql_literal(schema_file) ~ ")").columns[0].values()[0] | int > 0 -%}
     {%- set meta = {} -%}
@@ -69,7 +76,7 @@
         ~ var('model_name') ~ " named " ~ z_schema ~ ": a bug in morphlake build") }}
   {%- endif -%}
   {%- if ns.matches -%}
-    read_parquet({{ sql_literal(folder ~ '/**/*.parquet') }}, hive_partitioning = false)
+    read_parquet({{ sql_literal(glob_escape(folder) ~ '/**/*.parquet') }}, hive_partitioning = false)
   {%- else -%}
     {{ joined }}
   {%- endif -%}

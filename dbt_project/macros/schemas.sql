@@ -38,7 +38,8 @@
       "mode": "varchar",
       "file_size": "bigint",
       "mtime_ns": "bigint",
-      "fingerprint": "varchar"
+      "fingerprint": "varchar",
+      "image_status": "varchar"
   }) }}
 {% endmacro %}
 

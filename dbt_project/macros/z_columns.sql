@@ -25,7 +25,7 @@
     none. Partitions of one model that disagree are an error naming both widths. -#}
 {% macro lake_latent_dim(model_name) %}
   {%- if not execute -%}{{ return(100) }}{%- endif -%}
-  {%- set pattern = lake_root() ~ '/embeddings/model_name=' ~ model_name ~ '/*/*.parquet' -%}
+  {%- set pattern = glob_escape(lake_root()) ~ '/embeddings/model_name=' ~ model_name ~ '/*/*.parquet' -%}
   {%- set files = run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] -%}
   {%- if files | int == 0 -%}{{ return(100) }}{%- endif -%}
   {%- set widths = run_query(

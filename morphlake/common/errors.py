@@ -11,5 +11,5 @@ class HintedError(Exception):
     """
 
     def __init__(self, message: str, hint: str = ""):
-        self.hint = hint
+        self.message, self.hint = message, hint
         super().__init__(f"{message}\n  hint: {hint}" if hint else message)

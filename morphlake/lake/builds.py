@@ -16,6 +16,7 @@ CURRENT = "current"
 MANIFEST = "build.json"
 WAREHOUSE = "warehouse.duckdb"
 DF03 = "df03"
+REMOVING = ".removing-"  # a build folder renamed out of the way, being deleted
 
 
 class Builds:
@@ -76,7 +77,13 @@ class Builds:
             if entry.name in kept:
                 continue
             if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
+                # out of its readers' paths in one step, then deleted: a reader still on this build gets an error
+                # (no files where its views look), never the part of its rows not yet deleted
+                doomed = entry if entry.name.startswith(REMOVING) else self.dir / f"{REMOVING}{entry.name}"
+                if doomed != entry:
+                    os.replace(entry, doomed)
+                    crash_point("build-tidy")
+                shutil.rmtree(doomed, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
             removed.append(entry.name)

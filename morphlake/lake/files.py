@@ -22,6 +22,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_inside(root: Path, output: Path, *, option: str) -> Path:
+    """`output` (a file the user names, e.g. `-o`) made absolute, refused when it would land inside the lake
+    `root` (symlinks resolved): only morphlake's writers, under the lake lock, write there."""
+    output = Path(output).absolute()
+    if Path(os.path.realpath(output)).is_relative_to(os.path.realpath(root)):
+        raise MorphlakeError(
+            f"{option} {output} is inside the lake {root}; morphlake writes the lake only through its own steps",
+            f"write it outside the lake (e.g. {option} ~/{output.name})",
+        )
+    return output
+
+
 def remove_stale_temporaries(path: Path) -> None:
     """Temporaries a killed writer left beside `path` (hidden, never read as outputs)."""
     for stale in path.parent.glob(f".{path.name}.tmp*") if path.parent.is_dir() else []:

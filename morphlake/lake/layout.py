@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from morphlake.ingest.errors import InputError
 from morphlake.ingest.naming import check_segment
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 PART_FILE = "part-00000.parquet"
+UNBUILDABLE = "?#"  # characters a lake path cannot hold (Lake.at says why)
 TABLES = {
     "df02": ("raw", "df02"),
     "train": ("raw", "train"),
@@ -45,7 +47,18 @@ class Lake:
 
     @classmethod
     def at(cls, root: Path | str | None) -> Lake:
-        return cls(Path(root if root is not None else default_lake()).absolute())
+        """The lake at `root` (default: default_lake()). Quotes, brackets, `*`, spaces and non-ASCII in its path
+        work in every command; `?` and `#` are refused here, up front: dbt-duckdb reads the warehouse path as a
+        URL, so `build` could never make a warehouse there."""
+        path = Path(root if root is not None else default_lake()).absolute()
+        odd = sorted({char for char in str(path) if char in UNBUILDABLE})
+        if odd:
+            raise InputError(
+                f"the lake path {path} holds {' and '.join(map(repr, odd))}, which dbt (dbt-duckdb) reads as part of "
+                "a URL, so no warehouse could be built there",
+                "choose a lake folder whose path has no ? or # (--lake or MORPHLAKE_LAKE)",
+            )
+        return cls(path)
 
     def table_dir(self, table: str) -> Path:
         return self.root.joinpath(*TABLES[table])

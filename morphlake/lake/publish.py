@@ -108,6 +108,13 @@ class Transaction:
         self.staged = [s for s in self.staged if s.target != target] + [item]
         return item
 
+    def current(self, table: str, keys: dict[str, str]) -> pa.Table | None:
+        """The partition as this transaction leaves it so far: what it staged, else the published file (None when
+        there is neither)."""
+        target = self.lake.partition_file(table, **keys)
+        path = next((s.staged for s in self.staged if s.target == target), target)
+        return read_part(path) if path.is_file() else None
+
     def retire(self, table: str, keys: dict[str, str]) -> None:
         """Remove a whole partition at publish (e.g. an experiment no longer in df02)."""
         folder = self.lake.partition_dir(table, **keys)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import secrets
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -64,8 +66,15 @@ class RunRecord:
             "counts": {},
             "timings_s": {},
             "outcome": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
         }
         self._t0 = time.perf_counter()
+
+    def start(self, runs_dir: Path) -> None:
+        """Write the record as `running` before the run does anything: a run killed before `finish` still leaves
+        it (`status` shows such a run as died: its process is no longer the lake's writer)."""
+        write_json_atomic(runs_dir / f"{self.run_id}.json", self.data)
 
     @contextmanager
     def timed(self, step: str):

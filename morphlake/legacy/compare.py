@@ -38,7 +38,7 @@ def load(path: Path, key: str) -> pl.DataFrame:
     """A df03/latent CSV or Parquet file: key normalised, z columns renamed to the flat form, as float64."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
-        frame = pl.read_parquet(path, hive_partitioning=False)
+        frame = pl.read_parquet(path, glob=False, hive_partitioning=False)
         frame = frame.with_columns(pl.col(key).cast(pl.String)) if key in frame.columns else frame
     else:
         frame = read_csv_strings(path, "compare input")

@@ -15,6 +15,7 @@ from morphlake.ingest import read_df02, read_train, scan_snips
 from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.latents import list_latent_files
+from morphlake.ingest.ledger import available
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.layout import Lake
@@ -236,6 +237,7 @@ def make_plan(opts: Build06Options) -> Plan:
             embedded = _embedded_rows(opts.lake, opts.model_name, exp)
             hashed = bool((embedded["source"] == "onnx").any())
             ledger, _ = scan_snips(opts.data_root, exp, known, previous_ledger(opts.lake, exp), fingerprint=hashed)
+            ledger = available(ledger)  # embed leaves out the snips whose image is gone
             current = _current(embedded, ledger, sha)
             imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
             to_embed[exp] = sum(1 for s in imaged if s not in current)

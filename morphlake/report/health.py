@@ -44,11 +44,30 @@ where e.image_fingerprint is not null and s.fingerprint is not null and e.image_
 group by 1 order by 1
 """
 
+# ONNX embeddings of df02 snips whose image the ledger no longer has (the build's image_available test)
+IMAGES_GONE_SQL = """
+select e.experiment_date, count(*) as gone
+from model_embeddings e
+join df02 d on e.snip_id = d.snip_id and e.experiment_date = d.experiment_date
+left join snips s on e.snip_id = s.snip_id and e.experiment_date = s.experiment_date
+where e.source = 'onnx' and (s.snip_id is null or s.image_status in ('missing', 'unreadable'))
+group by 1 order by 1
+"""
+
+
+def died(record: dict, writer: dict | None) -> bool:
+    """A record still `running` whose process is not the lake's writer now: killed or crashed mid-run."""
+    if record.get("outcome") != "running":
+        return False
+    return not writer or (writer.get("pid"), writer.get("host")) != (record.get("pid"), record.get("host"))
+
 
 def read_runs(lake: Lake) -> list[dict]:
-    """Every run record, oldest first (run ids sort by start time); a partial run's skipped items attached."""
+    """Every run record, oldest first (run ids sort by start time); a partial run's skipped items attached; a run
+    that died (killed or crashed before it could finish its record) has outcome `died` and says so."""
     if not lake.runs_dir.is_dir():
         return []
+    writer = lock_holder(lake.lock_file)
     records = []
     for path in sorted(lake.runs_dir.glob("*.json")):
         if path.name.endswith(".partial.json"):
@@ -63,6 +82,13 @@ def read_runs(lake: Lake) -> list[dict]:
                 record["skipped_items"] = json.loads(manifest.read_text()).get("skipped", [])
             except (OSError, ValueError):
                 pass
+        if died(record, writer):
+            record["outcome"] = "died"
+            record["error"] = (
+                f"Died: its process (pid {record.get('pid', '?')} on {record.get('host', '?')}) ended before the run "
+                "finished: killed or crashed. Nothing of it was published but whole partitions\n  hint: run the "
+                "command again: it finishes the job (and the lake's staging of the dead run is removed)"
+            )
         records.append(record)
     return records
 
@@ -77,10 +103,10 @@ def last_failed(runs: list[dict]) -> dict | None:
     """The latest failed run, when no run of the same command completed after it."""
     for index in range(len(runs) - 1, -1, -1):
         run = runs[index]
-        if run.get("outcome") != "failed":
+        if run.get("outcome") not in ("failed", "died"):
             continue
         same = [r for r in runs[index + 1 :] if r.get("command") == run.get("command")]
-        if any(r.get("outcome") != "failed" for r in same):
+        if any(r.get("outcome") not in ("failed", "died") for r in same):
             return None
         message, hint = split_error(run.get("error", ""))
         return {
@@ -132,9 +158,18 @@ def model_coverage(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str) 
     have = views(con)
     rows = con.execute(COVERAGE_SQL).fetchall() if "df02" in have else []
     stale = dict(con.execute(STALE_SQL).fetchall()) if "snips" in have else {}
+    gone = dict(con.execute(IMAGES_GONE_SQL).fetchall()) if {"snips", "df02"} <= have else {}
     keys = ("df02_rows", "embedded", "usable_rows", "usable_embedded", "legacy_rows", "onnx_rows")
-    experiments = [{"experiment_date": r[0], **dict(zip(keys, r[1:])), "stale": stale.get(r[0], 0)} for r in rows]
-    total = {k: sum(e[k] for e in experiments) for k in (*keys, "stale")}
+    experiments = [
+        {
+            "experiment_date": r[0],
+            **dict(zip(keys, r[1:])),
+            "stale": stale.get(r[0], 0),
+            "image_gone": gone.get(r[0], 0),
+        }
+        for r in rows
+    ]
+    total = {k: sum(e[k] for e in experiments) for k in (*keys, "stale", "image_gone")}
     total["stale"] = sum(stale.values())  # stale rows of experiments gone from df02 count too
     return {"model_name": model_name, "total": total, "experiments": experiments}
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import duckdb
 
+from morphlake.common.sqltext import literal, path_glob
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake
 
 RAW_TABLES = ("df02", "train", "snips")
 
 
-def literal(text: str) -> str:
-    """A SQL string literal (quotes doubled)."""
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def parquet(files: str) -> str:
-    """read_parquet over a glob of the lake's own files: every column (experiment_date too) is in the files, so
-    the Hive keys are not added again, and partitions written before a column existed read it as null."""
+    """read_parquet over a glob of the lake's own files (made by path_glob, so the lake's own path is taken
+    literally): every column (experiment_date too) is in the files, so the Hive keys are not added again, and
+    partitions written before a column existed read it as null."""
     return f"read_parquet({literal(files)}, hive_partitioning = false, union_by_name = true)"
 
 
@@ -26,7 +23,13 @@ def model_names(lake: Lake) -> list[str]:
 
 
 def embeddings_glob(lake: Lake, model_name: str) -> str:
-    return str(lake.partition_dir("embeddings", model_name=model_name) / "experiment_date=*" / PART_FILE)
+    return path_glob(lake.partition_dir("embeddings", model_name=model_name), f"experiment_date=*/{PART_FILE}")
+
+
+def embeddings_files(lake: Lake, model_name: str) -> list[str]:
+    """The model's partition files, listed (for readers that glob with other rules than DuckDB's)."""
+    folder = lake.partition_dir("embeddings", model_name=model_name)
+    return [str(p) for p in sorted(folder.glob(f"experiment_date=*/{PART_FILE}"))]
 
 
 def has_files(lake: Lake, table: str, model_name: str | None = None) -> bool:
@@ -42,9 +45,11 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for table in RAW_TABLES:
         if has_files(lake, table):
-            con.execute(f"create view {table} as select * from {parquet(str(lake.table_dir(table) / '*' / PART_FILE))}")
+            con.execute(
+                f"create view {table} as select * from {parquet(path_glob(lake.table_dir(table), '*/' + PART_FILE))}"
+            )
     if model_names(lake):
-        glob = str(lake.table_dir("embeddings") / "model_name=*" / "experiment_date=*" / PART_FILE)
+        glob = path_glob(lake.table_dir("embeddings"), f"model_name=*/experiment_date=*/{PART_FILE}")
         con.execute(f"create view embeddings as select * from {parquet(glob)}")
     return con
 

@@ -12,9 +12,10 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from morphlake.common.sqltext import path_glob
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake
-from morphlake.report.lakedb import embeddings_glob, has_files, parquet, require_model
+from morphlake.report.lakedb import embeddings_files, embeddings_glob, has_files, parquet, require_model
 
 # df02 column -> its name in the table (short: the table fits a terminal; embryo_id is in snip_id)
 METADATA = {"short_pert_name": "perturbation", "predicted_stage_hpf": "stage_hpf", "use_embryo_flag": "usable"}
@@ -52,7 +53,7 @@ def similarities(scan: pl.LazyFrame, zs: list[str], vector: list[float], snip_id
 
 def df02_rows(lake: Lake, ids: list[str]) -> pl.DataFrame:
     """df02's keys and the METADATA columns it has, for these snips."""
-    glob = str(lake.table_dir("df02") / "*" / PART_FILE)
+    glob = path_glob(lake.table_dir("df02"), f"*/{PART_FILE}")
     con = duckdb.connect()
     present = {r[0] for r in con.execute(f"describe select * from {parquet(glob)}").fetchall()}
     columns = ", ".join([*KEYS, *(f"{c} as {name}" for c, name in METADATA.items() if c in present)])
@@ -65,7 +66,8 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     `candidates` (default 4k + 16): how many of the nearest embeddings are looked up in df02 before all are."""
     require_model(lake, model_name)
     glob = embeddings_glob(lake, model_name)
-    scan = pl.scan_parquet(glob, hive_partitioning=False, missing_columns="insert", extra_columns="ignore")
+    files = embeddings_files(lake, model_name)  # listed here: Polars' globs would read a lake under `br[1]` wrongly
+    scan = pl.scan_parquet(files, glob=False, hive_partitioning=False, missing_columns="insert", extra_columns="ignore")
     names = scan.collect_schema().names()
     zs = sorted((c for c in names if c.startswith("z_mu_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
     others = similarities(scan, zs, query_vector(scan, zs, snip_id, model_name, glob), snip_id)
@@ -77,7 +79,8 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     meta = df02_rows(lake, top["snip_id"].to_list())
     found = top.join(meta, on=KEYS, how="inner")
     if found.height < k and top.height == wanted:  # many embeddings outside df02: filter them all first
-        keys = pl.scan_parquet(str(lake.table_dir("df02") / "*" / PART_FILE), hive_partitioning=False).select(KEYS)
+        df02_files = [str(p) for p in sorted(lake.table_dir("df02").glob(f"*/{PART_FILE}"))]
+        keys = pl.scan_parquet(df02_files, glob=False, hive_partitioning=False).select(KEYS)
         top = others.join(keys, on=KEYS, how="semi").top_k(k, by="similarity").collect()
         meta = df02_rows(lake, top["snip_id"].to_list())
         found = top.join(meta, on=KEYS, how="inner")

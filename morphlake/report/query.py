@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from morphlake.lake.layout import Lake
 from morphlake.report.lakedb import connect, views
 
 OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet"}
+# The one kind of statement `sql` runs: a query (select, from, with, values, show, describe, summarize, pivot's
+# select form). Anything else may write (COPY, EXPORT, ATTACH, CREATE, SET, PRAGMA, CALL, LOAD…), even on a
+# read-only connection, which only protects the warehouse file itself. EXPLAIN is judged by what it explains
+# (EXPLAIN ANALYZE runs the statement).
+READ_ONLY_KINDS = {"SELECT"}
+_EXPLAIN = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*explain\s+(analy[sz]e\s+)?", re.IGNORECASE | re.DOTALL)
 
 
 def open_lake(lake: Lake, *, raw: bool = False) -> tuple[duckdb.DuckDBPyConnection, str]:
@@ -39,13 +46,19 @@ def render(relation: duckdb.DuckDBPyRelation, *, max_rows: int = 40, max_width: 
     return text.getvalue().rstrip("\n")
 
 
-def write(relation: duckdb.DuckDBPyRelation, output: Path) -> int:
-    """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file. Returns the
-    rows written (counted in the file: the query runs once)."""
+def output_kind(output: Path) -> str:
+    """csv or parquet, by the -o file's suffix."""
     kind = OUTPUT_KINDS.get(Path(output).suffix.lower())
     if kind is None:
         names = " or ".join(f"*{suffix}" for suffix in OUTPUT_KINDS)
         raise MorphlakeError(f"cannot tell the format of {output} from its suffix", f"name it {names}")
+    return kind
+
+
+def write(relation: duckdb.DuckDBPyRelation, output: Path) -> int:
+    """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file. Returns the
+    rows written (counted in the file: the query runs once)."""
+    kind = output_kind(output)
     output = Path(output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.tmp{os.getpid()}")
@@ -54,17 +67,49 @@ def write(relation: duckdb.DuckDBPyRelation, output: Path) -> int:
             relation.write_csv(str(partial), header=True)
         else:
             relation.write_parquet(str(partial))
-        reader = "read_csv" if kind == "csv" else "read_parquet"
-        rows = duckdb.connect().execute(f"select count(*) from {reader}(?)", [str(partial)]).fetchone()[0]
+        reader = "read_csv(?, header = true)" if kind == "csv" else "read_parquet(?)"
+        rows = duckdb.connect().execute(f"select count(*) from {reader}", [str(partial)]).fetchone()[0]
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
     return rows
 
 
+def statement_kind(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The kind of the one statement in `query` (SELECT, COPY, …; an EXPLAIN is the kind of what it explains),
+    refusing more than one: `a; b` would run `a` and show only `b`."""
+    statements = con.extract_statements(query)
+    if len(statements) != 1:
+        raise MorphlakeError(
+            f"morphlake sql runs one statement at a time; this has {len(statements)}",
+            "run each query on its own",
+        )
+    kind, text = statements[0].type.name, statements[0].query
+    explained = _EXPLAIN.sub("", text, count=1)
+    if kind == "EXPLAIN" and explained != text:
+        return statement_kind(con, explained)
+    return kind
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse anything but one query: `sql` never writes the lake, the warehouse or any other file."""
+    try:
+        kind = statement_kind(con, query)
+    except duckdb.Error as exc:
+        raise MorphlakeError(f"the query cannot be parsed: {str(exc).strip()}", "check its SQL") from None
+    if kind not in READ_ONLY_KINDS:
+        raise MorphlakeError(
+            f"morphlake sql runs queries only; this statement is {kind}, and it was not run",
+            "use select / from / with / show / describe / summarize; to save a result, pass -o FILE.csv or "
+            "-o FILE.parquet (outside the lake)",
+        )
+
+
 def run_sql(lake: Lake, query: str, *, raw: bool = False) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyRelation]:
-    """The query's result as a relation (the connection stays open with it)."""
+    """The query's result as a relation (the connection stays open with it). Only a query runs: see
+    check_read_only."""
     con, source = open_lake(lake, raw=raw)
+    check_read_only(con, query)
     try:
         relation = con.sql(query)
     except duckdb.Error as exc:
@@ -77,4 +122,4 @@ def run_sql(lake: Lake, query: str, *, raw: bool = False) -> tuple[duckdb.DuckDB
     return con, relation
 
 
-__all__ = ["open_lake", "run_sql", "render", "write", "tables"]
+__all__ = ["open_lake", "run_sql", "render", "write", "output_kind", "tables", "check_read_only"]

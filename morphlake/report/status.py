@@ -14,12 +14,14 @@ def _coverage_lines(model: dict, *, per_experiment: bool) -> list[str]:
         f"  model {model['model_name']}: df02 rows with an embedding {coverage_text(t['embedded'], t['df02_rows'])}; "
         f"usable rows {coverage_text(t['usable_embedded'], t['usable_rows'])}; "
         f"{t['legacy_rows']} from the legacy store, {t['onnx_rows']} ONNX; {t['stale']} stale"
+        + (f"; {t['image_gone']} whose image is gone" if t["image_gone"] else "")
     ]
     if not per_experiment:
         return lines
     for e in model["experiments"]:
         mark = "  <- no embeddings" if e["embedded"] == 0 else ""
         stale = f", {e['stale']} stale" if e["stale"] else ""
+        stale += f", {e['image_gone']} image(s) gone" if e["image_gone"] else ""
         lines.append(
             f"    {e['experiment_date']:<32} {coverage_text(e['embedded'], e['df02_rows']):<20} "
             f"usable {coverage_text(e['usable_embedded'], e['usable_rows']):<20} "
@@ -36,6 +38,11 @@ def render(health: dict, *, per_experiment: bool = True) -> str:
         lines += _coverage_lines(model, per_experiment=per_experiment)
     if any(m["total"]["stale"] for m in health["models"]):
         lines.append("  stale: the snip's image changed since it was embedded (`morphlake embed` re-embeds ONNX rows)")
+    if any(m["total"]["image_gone"] for m in health["models"]):
+        lines.append(
+            "  image gone: ONNX embeddings whose snip image is missing or unreadable since (`morphlake build` warns): "
+            "restore the files and run `morphlake ingest`, or `morphlake ingest --retire-missing` drops them"
+        )
     for table, experiments in health["not_in_df02"].items():
         lines.append(f"  not in df02 (kept in {table}, left out of df03): {', '.join(experiments)}")
     writer = health["writer"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from morphlake.common.sqltext import path_glob
 from morphlake.lake.layout import Lake
 
 FULL, INCREMENTAL, UNCHANGED = "full", "incremental", "unchanged"
@@ -87,7 +88,7 @@ def compile_facts(lake: Lake, model_name: str) -> dict:
             facts["bio_nuisance_names"] = con.execute(
                 "select count(*) > 0 from read_parquet($files, hive_partitioning = false, union_by_name = true) "
                 "where z_naming = 'bio_nuisance'",
-                {"files": [str(f) for f in files]},
+                {"files": [path_glob(f) for f in files]},
             ).fetchone()[0]
     else:
         facts["bio_nuisance_names"] = False

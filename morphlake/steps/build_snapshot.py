@@ -9,12 +9,13 @@ from pathlib import Path
 
 import duckdb
 
+from morphlake.common.sqltext import glob_literal
 from morphlake.errors import MorphlakeError
 from morphlake.lake.builds import DF03, WAREHOUSE, Builds
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.steps.build_plan import FULL, BuildPlan, export_files
-from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
+from morphlake.steps.data_tests import compiled_nodes, name_examples, refresh_tables, run_tests, scope_to
 from morphlake.steps.dbt_runner import invoke_dbt, outcome
 from morphlake.steps.df03_export import SCHEMA_FILE, SOURCE, export_df03, point_df03_at, view_reads
 from morphlake.steps.lifecycle import LakeRun
@@ -86,7 +87,7 @@ def incremental_blocker(staged: Path, previous: dict) -> str | None:
             return "the warehouse's df03 was re-created outside morphlake build (a plain dbt build)"
         describe = "select column_name, column_type from (describe select * from {})"
         now = con.execute(describe.format(SOURCE)).fetchall()
-        before = con.execute(describe.format(f"read_parquet('{old / SCHEMA_FILE}')")).fetchall()
+        before = con.execute(describe.format(f"read_parquet({glob_literal(old / SCHEMA_FILE)})")).fetchall()
     if now != before:
         return "df03's columns changed (e.g. a df02 column added or removed)"
     return None
@@ -109,21 +110,30 @@ def _full(
         "MORPHLAKE_DF03_EXPORT": str(folder / DF03),
     }
     results = [invoke_dbt(run.record, [*base, "--exclude", "df03"], env=env, step="dbt_build")]
-    if _failed(run, results):
+    if _failed(run, results, staged):
         return {}, {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
         exported = export_df03(con, folder / DF03, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
     run.record.count("df03_rows", sum(exported.values()))
     results.append(invoke_dbt(run.record, [*base, "--select", "df03"], env=env, step="dbt_df03"))
-    if _failed(run, results):
+    if _failed(run, results, staged):
         return {}, {}
     compiled = [compiled_nodes(result) for result in results]
     return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}, exported
 
 
-def _failed(run: LakeRun, results: list) -> bool:
-    """Record dbt's outcome so far; True (and the run failed) when a node failed."""
+def _failed(run: LakeRun, results: list, staged: Path) -> bool:
+    """Record dbt's outcome so far, each failing or warning test with its first rows; True (and the run failed)
+    when a node failed."""
     dbt = outcome(results)
+    problems = dbt["failures"] + dbt["warnings"]
+    if any("sql" in p for p in problems) and staged.is_file():
+        with duckdb.connect(str(staged), read_only=True) as con:
+            problems = name_examples(con, problems)
+    else:
+        problems = [{k: v for k, v in p.items() if k != "sql"} for p in problems]
+    dbt["failures"] = [p for p in problems if p["status"] != "warn"]
+    dbt["warnings"] = [p for p in problems if p["status"] == "warn"]
     run.record.set("dbt", dbt)
     if not dbt["success"]:
         run.fail(dbt["exception"] or f"{len(dbt['failures'])} dbt node(s) failed", dbt["failures"])
@@ -160,18 +170,20 @@ def _incremental(
                 refresh_tables(con, compiled["tables"])
             with run.record.timed("tests"):
                 scope_to(con, plan.retest)
-                failures, counts, seconds = run_tests(con, compiled["tests"])
+                problems, counts, seconds = run_tests(con, compiled["tests"])
     except duckdb.Error as error:
         raise MorphlakeError(
             f"the build could not read the lake: {str(error).splitlines()[0]}",
             "run `morphlake build --full` for dbt's report of the failing model",
         ) from None
+    failures = [p for p in problems if p["status"] != "warn"]
     run.record.set(
         "dbt",
         {
             "success": not failures,
             "counts": counts,
             "failures": failures,
+            "warnings": [p for p in problems if p["status"] == "warn"],
             "ran": "the data tests compiled by the last full build, without starting dbt (definitions unchanged)",
             "seconds": seconds,
         },

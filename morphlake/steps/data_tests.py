@@ -15,6 +15,24 @@ import duckdb
 # only.
 
 SCOPE_VARIABLE = "morphlake_scope"
+EXAMPLES = 5  # failing rows named in a test's report
+
+
+def name_examples(con: duckdb.DuckDBPyConnection, problems: list[dict]) -> list[dict]:
+    """Each failing or warning test's report with the first rows its query returns (`examples`, e.g. the snips a
+    test is about): a test's result count alone names no item. Takes the compiled SQL out of the entries."""
+    named = []
+    for problem in problems:
+        entry, sql = dict(problem), problem.get("sql")
+        entry.pop("sql", None)
+        if sql and entry["status"] in ("fail", "warn"):
+            try:
+                rows = con.execute(f"select * from (\n{sql}\n) limit {EXAMPLES}").fetchall()
+                entry["examples"] = [", ".join(map(str, row)) for row in rows]
+            except duckdb.Error:
+                pass
+        named.append(entry)
+    return named
 
 
 def compiled_nodes(result) -> dict[str, list[dict]]:
@@ -40,6 +58,7 @@ def compiled_nodes(result) -> dict[str, list[dict]]:
                 "warn_if": config.warn_if,
                 "error_if": config.error_if,
                 "limit": config.limit,
+                "hint": " ".join(str((config.meta or {}).get("hint", "")).split()) or None,
             }
         )
     return {"tables": tables, "tests": tests}
@@ -56,7 +75,8 @@ def scope_to(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> None:
 
 
 def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[dict], dict[str, int], dict]:
-    """Run each test; returns (failing tests with dbt's message, count per status, seconds per test)."""
+    """Run each test; returns (failing and warning tests with dbt's message, their hint and first rows; count per
+    status; seconds per test)."""
     failures, counts, seconds = [], {}, {}
     for test in tests:
         start = time.perf_counter()
@@ -79,14 +99,15 @@ def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[d
             status, condition = "pass", None
         counts[status] = counts.get(status, 0) + 1
         seconds[test["name"]] = round(time.perf_counter() - start, 4)
-        if status == "fail":
+        if status != "pass":
             noun = "result" if failed == 1 else "results"
-            failures.append(
-                {
-                    "node": test["name"],
-                    "status": status,
-                    "message": f"Got {failed} {noun}, configured to fail if {condition}",
-                    "failures": failed,
-                }
-            )
-    return failures, counts, seconds
+            entry = {
+                "node": test["name"],
+                "status": status,
+                "message": f"Got {failed} {noun}, configured to {status} if {condition}",
+                "failures": failed,
+                **({"hint": test["hint"]} if test.get("hint") else {}),
+                "sql": test["sql"],
+            }
+            failures.append(entry)
+    return name_examples(con, failures), counts, seconds

@@ -49,35 +49,50 @@ def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step:
 
 
 def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
-    """(failed nodes with messages, count per status, skipped node names) of a dbtRunner result."""
-    failures, counts, skipped = [], {}, []
+    """(failed and warning nodes with messages, their hint and compiled SQL; count per status; skipped node names)
+    of a dbtRunner result."""
+    problems, counts, skipped = [], {}, []
     nodes = result.result if result.result is not None and hasattr(result.result, "__iter__") else []
     for node in nodes:
         status = str(node.status).lower().rsplit(".", 1)[-1]
         counts[status] = counts.get(status, 0) + 1
         if status == "skipped":
             skipped.append(node.node.name)
-        if status in ("error", "fail", "runtime error"):
-            failures.append(
+        if status in ("error", "fail", "runtime error", "warn"):
+            hint = (getattr(node.node.config, "meta", None) or {}).get("hint")
+            sql = getattr(node.node, "compiled_code", None)
+            problems.append(
                 {
                     "node": node.node.name,
                     "status": status,
                     "message": (node.message or "").strip(),
                     "failures": node.failures,
+                    **({"hint": " ".join(str(hint).split())} if hint else {}),
+                    **({"sql": sql} if sql else {}),
                 }
             )
-    return failures, counts, skipped
+    return problems, counts, skipped
 
 
 def outcome(results: list) -> dict:
-    """The record's `dbt` entry for these invocations: success, counts per status, failures, skipped, exception."""
-    failures, counts, skipped, exception = [], {}, [], None
+    """The record's `dbt` entry for these invocations: success, counts per status, failures, warnings, skipped,
+    exception. Failures and warnings still hold their compiled SQL (data_tests.name_examples takes it out)."""
+    problems, counts, skipped, exception = [], {}, [], None
     for result in results:
-        more_failures, more_counts, more_skipped = summarise(result)
-        failures += more_failures
+        more_problems, more_counts, more_skipped = summarise(result)
+        problems += more_problems
         skipped += more_skipped
         for status, n in more_counts.items():
             counts[status] = counts.get(status, 0) + n
         exception = exception or (str(result.exception) if result.exception else None)
+    failures = [p for p in problems if p["status"] != "warn"]
+    warnings = [p for p in problems if p["status"] == "warn"]
     ok = all(result.success for result in results) and not failures
-    return {"success": ok, "counts": counts, "failures": failures, "skipped": skipped, "exception": exception}
+    return {
+        "success": ok,
+        "counts": counts,
+        "failures": failures,
+        "warnings": warnings,
+        "skipped": skipped,
+        "exception": exception,
+    }

@@ -13,6 +13,7 @@ from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, chunks, decode_chunk, ordered_map
 from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
+from morphlake.ingest.ledger import available
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake, read_part
@@ -39,11 +40,10 @@ def derived_path(lake: Lake, source: Encoder, precision: str) -> Path:
 
 
 def calibration_snips(lake: Lake, count: int = CALIBRATION_SNIPS) -> list[SnipRef]:
-    """The first `count` ledger snips in (experiment_date, snip_id) order."""
+    """The first `count` ledger snips whose image can be read, in (experiment_date, snip_id) order."""
     refs: list[SnipRef] = []
     for exp in lake.partition_values("snips"):
-        ledger = read_part(lake.partition_file("snips", experiment_date=exp), ["snip_id", "path"])
-        ledger = ledger.sort_by("snip_id")
+        ledger = available(read_part(lake.partition_file("snips", experiment_date=exp))).sort_by("snip_id")
         refs += [SnipRef(s, exp, p) for s, p in zip(ledger["snip_id"].to_pylist(), ledger["path"].to_pylist())]
         if len(refs) >= count:
             break

@@ -11,6 +11,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from morphlake.common.progress import step_progress
+from morphlake.common.sqltext import glob_literal, literal
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import PART_FILE
@@ -66,7 +67,7 @@ def write_schema_file(con: duckdb.DuckDBPyConnection, path: Path, *, model_name:
     # (with no nuisance dims, floor(D * zn_frac) = 0, bio/nuisance names are all z_mu_b_NN)
     z_schema = "bio_nuisance" if any(name.startswith(("z_mu_n_", "z_mu_b_")) for name in names) else "flat"
     con.execute(
-        f"COPY (select * from {SOURCE} limit 0) TO '{path}' "
+        f"COPY (select * from {SOURCE} limit 0) TO {literal(path)} "
         "(FORMAT parquet, KV_METADATA {model_name: $model, z_schema: $naming})",
         {"model": model_name, "naming": z_schema},
     )
@@ -98,7 +99,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, counts: dict[
 def _write_group(con: duckdb.DuckDBPyConnection, out: Path, folder: Path, group: list[str]) -> None:
     """One partitioned COPY of these experiments into `out`, then each partition as one file in `folder`."""
     con.execute(
-        f"COPY (select * from {SOURCE} where experiment_date in (select unnest($exps))) TO '{out}' "
+        f"COPY (select * from {SOURCE} where experiment_date in (select unnest($exps))) TO {literal(out)} "
         "(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date), WRITE_PARTITION_COLUMNS true)",
         {"exps": group},
     )
@@ -154,7 +155,8 @@ def view_reads(con: duckdb.DuckDBPyConnection, folder: Path) -> bool:
 
 
 def _glob(folder: Path) -> str:
-    return f"'{folder}/**/*.parquet'"
+    """How the df03 view names its export's files (dbt's df03_export_relation writes it the same way)."""
+    return glob_literal(folder, "**/*.parquet")
 
 
 def point_df03_at(con: duckdb.DuckDBPyConnection, old: Path, new: Path) -> None:

@@ -20,6 +20,7 @@ from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
+from morphlake.ingest.ledger import available
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.arrays import numeric_array, string_array
 from morphlake.lake.embeddings_table import conform, merge, read_partition
@@ -49,13 +50,13 @@ def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
 
 
 def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, options: str | None = None) -> pa.Table:
-    """Ledger rows of one experiment that need embedding. Legacy-store rows count as current, and ONNX
-    rows of the same model file, embed options and image.
+    """Ledger rows of one experiment that need embedding (of those whose image can be read). Legacy-store rows
+    count as current, and ONNX rows of the same model file, embed options and image.
 
     Only the key columns of the existing partition are read here; the full partition is read again
     when the new rows are merged in, one experiment at a time (memory stays flat as the lake grows).
     """
-    ledger = read_part(lake.partition_file("snips", experiment_date=experiment))
+    ledger = available(read_part(lake.partition_file("snips", experiment_date=experiment)))  # not the vanished
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
     if not path.is_file():
         return ledger

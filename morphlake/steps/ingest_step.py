@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
-from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
+from morphlake.ingest.ledger import SNIP_SUBDIR, available, snip_dir
 from morphlake.lake.data_root import DataRoot
-from morphlake.lake.embeddings_table import conform, merge, partition_dim, read_partition
+from morphlake.lake.embeddings_table import conform, merge, partition_dim
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
 from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
@@ -70,7 +70,7 @@ def _stage_latents(
             "image_fingerprint", pa.array([fingerprints.get(s) for s in table["snip_id"].to_pylist()], pa.string())
         )
         where = f"embeddings/model_name={model_name}/experiment_date={experiment}"
-        existing = read_partition(lake, model_name, experiment)
+        existing = txn.current("embeddings", {"model_name": model_name, "experiment_date": experiment})
         if existing is not None:
             # The store is re-read in full: drop old legacy rows, keep onnx rows the store does not cover.
             existing = existing.filter(pc.not_equal(existing["source"], "legacy_csv"))
@@ -119,22 +119,60 @@ def ledger_fingerprints(lake: Lake, experiments: list[str]) -> dict[str, str]:
 
 
 def _scan_ledger(
-    txn: Transaction, lake: Lake, data_root: Path, exps: list[str], known: set[str], record: RunRecord
+    txn: Transaction,
+    lake: Lake,
+    data_root: Path,
+    exps: list[str],
+    *,
+    known: dict[str, set[str]],
+    record: RunRecord,
+    retire_missing: bool,
 ) -> tuple[dict[str, str], list[Skipped]]:
-    skipped, fingerprints, snips = [], {}, 0
+    skipped, fingerprints, snips, retired = [], {}, 0, {}
+    every = set().union(*known.values())
     for exp in exps:
         if not snip_dir(data_root, exp).is_dir():
             skipped.append(
                 Skipped("snips", exp, str(snip_dir(data_root, exp)), "experiment has df02 rows but no snip folder")
             )
             continue
-        ledger, bad = scan_snips(data_root, exp, known, previous_ledger(lake, exp))
+        ledger, bad = scan_snips(data_root, exp, every, previous_ledger(lake, exp))
         skipped += bad
+        readable = available(ledger)
+        gone = sorted(set(ledger["snip_id"].to_pylist()) - set(readable["snip_id"].to_pylist()))
+        if gone:
+            record.set("images_gone", {**record.data.get("images_gone", {}), exp: gone})
+        if retire_missing:  # every df02 snip of the experiment without a readable image in the ledger
+            ledger, retired[exp] = readable, known[exp] - set(readable["snip_id"].to_pylist())
         snips += ledger.num_rows
         fingerprints.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
         txn.stage("snips", {"experiment_date": exp}, ledger, expected_rows=ledger.num_rows)
     record.count("snips", snips)
+    _retire_embeddings(txn, lake, retired, record)
     return fingerprints, skipped
+
+
+def _retire_embeddings(txn: Transaction, lake: Lake, retired: dict[str, set[str]], record: RunRecord) -> None:
+    """`ingest --retire-missing`: the ONNX embeddings (of every model) of df02 snips without a readable image in the
+    ledger leave the lake, as their ledger rows do. Legacy-store rows stay: the store is the lab's, and the next
+    ingest reads it again."""
+    removed: dict[str, dict[str, list[str]]] = {}  # model -> experiment -> snip ids
+    for model in lake.partition_values("embeddings", "model_name"):
+        for exp, ids in retired.items():
+            keys = {"model_name": model, "experiment_date": exp}
+            existing = txn.current("embeddings", keys)
+            if existing is None or not ids:
+                continue
+            gone = pc.and_(pc.equal(existing["source"], "onnx"), pc.is_in(existing["snip_id"], pa.array(sorted(ids))))
+            if not pc.any(gone).as_py():
+                continue
+            kept = existing.filter(pc.invert(gone))
+            txn.stage("embeddings", keys, kept, expected_rows=kept.num_rows)
+            removed.setdefault(model, {})[exp] = existing.filter(gone)["snip_id"].to_pylist()
+    if retired:
+        record.set("retired_missing", removed)
+        count = sum(len(ids) for exps in removed.values() for ids in exps.values())
+        log.info("--retire-missing: %d ONNX embedding(s) of snips without a readable image removed", count)
 
 
 def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], record: RunRecord) -> None:
@@ -157,11 +195,14 @@ def run_ingest(
     experiments: list[str] | None = None,
     allow_partial: bool = False,
     scan_images: bool = True,
+    retire_missing: bool = False,
 ) -> RunResult:
     """Read every legacy input and publish the lake's raw tables and legacy embeddings.
 
     scan_images=False (or no snip folder under the data root at all, e.g. not mounted) ingests the metadata
     alone: df02, training metadata and the latent store; the ledger stays as it is.
+    A snip whose image is gone since the last ingest stays in the ledger marked as such (its embeddings stay);
+    retire_missing drops it from the ledger and its ONNX embeddings from the lake.
     """
     root, data_root = Path(root).absolute(), Path(data_root).absolute()
     params = {
@@ -171,6 +212,7 @@ def run_ingest(
         "experiments": experiments,
         "allow_partial": allow_partial,
         "scan_images": scan_images,
+        "retire_missing": retire_missing,
     }
 
     def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
@@ -179,7 +221,9 @@ def run_ingest(
         exps = sorted(set(df02["experiment_date"].to_pylist()))
         record.set("experiments", exps)
         record.count("df02_rows", df02.num_rows)
-        known = set(df02["snip_id"].to_pylist())
+        known: dict[str, set[str]] = {}  # experiment -> its df02 snip ids
+        for snip, exp in zip(df02["snip_id"].to_pylist(), df02["experiment_date"].to_pylist()):
+            known.setdefault(exp, set()).add(snip)
         for exp in exps:
             part = df02.filter(pc.equal(df02["experiment_date"], exp))
             txn.stage("df02", {"experiment_date": exp}, part, expected_rows=part.num_rows)
@@ -205,7 +249,9 @@ def run_ingest(
             )
         if scan_images and snips_mounted:
             with record.timed("scan_snips"):
-                fingerprints, bad = _scan_ledger(txn, lake, data_root, exps, known, record)
+                fingerprints, bad = _scan_ledger(
+                    txn, lake, data_root, exps, known=known, record=record, retire_missing=retire_missing
+                )
             skipped += bad
         else:
             why = "asked not to scan images" if not scan_images else f"no snip folder {dirs.snips}"

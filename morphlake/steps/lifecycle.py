@@ -17,6 +17,7 @@ from morphlake.lake.runs import RunRecord
 log = logging.getLogger("morphlake")
 
 EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 2
+EXIT_USAGE = 64  # a usage error (BSD sysexits' EX_USAGE): never 2, which means a partial run
 
 
 @dataclass
@@ -69,6 +70,7 @@ def lake_run(lake: Lake, command: str, params: dict, *, allow_partial: bool = Fa
             if stale:
                 log.warning("removed staging left by interrupted run(s): %s", ", ".join(stale))
         run = LakeRun(lake, record, Transaction(lake, record.run_id))
+        record.start(lake.runs_dir)
         try:
             with record.notes_from("morphlake.ingest"):
                 yield run

@@ -15,7 +15,8 @@ final as (
         height as image_height,
         mode as image_mode,
         file_size as image_bytes,
-        fingerprint as image_fingerprint
+        fingerprint as image_fingerprint,
+        image_status
     from source
 )
 
