@@ -70,7 +70,9 @@ def main() -> None:
                 got: list = []
                 rounds.add(
                     "neighbours",
-                    seconds(lambda: got.extend(nearest(lake, snip, model_name=DEFAULT_MODEL_NAME, k=args.k).rows())),
+                    seconds(
+                        lambda: got.extend(nearest(lake, snip, model_name=DEFAULT_MODEL_NAME, k=args.k).table.rows())
+                    ),
                 )
                 assert [r[1] for r in got] == expected, (snip, got, expected)
                 rounds.add("readme", seconds(lambda: con.execute(README_QUERY, [snip, args.k]).fetchall()))

@@ -709,7 +709,13 @@ def neighbours(snip_id, k, model_name, lake):
     from morphlake.report.query import render
 
     found = nearest(Lake.at(lake), snip_id, model_name=model_name, k=k)
-    click.echo(render(duckdb.connect().from_arrow(found.to_arrow()), max_rows=k + 1))
+    click.echo(render(duckdb.connect().from_arrow(found.table.to_arrow()), max_rows=k + 1))
+    if found.zero_norm:
+        click.echo(
+            f"note: {found.zero_norm} embedding(s) of model {model_name} with an all-zero z_mu were left out "
+            "(no cosine similarity with them; `morphlake status` counts them)",
+            err=True,
+        )
 
 
 @main.command("report")

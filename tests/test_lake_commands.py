@@ -92,7 +92,7 @@ def test_status_json_stale_gone_writer_and_last_failure(cli, root, lake, encoder
 
 def test_status_json_without_a_lake(cli, tmp_path):
     result = cli("status", "--lake", tmp_path / "none", "--json")
-    assert result.exit_code == 1 and "no lake at" in result.stderr
+    assert result.exit_code == 1 and "no lake at" in json.loads(result.stdout)["error"]
 
 
 def test_sql_prints_writes_and_is_read_only(cli, built_template, tmp_path):
@@ -135,7 +135,7 @@ def test_neighbours_match_the_readme_query(cli, built_template):
     lake = built_template
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
         expected = con.execute(README_NEIGHBOURS.format(snip=SNIP, k=5)).fetchall()
-    got = nearest(Lake.at(lake), SNIP, model_name=DEFAULT_MODEL_NAME, k=5).rows()
+    got = nearest(Lake.at(lake), SNIP, model_name=DEFAULT_MODEL_NAME, k=5).table.rows()
     assert [r[1] for r in got] == [r[0] for r in expected]
     assert [r[2] for r in got] == pytest.approx([r[1] for r in expected], abs=1e-5)
     assert [r[0] for r in got] == [1, 2, 3, 4, 5]
@@ -155,13 +155,13 @@ def test_neighbours_leave_out_snips_no_longer_in_df02(cli, root, lake, encoder_p
     assert cli("ingest", "--root", root, "--lake", lake).exit_code == 0
     assert cli("embed", "--model", encoder_path, "--lake", lake).exit_code == 0
     snip = "20250305_24hpf_lmx1b_A03_e01_t0000"
-    before = nearest(Lake.at(lake), snip, model_name=DEFAULT_MODEL_NAME, k=3)
+    before = nearest(Lake.at(lake), snip, model_name=DEFAULT_MODEL_NAME, k=3).table
     assert "20240626" in before["experiment_date"].to_list()  # its nearest include the experiment that leaves
     df02 = DataRoot.at(root).df02
     pl.read_csv(df02).filter(pl.col("experiment_date") != "20240626").write_csv(df02)
     assert cli("ingest", "--root", root, "--lake", lake).exit_code == 0
-    usual = nearest(Lake.at(lake), snip, model_name=DEFAULT_MODEL_NAME, k=3)
-    every = nearest(Lake.at(lake), snip, model_name=DEFAULT_MODEL_NAME, k=3, candidates=1)  # df02 filter first
+    usual = nearest(Lake.at(lake), snip, model_name=DEFAULT_MODEL_NAME, k=3).table
+    every = nearest(Lake.at(lake), snip, model_name=DEFAULT_MODEL_NAME, k=3, candidates=1).table  # df02 filter first
     assert usual.equals(every) and usual.height == 3 and "20240626" not in usual["experiment_date"].to_list()
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from morphlake.lake.layout import TABLES, Lake
 from morphlake.lake.lock import lock_holder
-from morphlake.report.lakedb import connect, model_names, model_view, require_model, views
+from morphlake.report.lakedb import connect, model_names, model_view, require_model, views, z_mu_columns
 
 COVERAGE_SQL = """
 with df02 as (
@@ -159,6 +159,7 @@ def model_coverage(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str) 
     rows = con.execute(COVERAGE_SQL).fetchall() if "df02" in have else []
     stale = dict(con.execute(STALE_SQL).fetchall()) if "snips" in have else {}
     gone = dict(con.execute(IMAGES_GONE_SQL).fetchall()) if {"snips", "df02"} <= have else {}
+    zero = zero_norm(con)
     keys = ("df02_rows", "embedded", "usable_rows", "usable_embedded", "legacy_rows", "onnx_rows")
     experiments = [
         {
@@ -166,12 +167,25 @@ def model_coverage(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str) 
             **dict(zip(keys, r[1:])),
             "stale": stale.get(r[0], 0),
             "image_gone": gone.get(r[0], 0),
+            "zero_norm": zero.get(r[0], 0),
         }
         for r in rows
     ]
     total = {k: sum(e[k] for e in experiments) for k in (*keys, "stale", "image_gone")}
+    total["zero_norm"] = sum(zero.values())  # of experiments gone from df02 too
     total["stale"] = sum(stale.values())  # stale rows of experiments gone from df02 count too
     return {"model_name": model_name, "total": total, "experiments": experiments}
+
+
+def zero_norm(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Embeddings per experiment whose z_mu is all zeros (cosine similarity is undefined for them: `neighbours`
+    leaves them out)."""
+    zs = z_mu_columns(con, "model_embeddings")
+    if not zs:
+        return {}
+    where = " and ".join(f'"{z}" = 0' for z in zs)
+    rows = con.execute(f"select experiment_date, count(*) from model_embeddings where {where} group by 1").fetchall()
+    return dict(rows)
 
 
 def lake_health(lake: Lake, model_name: str | None = None) -> dict:

@@ -8,6 +8,8 @@ against that query); df02 is read only for the candidates, unless too few of the
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import duckdb
 import polars as pl
 import pyarrow as pa
@@ -40,15 +42,26 @@ def query_vector(scan: pl.LazyFrame, zs: list[str], snip_id: str, model_name: st
     vector = found.row(0)
     if any(v is None for v in vector):
         raise MorphlakeError(f"snip {snip_id} has null z_mu values", "re-embed it with `morphlake embed`")
+    if not any(vector):
+        raise MorphlakeError(
+            f"snip {snip_id} has an all-zero z_mu (model {model_name}): its cosine similarity to any snip is undefined",
+            "such rows come from the legacy store (a placeholder?): ask for another snip's neighbours, or remove "
+            "the row from the store and embed the snip with `morphlake embed`",
+        )
     return list(vector)
 
 
 def similarities(scan: pl.LazyFrame, zs: list[str], vector: list[float], snip_id: str) -> pl.LazyFrame:
-    """snip_id, experiment_date, source, similarity (cosine of z_mu with `vector`) of every other snip."""
+    """snip_id, experiment_date, source, similarity (cosine of z_mu with `vector`) of every other snip whose z_mu
+    is not all zeros (a cosine with it is undefined: 0/0, which would otherwise rank first as NaN)."""
     norm = sum(v * v for v in vector) ** 0.5
     dot = pl.sum_horizontal([pl.col(z) * (v / norm) for z, v in zip(zs, vector)])
     length = pl.sum_horizontal([pl.col(z) * pl.col(z) for z in zs]).sqrt()
-    return scan.filter(pl.col("snip_id") != snip_id).select(*KEYS, "source", (dot / length).alias("similarity"))
+    return (
+        scan.filter(pl.col("snip_id") != snip_id)
+        .select(*KEYS, "source", (dot / length).alias("similarity"))
+        .filter(pl.col("similarity").is_not_nan())
+    )
 
 
 def df02_rows(lake: Lake, ids: list[str]) -> pl.DataFrame:
@@ -61,7 +74,14 @@ def df02_rows(lake: Lake, ids: list[str]) -> pl.DataFrame:
     return con.sql(f"select {columns} from {parquet(glob)} where snip_id in (select snip_id from wanted)").pl()
 
 
-def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidates: int | None = None) -> pl.DataFrame:
+class Neighbours(NamedTuple):
+    """The nearest snips, and how many embeddings were left out for an all-zero z_mu (no cosine with them)."""
+
+    table: pl.DataFrame
+    zero_norm: int
+
+
+def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidates: int | None = None) -> Neighbours:
     """The k snips of df02 nearest `snip_id` (cosine of z_mu), most similar first, with rank and metadata.
     `candidates` (default 4k + 16): how many of the nearest embeddings are looked up in df02 before all are."""
     require_model(lake, model_name)
@@ -71,11 +91,12 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     names = scan.collect_schema().names()
     zs = sorted((c for c in names if c.startswith("z_mu_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
     others = similarities(scan, zs, query_vector(scan, zs, snip_id, model_name, glob), snip_id)
+    zero_norm = scan.select(pl.all_horizontal([pl.col(z) == 0 for z in zs]).sum())
     if not has_files(lake, "df02"):
-        top = others.top_k(k, by="similarity").collect()
-        return _ranked(top, None, k)
+        top, zeros = pl.collect_all([others.top_k(k, by="similarity"), zero_norm])  # one scan of the files for both
+        return Neighbours(_ranked(top, None, k), zeros.item())
     wanted = candidates or 4 * k + 16  # usually most of them are in df02, which is read for these alone
-    top = others.top_k(wanted, by="similarity").collect()
+    top, zeros = pl.collect_all([others.top_k(wanted, by="similarity"), zero_norm])
     meta = df02_rows(lake, top["snip_id"].to_list())
     found = top.join(meta, on=KEYS, how="inner")
     if found.height < k and top.height == wanted:  # many embeddings outside df02: filter them all first
@@ -84,7 +105,7 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
         top = others.join(keys, on=KEYS, how="semi").top_k(k, by="similarity").collect()
         meta = df02_rows(lake, top["snip_id"].to_list())
         found = top.join(meta, on=KEYS, how="inner")
-    return _ranked(found, meta, k)
+    return Neighbours(_ranked(found, meta, k), zeros.item())
 
 
 def _ranked(found: pl.DataFrame, meta: pl.DataFrame | None, k: int) -> pl.DataFrame:
@@ -100,4 +121,4 @@ def _ranked(found: pl.DataFrame, meta: pl.DataFrame | None, k: int) -> pl.DataFr
     )
 
 
-__all__ = ["nearest"]
+__all__ = ["nearest", "Neighbours"]

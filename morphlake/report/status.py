@@ -15,6 +15,7 @@ def _coverage_lines(model: dict, *, per_experiment: bool) -> list[str]:
         f"usable rows {coverage_text(t['usable_embedded'], t['usable_rows'])}; "
         f"{t['legacy_rows']} from the legacy store, {t['onnx_rows']} ONNX; {t['stale']} stale"
         + (f"; {t['image_gone']} whose image is gone" if t["image_gone"] else "")
+        + (f"; {t['zero_norm']} with an all-zero z_mu (no cosine: left out of neighbours)" if t["zero_norm"] else "")
     ]
     if not per_experiment:
         return lines

@@ -62,6 +62,7 @@ def _stage_latents(
         if table is None:
             continue
         styles[experiment] = style
+        _note_zero_norm(table, experiment, record)
         n = table.num_rows
         table = table.append_column("model_name", pa.array([model_name] * n, pa.string()))
         table = table.append_column("source", pa.array(["legacy_csv"] * n, pa.string()))
@@ -89,6 +90,24 @@ def _stage_latents(
     record.count("latent_rows", rows)
     record.set("latent_store", {"model_name": model_name, "experiments": sorted(styles), "z_naming": styles})
     return skipped
+
+
+def _note_zero_norm(table: pa.Table, experiment: str, record: RunRecord) -> None:
+    """All-zero z_mu rows of a store file are kept (they are the lab's) and said: the run record's `zero_norm`, a
+    warning naming some. Cosine similarity is undefined for them; `neighbours` leaves them out."""
+    zs = [c for c in table.column_names if c.startswith("z_mu_")]
+    zero = pl.from_arrow(table.select(["snip_id", *zs])).filter(pl.all_horizontal([pl.col(z) == 0 for z in zs]))
+    if zero.height:
+        record.set("zero_norm", {**record.data.get("zero_norm", {}), experiment: zero.height})
+        ids = zero["snip_id"].to_list()
+        log.warning(
+            "latent store of %s: %d row(s) with an all-zero z_mu, kept (no cosine similarity with them: `morphlake "
+            "neighbours` leaves them out): %s%s",
+            experiment,
+            len(ids),
+            ", ".join(ids[:5]),
+            " …" if len(ids) > 5 else "",
+        )
 
 
 def _store_rows_already_embedded(existing: pa.Table | None, store: pa.Table) -> set[str]:
