@@ -142,13 +142,17 @@ class Encoder:
                 f"{self.path} has input(s) {got}; expected image tensor(uint8) [N, 1, 288, 128]",
                 "re-export the encoder from its weights; this file's graph is not the legacy encoder's",
             )
-        dim, zn_frac, nuisance = self._shape_metadata(props)
+        dim = int(self._checked(props, "latent_dim"))
         names = {o.name: o.shape for o in outputs}
         if set(names) != {MU_NAME, LOGVAR_NAME} or any(s[-1] != dim for s in names.values()):
             raise EncoderFileError(
                 f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
                 "re-export the encoder from its weights; this file's graph is not the legacy encoder's",
             )
+        zn_frac = self._checked(props, "zn_frac")
+        nuisance = int(self._checked(props, "nuisance_dims", dim=dim, zn_frac=zn_frac))
+        for key, allowed in (("weights", WEIGHTS), ("precision", PRECISIONS)):
+            self._checked(props, key, allowed=allowed)
         sha = file_sha256(self.path)
         return EncoderInfo(
             self.path,
@@ -163,39 +167,36 @@ class Encoder:
             props,
         )
 
-    def _shape_metadata(self, props: dict[str, str]) -> tuple[int, float, int]:
-        """latent_dim, zn_frac and nuisance_dims from the file's metadata, each checked (a damaged or hand-edited
-        file is refused here, naming the property, not half-way through a run)."""
+    def _checked(
+        self, props: dict[str, str], key: str, *, dim: int = 0, zn_frac: float = 0.0, allowed: tuple[str, ...] = ()
+    ) -> float | str:
+        """One metadata property, checked (a damaged or hand-edited file is refused at load, naming the property,
+        not half-way through a run): latent_dim, zn_frac, nuisance_dims (default floor(dim * zn_frac)), or a
+        property with `allowed` values (precision defaults to fp32)."""
+        value = props.get(key, {"nuisance_dims": str(int(dim * zn_frac)), "precision": "fp32"}.get(key))
+        wanted = {
+            "latent_dim": ("a width from 1 to 65536", int, 1, 65536),
+            "zn_frac": ("a share from 0 to 1", float, 0, 1),
+            "nuisance_dims": (f"a count from 0 to latent_dim ({dim})", int, 0, dim),
+        }
+        if allowed:
+            if value not in allowed:
+                raise self._bad_property(key, value, " or ".join(allowed))
+            return value
+        what, kind, low, high = wanted[key]
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise self._bad_property(key, value, what) from None
+        if not low <= number <= high:  # NaN fails this too
+            raise self._bad_property(key, value, what)
+        return number
 
-        def bad(key: str, wanted: str) -> EncoderFileError:
-            return EncoderFileError(
-                f"{self.path}: metadata morphlake.{key} = {props.get(key)!r} is not {wanted}",
-                "re-export the encoder from its weights (morphlake export-onnx), or fix the property",
-            )
-
-        try:
-            dim = int(props["latent_dim"])
-        except ValueError:
-            raise bad("latent_dim", "a whole number") from None
-        if not 1 <= dim <= 65536:
-            raise bad("latent_dim", "a width from 1 to 65536")
-        try:
-            zn_frac = float(props["zn_frac"])
-        except ValueError:
-            raise bad("zn_frac", "a number") from None
-        if not 0 <= zn_frac <= 1:  # NaN fails this too
-            raise bad("zn_frac", "a share from 0 to 1")
-        try:
-            nuisance = int(props.get("nuisance_dims", int(dim * zn_frac)))
-        except ValueError:
-            raise bad("nuisance_dims", "a whole number") from None
-        if not 0 <= nuisance <= dim:
-            raise bad("nuisance_dims", f"a count from 0 to latent_dim ({dim})")
-        if props["weights"] not in WEIGHTS:
-            raise bad("weights", " or ".join(WEIGHTS))
-        if props.get("precision", "fp32") not in PRECISIONS:
-            raise bad("precision", ", ".join(PRECISIONS))
-        return dim, zn_frac, nuisance
+    def _bad_property(self, key: str, value: object, wanted: str) -> EncoderFileError:
+        return EncoderFileError(
+            f"{self.path}: metadata morphlake.{key} = {value!r} is not {wanted}",
+            "re-export the encoder from its weights (morphlake export-onnx), or fix the property",
+        )
 
     @property
     def concurrent(self) -> bool:

@@ -9,6 +9,7 @@ import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 from morphlake.common.fingerprint import fingerprint_file
+from morphlake.common.skipped import some
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
 
@@ -32,16 +33,7 @@ LEDGER_SCHEMA = pa.schema(
         ("image_status", pa.string()),
     ]
 )
-IMAGE_GONE = ("missing", "unreadable")
-
-
-def available(ledger: pa.Table) -> pa.Table:
-    """The ledger rows whose image file can be read (the snips embed may use)."""
-    import pyarrow.compute as pc
-
-    if "image_status" not in ledger.column_names:
-        return ledger
-    return ledger.filter(pc.invert(pc.fill_null(pc.is_in(ledger["image_status"], pa.array(IMAGE_GONE)), False)))
+IMAGE_GONE = ("missing", "unreadable")  # image_status values (null: readable)
 
 
 def snip_dir(data_root: Path, experiment: str) -> Path:
@@ -146,11 +138,10 @@ def scan_snips(
     rows += _carried(previous or {}, rows, skipped, known_snip_ids, folder)
     if orphans:
         log.info(
-            "%s: %d image file(s) match no df02 row and are left out of the ledger: %s%s",
+            "%s: %d image file(s) match no df02 row and are left out of the ledger: %s",
             folder,
             len(orphans),
-            ", ".join(orphans[:5]),
-            " …" if len(orphans) > 5 else "",
+            some(orphans),
         )
     rows.sort(key=lambda r: r["snip_id"])
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
@@ -174,18 +165,16 @@ def _carried(
     if gone:
         log.warning(
             "%s: %d snip image(s) in the ledger are gone (kept in the ledger as missing; their embeddings stay, and "
-            "`morphlake build` warns about them): %s%s. Restore the files, or run `morphlake ingest "
+            "`morphlake build` warns about them): %s. Restore the files, or run `morphlake ingest "
             "--retire-missing` to drop them and their ONNX embeddings",
             folder,
             len(gone),
-            ", ".join(gone[:5]),
-            " …" if len(gone) > 5 else "",
+            some(gone),
         )
     return kept
 
 
 __all__ = [
-    "available",
     "IMAGE_GONE",
     "scan_snips",
     "snip_dir",

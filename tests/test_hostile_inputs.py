@@ -318,14 +318,14 @@ def test_a_symlink_loop_among_the_snips_is_an_unreadable_snip(cli, root, lake):
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("latent_dim", "abc", "morphlake.latent_dim = 'abc' is not a whole number"),
+        ("latent_dim", "abc", "morphlake.latent_dim = 'abc' is not a width from 1 to 65536"),
         ("latent_dim", "0", "is not a width from 1 to 65536"),
         ("zn_frac", "nan", "morphlake.zn_frac = 'nan' is not a share from 0 to 1"),
         ("zn_frac", "5", "morphlake.zn_frac = '5' is not a share from 0 to 1"),
-        ("zn_frac", "x", "is not a number"),
+        ("zn_frac", "x", "morphlake.zn_frac = 'x' is not a share from 0 to 1"),
         ("nuisance_dims", "500", "is not a count from 0 to latent_dim (100)"),
         ("weights", "mine", "is not trained or demo"),
-        ("precision", "int4", "is not fp32, fp16, int8"),
+        ("precision", "int4", "is not fp32 or fp16 or int8"),
     ],
 )
 def test_encoder_metadata_is_checked_at_load(key, value, message, cli, ingested, encoder_path, tmp_path):

@@ -19,3 +19,8 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"{self.table}: {self.item} ({self.where}): {self.reason}"
+
+
+def some(names: list[str], shown: int = 5) -> str:
+    """The first few names, comma-separated, with `…` when there are more (for messages naming items)."""
+    return ", ".join(map(str, names[:shown])) + (" …" if len(names) > shown else "")

@@ -15,10 +15,10 @@ from morphlake.ingest import read_df02, read_train, scan_snips
 from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.latents import list_latent_files
-from morphlake.ingest.ledger import available
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.layout import Lake
+from morphlake.lake.snip_ledger import available
 from morphlake.steps.ingest_step import previous_ledger
 
 SIDECAR_SUFFIX = ".meta.json"

@@ -13,10 +13,10 @@ from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, chunks, decode_chunk, ordered_map
 from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
-from morphlake.ingest.ledger import available
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake, read_part
+from morphlake.lake.snip_ledger import available
 from morphlake.steps.embed_options import MIN_COSINE
 
 log = logging.getLogger("morphlake")

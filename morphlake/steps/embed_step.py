@@ -20,7 +20,6 @@ from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
 from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
-from morphlake.ingest.ledger import available
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.arrays import numeric_array, string_array
 from morphlake.lake.embeddings_table import conform, merge, read_partition
@@ -28,6 +27,7 @@ from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
+from morphlake.lake.snip_ledger import available
 from morphlake.steps.derived_encoder import VERIFY_SNIPS, LoadedEncoder, load_encoder, verify
 from morphlake.steps.embed_options import EmbedOptions
 from morphlake.steps.lifecycle import RunResult, lake_run

@@ -10,16 +10,18 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from morphlake.common.skipped import some
 from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
-from morphlake.ingest.ledger import SNIP_SUBDIR, available, snip_dir
+from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.embeddings_table import conform, merge, partition_dim
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
 from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
+from morphlake.lake.snip_ledger import available
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -102,11 +104,10 @@ def _note_zero_norm(table: pa.Table, experiment: str, record: RunRecord) -> None
         ids = zero["snip_id"].to_list()
         log.warning(
             "latent store of %s: %d row(s) with an all-zero z_mu, kept (no cosine similarity with them: `morphlake "
-            "neighbours` leaves them out): %s%s",
+            "neighbours` leaves them out): %s",
             experiment,
             len(ids),
-            ", ".join(ids[:5]),
-            " …" if len(ids) > 5 else "",
+            some(ids),
         )
 
 
