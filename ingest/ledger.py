@@ -135,7 +135,7 @@ def scan_snips(
                 "fingerprint": old["fingerprint"] if reuse else fingerprint_file(real) if fingerprint else None,
             }
         )
-    rows += _carried(previous or {}, rows, skipped, known_snip_ids, folder)
+    rows += _carried(previous or {}, rows, skipped, known_snip_ids)
     if orphans:
         log.info(
             "%s: %d image file(s) match no df02 row and are left out of the ledger: %s",
@@ -147,9 +147,7 @@ def scan_snips(
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
 
 
-def _carried(
-    previous: dict[str, dict], rows: list[dict], skipped: list[Skipped], known: set[str] | None, folder: Path
-) -> list[dict]:
+def _carried(previous: dict[str, dict], rows: list[dict], skipped: list[Skipped], known: set[str] | None) -> list[dict]:
     """The earlier ledger's rows of snips whose file is now gone or unreadable (df02 still listing them), kept and
     marked: their embeddings stay in the lake, and the ledger must keep saying which image they came from."""
     found = {row["snip_id"] for row in rows}
@@ -161,16 +159,6 @@ def _carried(
             continue
         kept.append({**old, "image_status": "unreadable" if snip_id in unreadable else "missing"})
         found.add(snip_id)
-    gone = [row["snip_id"] for row in kept if row["image_status"] == "missing"]
-    if gone:
-        log.warning(
-            "%s: %d snip image(s) in the ledger are gone (kept in the ledger as missing; their embeddings stay, and "
-            "`morphlake build` warns about them): %s. Restore the files, or run `morphlake ingest "
-            "--retire-missing` to drop them and their ONNX embeddings",
-            folder,
-            len(gone),
-            some(gone),
-        )
     return kept
 
 

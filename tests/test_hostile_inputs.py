@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,8 @@ WRITES = [
     "detach memory",
     "explain analyze copy (select 1) to '{tmp}/explained.csv'",
     "/* a comment first */ explain analyze copy (select 1) to '{tmp}/explained.csv'",
+    "/* /* nested */ explain select 1 -- */ explain analyze copy (select 1) to '{tmp}/explained.csv'",
+    "explain /* between */ analyze copy (select 1) to '{tmp}/explained.csv'",
     "create table x as select 1",
     "create or replace view df03 as select 1",
     "drop view df03",
@@ -167,6 +170,20 @@ def test_a_snip_that_became_unreadable_is_marked_and_warned_about(cli, root, bui
     assert build.exit_code == 0 and f"{ONNX_SNIP}, {ONNX_EXP}, {DEFAULT_MODEL_NAME}, unreadable" in build.stderr
 
 
+def test_a_snip_image_moved_to_another_experiment_folder_is_not_in_the_ledger_twice(cli, root, built_lake):
+    lake = built_lake
+    dirs = DataRoot.at(root)
+    dirs.snip_dir(ONNX_EXP).joinpath(f"{ONNX_SNIP}.jpg").rename(dirs.snip_dir(STORE_EXP) / f"{ONNX_SNIP}.jpg")
+    ingest = cli("ingest", "--root", root, "--lake", lake)
+    assert ingest.exit_code == 0, ingest.output
+    assert "belong to another experiment's df02 rows" in ingest.stderr and "move them" in ingest.stderr
+    ledgers = [read_part(p) for p in lake.glob("raw/snips/*/part-00000.parquet")]
+    assert sum(t["snip_id"].to_pylist().count(ONNX_SNIP) for t in ledgers) == 1
+    build = cli("build", "--lake", lake)
+    assert build.exit_code == 0, build.output  # warned about, never wedged
+    assert f"{ONNX_SNIP}, {ONNX_EXP}, {DEFAULT_MODEL_NAME}, not in the ledger" in build.stderr
+
+
 def test_a_lake_wedged_before_the_ledger_kept_vanished_snips_gets_out(cli, root, built_lake):
     """A ledger written by an older morphlake dropped the vanished snip's row: the build warns, naming it as not
     in the ledger, and --retire-missing gets out."""
@@ -250,14 +267,22 @@ def test_every_command_works_under_a_path_with_quotes_brackets_stars_and_accents
         assert con.execute("select count(*), min(medium) from df03").fetchone() == (SNIPS, "E3 + PTU")
 
 
-@pytest.mark.parametrize("char", ["?", "#"])
+@pytest.mark.parametrize("char", ["?", "#", "\\"])
 def test_a_lake_path_dbt_cannot_use_is_refused_up_front(char, cli, root, tmp_path):
     lake = tmp_path / f"lake{char}1"
     for args in (("ingest", "--root", root), ("status",), ("sql", "select 1"), ("build",)):
         result = cli(*args, "--lake", lake)
         assert result.exit_code == 1, result.output
-        assert f"holds {char!r}" in result.stderr and "no ? or #" in result.stderr
+        assert f"holds '{char}'" in result.stderr and "no ?, # or \\" in result.stderr
     assert not lake.exists()
+
+
+def test_the_dbt_project_escapes_globs_as_morphlake_does():
+    from morphlake.common.sqltext import _GLOB_ESCAPES
+
+    macros = (Path(__file__).parents[1] / "dbt_project" / "macros" / "lake.sql").read_text()
+    body = macros.split("{% macro glob_escape(path) -%}")[1].split("{%- endmacro %}")[0]
+    assert re.findall(r"replace\('(.)', '([^']*)'\)", body) == list(_GLOB_ESCAPES)
 
 
 # 5. All-zero vectors: kept, said, never ranked first.
@@ -352,6 +377,28 @@ def test_a_killed_run_shows_as_died(cli, root, ingested):
     assert "died" in text and "killed or crashed" in text
     assert cli("ingest", "--root", root, "--lake", ingested).exit_code == 0
     assert json.loads(cli("status", "--json", "--lake", ingested).output)["last_failed_run"] is None
+
+
+def test_a_run_in_progress_is_running_not_died(cli, ingested):
+    from morphlake.lake.lock import LakeLock
+    from morphlake.lake.runs import RunRecord
+
+    record = RunRecord("embed", {})
+    with LakeLock(Lake.at(ingested).lock_file, "embed", record.run_id):
+        record.start(Lake.at(ingested).runs_dir)
+        health = json.loads(cli("status", "--json", "--lake", ingested).output)
+    assert health["recent_runs"][-1] == {**health["recent_runs"][-1], "run_id": record.run_id, "outcome": "running"}
+    assert health["last_failed_run"] is None
+    after = json.loads(cli("status", "--json", "--lake", ingested).output)  # its process let go, unfinished
+    assert after["recent_runs"][-1]["outcome"] == "died"
+
+
+def test_a_damaged_lake_file_is_a_message_not_a_traceback(cli, built_lake):
+    (built_lake / "raw" / "df02" / f"experiment_date={STORE_EXP}" / "part-00000.parquet").write_bytes(b"garbage")
+    text = cli("status", "--lake", built_lake)
+    assert text.exit_code == 1 and "cannot read the lake" in text.stderr and "Traceback" not in text.output
+    as_json = cli("status", "--json", "--lake", built_lake)
+    assert as_json.exit_code == 1 and "too small to be a Parquet file" in json.loads(as_json.stdout)["error"]
 
 
 def test_status_json_is_json_even_when_it_fails(cli, tmp_path, built):

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 PART_FILE = "part-00000.parquet"
-UNBUILDABLE = "?#"  # characters a lake path cannot hold (Lake.at says why)
+# characters a lake path cannot hold: dbt-duckdb reads the warehouse path as a URL (? and #), and DuckDB's globs,
+# which read the lake's Parquet, cannot match a backslash literally
+UNBUILDABLE = "?#\\"
 TABLES = {
     "df02": ("raw", "df02"),
     "train": ("raw", "train"),
@@ -48,15 +50,15 @@ class Lake:
     @classmethod
     def at(cls, root: Path | str | None) -> Lake:
         """The lake at `root` (default: default_lake()). Quotes, brackets, `*`, spaces and non-ASCII in its path
-        work in every command; `?` and `#` are refused here, up front: dbt-duckdb reads the warehouse path as a
-        URL, so `build` could never make a warehouse there."""
+        work in every command; `?`, `#` and a backslash are refused here, up front (UNBUILDABLE says why)."""
         path = Path(root if root is not None else default_lake()).absolute()
-        odd = sorted({char for char in str(path) if char in UNBUILDABLE})
+        odd = " and ".join(sorted({f"'{char}'" for char in str(path) if char in UNBUILDABLE}))
         if odd:
             raise InputError(
-                f"the lake path {path} holds {' and '.join(map(repr, odd))}, which dbt (dbt-duckdb) reads as part of "
-                "a URL, so no warehouse could be built there",
-                "choose a lake folder whose path has no ? or # (--lake or MORPHLAKE_LAKE)",
+                f"the lake path {path} holds {odd}: dbt-duckdb reads ? and # in the "
+                "warehouse's path as part of a URL, and DuckDB cannot match a backslash in the paths it reads, so no "
+                "warehouse could be built there",
+                "choose a lake folder whose path has no ?, # or \\ (--lake or MORPHLAKE_LAKE)",
             )
         return cls(path)
 

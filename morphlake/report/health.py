@@ -8,8 +8,10 @@ import re
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import TABLES, Lake
 from morphlake.lake.lock import lock_holder
 from morphlake.report.lakedb import connect, model_names, model_view, require_model, views, z_mu_columns
@@ -67,7 +69,6 @@ def read_runs(lake: Lake) -> list[dict]:
     that died (killed or crashed before it could finish its record) has outcome `died` and says so."""
     if not lake.runs_dir.is_dir():
         return []
-    writer = lock_holder(lake.lock_file)
     records = []
     for path in sorted(lake.runs_dir.glob("*.json")):
         if path.name.endswith(".partial.json"):
@@ -82,15 +83,25 @@ def read_runs(lake: Lake) -> list[dict]:
                 record["skipped_items"] = json.loads(manifest.read_text()).get("skipped", [])
             except (OSError, ValueError):
                 pass
-        if died(record, writer):
+        records.append(record)
+    # the writer is read after the records: a run that started meanwhile is listed with its lock taken
+    writer = lock_holder(lake.lock_file)
+    for record in records:
+        if died(record, writer) and died(_reread(lake, record), writer):  # not one that finished meanwhile
             record["outcome"] = "died"
             record["error"] = (
                 f"Died: its process (pid {record.get('pid', '?')} on {record.get('host', '?')}) ended before the run "
-                "finished: killed or crashed. Nothing of it was published but whole partitions\n  hint: run the "
-                "command again: it finishes the job (and the lake's staging of the dead run is removed)"
+                "finished: killed or crashed. The lake holds nothing of it, or whole partitions it had published\n"
+                "  hint: run the command again: it finishes the job (and removes the dead run's staging)"
             )
-        records.append(record)
     return records
+
+
+def _reread(lake: Lake, record: dict) -> dict:
+    try:
+        return json.loads((lake.runs_dir / f"{record.get('run_id')}.json").read_text())
+    except (OSError, ValueError):
+        return record
 
 
 def split_error(error: str) -> tuple[str, str]:
@@ -189,7 +200,19 @@ def zero_norm(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def lake_health(lake: Lake, model_name: str | None = None) -> dict:
-    """Everything `status` shows, as plain data (`status --json` prints it)."""
+    """Everything `status` shows, as plain data (`status --json` prints it). A lake file that cannot be read (damaged,
+    or changed outside morphlake) is a MorphlakeError naming it, never a traceback."""
+    try:
+        return _health(lake, model_name)
+    except (duckdb.Error, pa.ArrowException, OSError) as error:
+        raise MorphlakeError(
+            f"cannot read the lake {lake.root}: {str(error).strip().splitlines()[0]}",
+            "a file there is damaged or was changed outside morphlake: run the step that writes it again "
+            "(e.g. `morphlake ingest`), or restore it",
+        ) from None
+
+
+def _health(lake: Lake, model_name: str | None) -> dict:
     con = connect(lake)
     if model_name:
         require_model(lake, model_name)

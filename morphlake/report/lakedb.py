@@ -26,10 +26,11 @@ def embeddings_glob(lake: Lake, model_name: str) -> str:
     return path_glob(lake.partition_dir("embeddings", model_name=model_name), f"experiment_date=*/{PART_FILE}")
 
 
-def embeddings_files(lake: Lake, model_name: str) -> list[str]:
-    """The model's partition files, listed (for readers that glob with other rules than DuckDB's)."""
-    folder = lake.partition_dir("embeddings", model_name=model_name)
-    return [str(p) for p in sorted(folder.glob(f"experiment_date=*/{PART_FILE}"))]
+def partition_files(lake: Lake, table: str, model_name: str | None = None) -> list[str]:
+    """A table's partition files (one model's, for embeddings), listed: for readers whose globs have other rules
+    than DuckDB's (Polars would read a lake under `br[1]` wrongly)."""
+    folder = lake.partition_dir(table, model_name=model_name) if model_name else lake.table_dir(table)
+    return [str(p) for p in sorted(folder.glob(f"*/{PART_FILE}"))]
 
 
 def has_files(lake: Lake, table: str, model_name: str | None = None) -> bool:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from morphlake.common.sqltext import path_glob
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake
-from morphlake.report.lakedb import embeddings_files, embeddings_glob, has_files, parquet, require_model
+from morphlake.report.lakedb import embeddings_glob, has_files, parquet, partition_files, require_model
 
 # df02 column -> its name in the table (short: the table fits a terminal; embryo_id is in snip_id)
 METADATA = {"short_pert_name": "perturbation", "predicted_stage_hpf": "stage_hpf", "use_embryo_flag": "usable"}
@@ -86,7 +86,7 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     `candidates` (default 4k + 16): how many of the nearest embeddings are looked up in df02 before all are."""
     require_model(lake, model_name)
     glob = embeddings_glob(lake, model_name)
-    files = embeddings_files(lake, model_name)  # listed here: Polars' globs would read a lake under `br[1]` wrongly
+    files = partition_files(lake, "embeddings", model_name)
     scan = pl.scan_parquet(files, glob=False, hive_partitioning=False, missing_columns="insert", extra_columns="ignore")
     names = scan.collect_schema().names()
     zs = sorted((c for c in names if c.startswith("z_mu_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
@@ -100,7 +100,7 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     meta = df02_rows(lake, top["snip_id"].to_list())
     found = top.join(meta, on=KEYS, how="inner")
     if found.height < k and top.height == wanted:  # many embeddings outside df02: filter them all first
-        df02_files = [str(p) for p in sorted(lake.table_dir("df02").glob(f"*/{PART_FILE}"))]
+        df02_files = partition_files(lake, "df02")
         keys = pl.scan_parquet(df02_files, glob=False, hive_partitioning=False).select(KEYS)
         top = others.join(keys, on=KEYS, how="semi").top_k(k, by="similarity").collect()
         meta = df02_rows(lake, top["snip_id"].to_list())

@@ -5,31 +5,39 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
 
+from morphlake.common.sqltext import literal
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import Lake
 from morphlake.report.lakedb import connect, views
 
 OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet"}
-# The one kind of statement `sql` runs: a query (select, from, with, values, show, describe, summarize, pivot's
-# select form). Anything else may write (COPY, EXPORT, ATTACH, CREATE, SET, PRAGMA, CALL, LOAD…), even on a
-# read-only connection, which only protects the warehouse file itself. EXPLAIN is judged by what it explains
-# (EXPLAIN ANALYZE runs the statement).
+# The one kind of statement `sql` runs: a query (select, from, with, values, show, describe, summarize). Anything
+# else may write (COPY, EXPORT, ATTACH, CREATE, SET, PRAGMA, CALL, LOAD…; PIVOT is several statements, one of them
+# a CREATE), even on a read-only connection, which only protects the warehouse file itself. EXPLAIN is judged by
+# what it explains (EXPLAIN ANALYZE runs the statement), found with DuckDB's own tokenizer (comments nest).
 READ_ONLY_KINDS = {"SELECT"}
-_EXPLAIN = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*explain\s+(analy[sz]e\s+)?", re.IGNORECASE | re.DOTALL)
+EXPLAIN_WORDS = ("explain", "analyze", "analyse")
 
 
 def open_lake(lake: Lake, *, raw: bool = False) -> tuple[duckdb.DuckDBPyConnection, str]:
     """(connection, what it reads): the warehouse opened read_only when it exists (df03, df03_coverage, the
     stg_* views), else an in-memory view of the raw lake (df02, train, snips, embeddings)."""
     if lake.warehouse.exists() and not raw:
-        return duckdb.connect(str(lake.warehouse), read_only=True), f"warehouse {lake.warehouse}"
-    return connect(lake), f"raw lake {lake.root}"
+        con, source = duckdb.connect(str(lake.warehouse), read_only=True), f"warehouse {lake.warehouse}"
+    else:
+        con, source = connect(lake), f"raw lake {lake.root}"
+    # a query that spills writes its temporary files beside the database (in the lake) unless told otherwise;
+    # no extension is installed from the network; and the query itself cannot change any of this
+    con.execute(f"SET temp_directory = {literal(tempfile.gettempdir())}")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+    return con, source
 
 
 def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -85,10 +93,24 @@ def statement_kind(con: duckdb.DuckDBPyConnection, query: str) -> str:
             "run each query on its own",
         )
     kind, text = statements[0].type.name, statements[0].query
-    explained = _EXPLAIN.sub("", text, count=1)
-    if kind == "EXPLAIN" and explained != text:
-        return statement_kind(con, explained)
-    return kind
+    if kind != "EXPLAIN":
+        return kind
+    words = _words(text)
+    skip = 2 if len(words) > 1 and words[1][1] in EXPLAIN_WORDS[1:] else 1
+    if len(words) <= skip or words[0][1] != "explain":
+        return kind
+    return statement_kind(con, text[words[skip][0] :])
+
+
+def _words(text: str) -> list[tuple[int, str]]:
+    """(offset, lower-case text) of each token of `text` that is not a comment, by DuckDB's tokenizer."""
+    tokens = duckdb.tokenize(text)
+    ends = [offset for offset, _ in tokens[1:]] + [len(text)]
+    return [
+        (offset, text[offset:end].strip().lower())
+        for (offset, kind), end in zip(tokens, ends)
+        if kind != duckdb.token_type.comment
+    ]
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:

@@ -89,6 +89,8 @@ def model_configs(lake: Lake, model_name: str) -> Iterator[Path]:
             run = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if run.get("outcome") == "running":  # unfinished, or died: what it read may not have been used
+            continue
         params, encoder = run.get("params") or {}, run.get("encoder") or {}
         if run.get("command") == "ingest" and params.get("model_name") == model_name and params.get("data_root"):
             yield DataRoot.at(params["data_root"]).model_config(model_name)

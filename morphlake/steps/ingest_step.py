@@ -150,6 +150,8 @@ def _scan_ledger(
 ) -> tuple[dict[str, str], list[Skipped]]:
     skipped, fingerprints, snips, retired = [], {}, 0, {}
     every = set().union(*known.values())
+    gone: dict[str, set[str]] = {}  # experiment -> its ledger's snips whose image is gone from its folder
+    found: set[str] = set()  # snips with a readable image in some folder
     for exp in exps:
         if not snip_dir(data_root, exp).is_dir():
             skipped.append(
@@ -158,18 +160,52 @@ def _scan_ledger(
             continue
         ledger, bad = scan_snips(data_root, exp, every, previous_ledger(lake, exp))
         skipped += bad
-        readable = available(ledger)
-        gone = sorted(set(ledger["snip_id"].to_pylist()) - set(readable["snip_id"].to_pylist()))
-        if gone:
-            record.set("images_gone", {**record.data.get("images_gone", {}), exp: gone})
+        readable = set(available(ledger)["snip_id"].to_pylist())
+        found |= readable
+        gone[exp] = set(ledger["snip_id"].to_pylist()) - readable
+        _note_misplaced(exp, readable - known[exp])
         if retire_missing:  # every df02 snip of the experiment without a readable image in the ledger
-            ledger, retired[exp] = readable, known[exp] - set(readable["snip_id"].to_pylist())
+            ledger, retired[exp] = available(ledger), known[exp] - readable
         snips += ledger.num_rows
         fingerprints.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
         txn.stage("snips", {"experiment_date": exp}, ledger, expected_rows=ledger.num_rows)
+    for exp, ids in gone.items():
+        if ids & found:  # moved to another experiment's folder: there now, so no row of it is kept here
+            keys = {"experiment_date": exp}
+            staged = txn.current("snips", keys)
+            kept = staged.filter(pc.invert(pc.is_in(staged["snip_id"], pa.array(sorted(ids & found)))))
+            txn.stage("snips", keys, kept, expected_rows=kept.num_rows)
+            snips -= staged.num_rows - kept.num_rows
+        if ids - found:
+            _note_gone(exp, sorted(ids - found), record)
     record.count("snips", snips)
     _retire_embeddings(txn, lake, retired, record)
     return fingerprints, skipped
+
+
+def _note_gone(exp: str, ids: list[str], record: RunRecord) -> None:
+    record.set("images_gone", {**record.data.get("images_gone", {}), exp: ids})
+    log.warning(
+        "%s: %d snip image(s) in the ledger are gone or unreadable (kept in the ledger, marked in image_status; "
+        "their embeddings stay, and `morphlake build` warns about them): %s. Restore the files, or run "
+        "`morphlake ingest --retire-missing` to drop them and their ONNX embeddings",
+        exp,
+        len(ids),
+        some(ids),
+    )
+
+
+def _note_misplaced(exp: str, ids: set[str]) -> None:
+    if ids:
+        log.warning(
+            "%d snip image(s) in the folder of experiment %s belong to another experiment's df02 rows (they are "
+            "ledgered and embedded under %s, which df03 does not join them on): %s; move them to their "
+            "experiment's folder",
+            len(ids),
+            exp,
+            exp,
+            some(sorted(ids)),
+        )
 
 
 def _retire_embeddings(txn: Transaction, lake: Lake, retired: dict[str, set[str]], record: RunRecord) -> None:
