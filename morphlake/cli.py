@@ -357,7 +357,8 @@ def embed(
     "--project-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="dbt project (default: the checkout's dbt_project/).",
+    help="dbt project (default: the one installed with morphlake; the checkout's dbt_project/ for an editable "
+    "install).",
 )
 @lake_option
 @click.pass_context

@@ -32,21 +32,25 @@ LEGACY_LATENT_DIM, LEGACY_ZN_FRAC = 100, 0.2  # the legacy encoder's, for a mode
 
 
 def find_project(project_dir: Path | None = None) -> Path:
-    """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, dbt_project/ beside the packages (an editable
-    install from a checkout), or dbt_project/ in the current folder."""
+    """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, the one installed with morphlake (package data:
+    morphlake/dbt_project/ in a wheel), the checkout's dbt_project/ (an editable install), or dbt_project/ in the
+    current folder."""
+    here = Path(__file__).resolve().parents[1]  # the morphlake package
     candidates = [
         project_dir,
         os.environ.get("MORPHLAKE_DBT_PROJECT"),
-        Path(__file__).resolve().parents[2] / "dbt_project",
+        here / "dbt_project",
+        here.parent / "dbt_project",
         Path.cwd() / "dbt_project",
     ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "dbt_project.yml").is_file():
             return Path(candidate).resolve()
     raise MorphlakeError(
-        "cannot find the dbt project (dbt_project/dbt_project.yml)",
-        "install morphlake editable from its checkout (pip install -e), run from the checkout, "
-        "or pass --project-dir / set MORPHLAKE_DBT_PROJECT to its dbt_project folder",
+        f"cannot find the dbt project (dbt_project.yml in {here / 'dbt_project'}, {here.parent / 'dbt_project'} "
+        "or ./dbt_project)",
+        "reinstall morphlake (a wheel carries its dbt project), or pass --project-dir / set MORPHLAKE_DBT_PROJECT "
+        "to a dbt_project folder",
     )
 
 
