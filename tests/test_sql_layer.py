@@ -141,7 +141,6 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     (embedded_lake / EMBED_DIR / "experiment_date=20240626" / "part-00000.parquet").unlink()
     assert cli("build", "--lake", embedded_lake, "--coverage-severity", "warn").exit_code == 0
     assert sorted(p.name for p in export.iterdir()) == [
-        "_schema.parquet",
         "experiment_date=20250305_24hpf_lmx1b",
         "experiment_date=20250612_30hpf_ctrl_atf6",
     ]
@@ -172,7 +171,7 @@ def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, e
     out = plain_dbt(embedded_lake, "build")
     assert out.returncode == 0, out.stdout[-3000:]
     view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
-    assert f"{embedded_lake}/exports/df03/**/*.parquet" in view
+    assert f"{embedded_lake}/builds/current/**/*.parquet" in view
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     # with nothing changed, that df03 still reads the published export: nothing to do
     assert cli("build", "--lake", embedded_lake).exit_code == 0

@@ -16,6 +16,7 @@ CURRENT = "current"
 MANIFEST = "build.json"
 WAREHOUSE = "warehouse.duckdb"
 DF03 = "df03"
+SCHEMA = "df03_schema.parquet"  # df03's columns, no rows: beside the export, never in it (steps/df03_export.py)
 
 
 class Builds:

@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 
 from morphlake.errors import MorphlakeError
-from morphlake.lake.builds import DF03, WAREHOUSE, Builds
+from morphlake.lake.builds import DF03, SCHEMA, WAREHOUSE, Builds
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.steps.build_plan import FULL, BuildPlan, export_files
 from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
 from morphlake.steps.dbt_runner import invoke_dbt, outcome
-from morphlake.steps.df03_export import SCHEMA_FILE, SOURCE, export_df03, point_df03_at, view_reads
+from morphlake.steps.df03_export import SOURCE, export_df03, point_df03_at, view_reads
 from morphlake.steps.lifecycle import LakeRun
 
 
@@ -80,13 +80,15 @@ def build_snapshot(
 
 def incremental_blocker(staged: Path, previous: dict) -> str | None:
     """Why an incremental build cannot reuse the last build's SQL and files (so the build runs in full), if so."""
-    old = Path(previous["df03_folder"])
+    old = Path(previous["df03_folder"]).parent
+    if not (old / SCHEMA).is_file():
+        return "the last build's export has no schema file beside it (it was made by an older morphlake)"
     with duckdb.connect(str(staged), read_only=True) as con:
         if not view_reads(con, old):
             return "the warehouse's df03 was re-created outside morphlake build (a plain dbt build)"
         describe = "select column_name, column_type from (describe select * from {})"
         now = con.execute(describe.format(SOURCE)).fetchall()
-        before = con.execute(describe.format(f"read_parquet('{old / SCHEMA_FILE}')")).fetchall()
+        before = con.execute(describe.format(f"read_parquet('{old / SCHEMA}')")).fetchall()
     if now != before:
         return "df03's columns changed (e.g. a df02 column added or removed)"
     return None
@@ -106,13 +108,13 @@ def _full(
         "MORPHLAKE_LAKE": str(lake.root),
         "MORPHLAKE_LAKE_ROOT": str(lake.root),
         "MORPHLAKE_WAREHOUSE": str(staged),
-        "MORPHLAKE_DF03_EXPORT": str(folder / DF03),
+        "MORPHLAKE_BUILD_DIR": str(folder),
     }
     results = [invoke_dbt(run.record, [*base, "--exclude", "df03"], env=env, step="dbt_build")]
     if _failed(run, results):
         return {}, {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
-        exported = export_df03(con, folder / DF03, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
+        exported = export_df03(con, folder, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
     run.record.count("df03_rows", sum(exported.values()))
     results.append(invoke_dbt(run.record, [*base, "--select", "df03"], env=env, step="dbt_df03"))
     if _failed(run, results):
@@ -151,10 +153,8 @@ def _incremental(
             # the export and every test open the same Parquet footers (~200 columns each) again: read them once
             con.execute("SET parquet_metadata_cache = true")
             with run.record.timed("export"):
-                written = export_df03(
-                    con, folder / DF03, model_name=model_name, rebuild=sorted(plan.rebuild), keep=keep
-                )
-                point_df03_at(con, old, folder / DF03)
+                written = export_df03(con, folder, model_name=model_name, rebuild=sorted(plan.rebuild), keep=keep)
+                point_df03_at(con, old.parent, folder)
             run.record.count("df03_rows_written", sum(written.values()))
             with run.record.timed("tables"):
                 refresh_tables(con, compiled["tables"])
