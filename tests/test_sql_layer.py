@@ -1,6 +1,7 @@
 """Functional tests: real `dbt build` (through `morphlake build` and plain dbt) on a tiny lake in tmp_path."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,22 +167,32 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
     assert not (PROJECT / ".user.yml").exists()
 
 
-def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, embedded_lake):
+def df03_view(lake: Path) -> str:
+    return query(lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
+
+
+@pytest.mark.parametrize("plain", [("build",), ("run", "--select", "df03")], ids=["dbt build", "dbt run -s df03"])
+def test_a_plain_dbt_run_between_builds_makes_the_next_build_full(cli, embedded_lake, plain):
+    """The snapshot promise: plain dbt writes the published warehouse in place (its df03 then reads whatever build
+    is current, not its own); the next morphlake build notices, even with no data changed, and builds in full."""
     assert cli("build", "--lake", embedded_lake).exit_code == 0
-    out = plain_dbt(embedded_lake, "build")
+    published = embedded_lake / "builds" / os.readlink(embedded_lake / "builds" / "current")
+    assert f"'{published}/**/*.parquet'" in df03_view(embedded_lake)
+    out = plain_dbt(embedded_lake, *plain)
     assert out.returncode == 0, out.stdout[-3000:]
-    view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
-    assert f"{embedded_lake}/builds/current/**/*.parquet" in view
+    assert f"'{embedded_lake}/builds/current/**/*.parquet'" in df03_view(embedded_lake)
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
-    # with nothing changed, that df03 still reads the published export: nothing to do
+
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    assert record["build"]["mode"] == "full"
+    assert f"the warehouse of build {published.name} was changed outside morphlake build" in record["build"]["reason"]
+    rebuilt = embedded_lake / "builds" / os.readlink(embedded_lake / "builds" / "current")
+    assert rebuilt != published and f"'{rebuilt}/**/*.parquet'" in df03_view(embedded_lake)
+    # that build is morphlake's own again: the next one has nothing to do
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     assert record["build"]["mode"] == "unchanged"
-    # after a change, the next build cannot replay the last build's SQL over that view: it builds in full
-    (embedded_lake / "raw" / "df02" / "experiment_date=20240626" / "part-00000.parquet").touch()
-    assert cli("build", "--lake", embedded_lake).exit_code == 0
-    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
-    assert record["build"]["mode"] == "full" and "plain dbt build" in record["build"]["reason"]
 
 
 def test_docs_show_lineage_from_the_lake_sources(cli, embedded_lake):

@@ -13,7 +13,7 @@ from morphlake.errors import MorphlakeError
 from morphlake.lake.builds import DF03, SCHEMA, WAREHOUSE, Builds
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
-from morphlake.steps.build_plan import FULL, BuildPlan, export_files
+from morphlake.steps.build_plan import FULL, BuildPlan, export_files, file_state
 from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
 from morphlake.steps.dbt_runner import invoke_dbt, outcome
 from morphlake.steps.df03_export import SOURCE, export_df03, point_df03_at, view_reads
@@ -58,6 +58,8 @@ def build_snapshot(
         os.replace(staged, folder / WAREHOUSE)
         manifest = {
             "build_id": build_id,
+            # morphlake never writes a published warehouse again: another state means someone else did (dbt)
+            "warehouse_state": file_state(folder / WAREHOUSE),
             "previous_build": builds.current_id(),
             "definitions": plan.definitions,
             "tested_inputs": plan.tested_inputs,
@@ -76,6 +78,20 @@ def build_snapshot(
         if builds.current_id() != build_id:
             shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(staged.parent, ignore_errors=True)
+
+
+def published_changed(builds: Builds, previous: dict) -> str | None:
+    """Why the published build cannot be the base of the next one (so that one is full), if so: its record is from
+    an older morphlake, or its warehouse was written outside `morphlake build` since it was published (a plain
+    `dbt build`, `dbt run -s df03`: its df03 may no longer read its own build's export)."""
+    if "compiled" not in previous or "warehouse_state" not in previous:
+        return "the last build's record is from an older morphlake"
+    if file_state(builds.path(previous["build_id"]) / WAREHOUSE) != previous["warehouse_state"]:
+        return (
+            f"the warehouse of build {previous['build_id']} was changed outside morphlake build since it was "
+            "published (e.g. a plain `dbt build` or `dbt run`)"
+        )
+    return None
 
 
 def incremental_blocker(staged: Path, previous: dict) -> str | None:

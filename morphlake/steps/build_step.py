@@ -23,7 +23,7 @@ from morphlake.steps.build_plan import (
     plan_build,
     tested_inputs,
 )
-from morphlake.steps.build_snapshot import build_snapshot
+from morphlake.steps.build_snapshot import build_snapshot, published_changed
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -151,8 +151,8 @@ def run_build(
         with run.record.timed("tidy"):  # leftovers of a killed build go, whatever this build then does
             run.record.set("removed_builds", builds.tidy())
         forced = "asked for (--full)" if full else None
-        if previous and not forced and "compiled" not in previous:
-            forced = "the last build's record is from an older morphlake"
+        if previous and not forced:
+            forced = published_changed(builds, previous)
         with run.record.timed("plan"):
             plan = plan_build(
                 previous,
