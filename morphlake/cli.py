@@ -556,7 +556,9 @@ def build06(
 )
 def compare(old, new, key, tolerance):
     """Compare two df03 or latent files (CSV or Parquet): rows only in one side, and per z column the
-    largest absolute difference. Flat and bio/nuisance z names are matched by index.
+    largest absolute difference. Flat and bio/nuisance z names are matched by index. Values are compared at
+    float32 when either file was written at float32 (Parquet: its columns' type; CSV: text of at most 9
+    significant digits), else at float64; the output says which, and the tolerance.
     Exit code 0 when equal (within --tolerance), 1 when they differ.
 
     \b

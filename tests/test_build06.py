@@ -201,6 +201,36 @@ def test_compare_equal_and_different(cli, root, lake, tmp_path):
     assert cli("compare", df03, changed, "--tolerance", "0.3").exit_code == 1  # rows still missing
 
 
+def test_compare_reads_each_side_at_the_precision_it_was_written_in(cli, embedded_lake, tmp_path):
+    """The same float32 df03 as CSV text and as Parquet is equal: both are compared at float32 (CSV text parsed as
+    float64 is not the float32 Parquet holds). Two float64 files are compared at float64."""
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    query = "select * exclude (z_mu) from df03"
+    for name in ("df03.csv", "df03.parquet"):
+        assert cli("sql", query, "-o", tmp_path / name, "--lake", embedded_lake).exit_code == 0
+    same = cli("compare", tmp_path / "df03.csv", tmp_path / "df03.parquet")
+    assert same.exit_code == 0, same.output
+    assert (
+        "z values compared at float32 (OLD CSV text, at most 9 significant digits: float32; NEW Parquet columns: "
+        "float32), tolerance 0 (exact at that precision" in same.output
+    )
+    assert same.output.rstrip().endswith("EQUAL")
+
+    # float32 values written with float64 digits (pandas after an upcast), against float32 Parquet: at float32
+    wide = pl.read_parquet(tmp_path / "df03.parquet").with_columns(pl.col("^z_.*$").cast(pl.Float64))
+    wide.write_csv(tmp_path / "wide.csv")
+    vs_float32 = cli("compare", tmp_path / "wide.csv", tmp_path / "df03.parquet")
+    assert vs_float32.exit_code == 0 and "at float32 (OLD CSV text, at most 1" in vs_float32.output
+    # both float64: compared at float64, where 1e-9 is a difference
+    wide.write_parquet(tmp_path / "wide.parquet")
+    vs_float64 = cli("compare", tmp_path / "wide.csv", tmp_path / "wide.parquet")
+    assert vs_float64.exit_code == 0 and "compared at float64" in vs_float64.output
+    shifted = wide.with_columns(pl.col("z_mu_b_42") + 1e-9)
+    shifted.write_parquet(tmp_path / "shifted.parquet")
+    differs = cli("compare", tmp_path / "wide.parquet", tmp_path / "shifted.parquet")
+    assert differs.exit_code == 1 and "at float64 (OLD Parquet columns: float64" in differs.output
+
+
 def test_another_model_name_finds_no_store(cli, root, lake):
     result = b06(cli, root, lake, "--model-name", "20250101_other_model")
     assert result.exit_code == 1
