@@ -162,7 +162,7 @@ def run_build(
                 force_full=forced,
             )
         run.record.set("build", plan.record())
-        log.info("build: %s (%s); %d partition(s) to write", plan.mode, plan.reason, len(plan.rebuild))
+        log.info("%s", plan.summary())
         if plan.mode == UNCHANGED:
             run.record.set("warehouse", f"unchanged: build {previous['build_id']} is current")
         else:
