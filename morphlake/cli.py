@@ -361,8 +361,7 @@ def embed(
     "install).",
 )
 @lake_option
-@click.pass_context
-def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
+def build(model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
     """Build the warehouse (dbt: staging views, df03, coverage, training join, tests) and the df03 Parquet export,
     published together; only what changed since the last build is redone (the run record says what and why).
 
@@ -373,7 +372,6 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full
     from morphlake.steps.build_step import run_build
 
     the_lake = Lake.at(lake)
-    quiet = ctx.find_root().params.get("quiet", False)
     result = run_build(
         the_lake,
         model_name,
@@ -382,7 +380,6 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full
         coverage_severity=coverage_severity,
         full=full,
         project_dir=project_dir,
-        quiet=quiet,
     )
     report_build(result, the_lake)
     sys.exit(result.exit_code)
@@ -394,7 +391,7 @@ def report_build(result, lake: Lake) -> None:
     if result.exit_code == 0:
         click.echo(describe_df03(lake))
     else:
-        click.echo(f"error: dbt build failed ({len(result.failures)} failing node(s)):", err=True)
+        click.echo(f"error: the build failed ({len(result.failures)} failing node(s)):", err=True)
         for failure in result.failures:
             click.echo(f"  - {failure['node']}: {failure['status']}: {failure['message']}", err=True)
         dbt = result.record.get("dbt", {})
@@ -402,6 +399,9 @@ def report_build(result, lake: Lake) -> None:
             click.echo(f"  skipped because of the failures above: {', '.join(dbt['skipped'])}", err=True)
         if dbt.get("exception"):
             click.echo(f"  {dbt['exception']}", err=True)
+        if result.record.get("dbt_log"):
+            click.echo(f"  dbt's log: {result.record['dbt_log']}", err=True)
+        click.echo("  the published warehouse and export were kept", err=True)
     click.echo(f"build: {result.record['outcome']}; run record {lake.runs_dir / (result.run_id + '.json')}")
 
 

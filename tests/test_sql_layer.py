@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,26 @@ def test_duplicated_snip_id_fails_the_uniqueness_tests(cli, embedded_lake):
     skipped = result.stderr.split("skipped because of the failures above: ")[1].split("\n")[0].split(", ")
     assert "int_df03" in skipped and "df03_coverage" in skipped
     assert not (embedded_lake / "builds" / "current").exists()  # nothing published: no df03 export either
+    # dbt's own lines are in the run's log, named in the message
+    log = Path(result.stderr.split("dbt's log: ")[1].split("\n")[0])
+    assert log.parent == embedded_lake / "runs" and re.fullmatch(r"\S+-build-\w+\.dbt\.log", log.name)
+    assert "Failure in test unique_within_stg_embeddings_snip_id__model_name" in log.read_text()
+
+
+def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embedded_lake):
+    done = cli.subprocess("build", "--lake", embedded_lake)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout + done.stderr  # no terminal codes where there is no terminal
+    assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 8  # the summary alone
+    progress = done.stderr.splitlines()[-4:]
+    assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
+    assert re.fullmatch(r"build: dbt: 22 passed, 7 built in [0-9.]+ s", progress[1])
+    assert progress[2] == "build: dbt: df03 over the new export, and its tests"
+    assert re.fullmatch(r"build: dbt: 4 passed, 1 built in [0-9.]+ s", progress[3])
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    log = Path(record["dbt_log"]).read_text()
+    assert "Running with dbt=" in log and "Completed successfully" in log
+    assert "Running with dbt" not in done.stdout + done.stderr
 
 
 def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):

@@ -175,13 +175,15 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult 
                 f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
             )
         with run.record.timed("dbt"):
-            built = run_build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn", quiet=True)
+            built = run_build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn")
         run.record.set("build_run", built.run_id)
         if built.exit_code != EXIT_COMPLETE:
             details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)
+            log_file = built.record.get("dbt_log")
             raise MorphlakeError(
                 f"dbt build failed: {details or built.record.get('error')}",
-                f"see {opts.lake.runs_dir / (built.run_id + '.json')}",
+                f"see {opts.lake.runs_dir / (built.run_id + '.json')}"
+                + (f" and dbt's log {log_file}" if log_file else ""),
             )
         with run.record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
             outputs, coverage, _ = write_outputs(con, plan, opts, run.record, echo, run.skipped)

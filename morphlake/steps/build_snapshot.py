@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,9 +16,11 @@ from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
 from morphlake.steps.build_plan import FULL, BuildPlan, export_files, file_state
 from morphlake.steps.data_tests import compiled_nodes, refresh_tables, run_tests, scope_to
-from morphlake.steps.dbt_runner import invoke_dbt, outcome
+from morphlake.steps.dbt_runner import counts_text, invoke_dbt, outcome, summarise
 from morphlake.steps.df03_export import SOURCE, export_df03, point_df03_at, view_reads
 from morphlake.steps.lifecycle import LakeRun
+
+log = logging.getLogger("morphlake")
 
 
 def stage_warehouse(lake: Lake, staged: Path) -> None:
@@ -29,7 +32,7 @@ def stage_warehouse(lake: Lake, staged: Path) -> None:
 
 
 def build_snapshot(
-    run: LakeRun, builds: Builds, plan: BuildPlan, previous: dict | None, *, project: Path, variables: dict, quiet: bool
+    run: LakeRun, builds: Builds, plan: BuildPlan, previous: dict | None, *, project: Path, variables: dict
 ) -> None:
     """Make the new build's folder, fill it, check it and make it current; on any failure before that, remove it
     and leave the published pair as it was."""
@@ -46,7 +49,7 @@ def build_snapshot(
             run.record.set("build", plan.record())
         if plan.mode == FULL:
             compiled, exported = _full(
-                run, staged=staged, folder=folder, plan=plan, project=project, variables=variables, quiet=quiet
+                run, staged=staged, folder=folder, plan=plan, project=project, variables=variables
             )
         else:
             compiled, exported = _incremental(
@@ -111,7 +114,7 @@ def incremental_blocker(staged: Path, previous: dict) -> str | None:
 
 
 def _full(
-    run: LakeRun, *, staged: Path, folder: Path, plan: BuildPlan, project: Path, variables: dict, quiet: bool
+    run: LakeRun, *, staged: Path, folder: Path, plan: BuildPlan, project: Path, variables: dict
 ) -> tuple[dict, dict[str, int]]:
     """dbt builds everything but df03; morphlake writes every partition from int_df03; dbt builds df03 (a view over
     the new export) and runs its tests on it. Returns the compiled table models and data tests (for the next
@@ -119,30 +122,44 @@ def _full(
     lake = run.lake
     base = ["build", "--project-dir", str(project), "--profiles-dir", str(project), "--target-path"]
     base += [str(lake.dbt_target), "--log-path", str(lake.dbt_logs), "--vars", json.dumps(variables)]
-    base += ["--quiet"] if quiet else []
     env = {
         "MORPHLAKE_LAKE": str(lake.root),
         "MORPHLAKE_LAKE_ROOT": str(lake.root),
         "MORPHLAKE_WAREHOUSE": str(staged),
         "MORPHLAKE_BUILD_DIR": str(folder),
     }
-    results = [invoke_dbt(run.record, [*base, "--exclude", "df03"], env=env, step="dbt_build")]
-    if _failed(run, results):
+    log_file = dbt_log(run)
+    run.record.set("dbt_log", str(log_file))
+    results: list = []
+
+    def dbt(step: str, select: list[str], what: str) -> bool:
+        """One dbt invocation, said on the console; True when it failed."""
+        log.info("build: dbt: %s", what)
+        results.append(invoke_dbt(run.record, [*base, *select], env=env, step=step, log=log_file))
+        return _failed(run, results, step)
+
+    if dbt("dbt_build", ["--exclude", "df03"], "staging views, int_df03, df03_coverage, train_embeddings, their tests"):
         return {}, {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
         exported = export_df03(con, folder, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
     run.record.count("df03_rows", sum(exported.values()))
-    results.append(invoke_dbt(run.record, [*base, "--select", "df03"], env=env, step="dbt_df03"))
-    if _failed(run, results):
+    if dbt("dbt_df03", ["--select", "df03"], "df03 over the new export, and its tests"):
         return {}, {}
     compiled = [compiled_nodes(result) for result in results]
     return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}, exported
 
 
-def _failed(run: LakeRun, results: list) -> bool:
-    """Record dbt's outcome so far; True (and the run failed) when a node failed."""
+def dbt_log(run: LakeRun) -> Path:
+    """The file a run's dbt lines go to, beside its run record."""
+    return run.lake.runs_dir / f"{run.run_id}.dbt.log"
+
+
+def _failed(run: LakeRun, results: list, step: str) -> bool:
+    """Record dbt's outcome so far, and say the last invocation's; True (and the run failed) when a node failed."""
     dbt = outcome(results)
     run.record.set("dbt", dbt)
+    seconds = run.record.data["timings_s"].get(step, 0.0)
+    log.info("build: dbt: %s in %.1f s", counts_text(summarise(results[-1])[1]), seconds)
     if not dbt["success"]:
         run.fail(dbt["exception"] or f"{len(dbt['failures'])} dbt node(s) failed", dbt["failures"])
     return not dbt["success"]

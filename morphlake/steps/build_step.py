@@ -127,7 +127,6 @@ def run_build(
     coverage_severity: str | None = None,
     full: bool = False,
     project_dir: Path | None = None,
-    quiet: bool = False,
 ) -> RunResult:
     """Build the warehouse and the df03 export as one new snapshot, made current only when every test passed
     (else exit code 1 and the published pair kept). Only what changed since the last build is redone: dbt runs
@@ -166,5 +165,5 @@ def run_build(
         if plan.mode == UNCHANGED:
             run.record.set("warehouse", f"unchanged: build {previous['build_id']} is current")
         else:
-            build_snapshot(run, builds, plan, previous, project=project, variables=variables, quiet=quiet)
+            build_snapshot(run, builds, plan, previous, project=project, variables=variables)
     return run.result
