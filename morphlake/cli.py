@@ -469,8 +469,10 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
 @click.option(
     "--generate-missing-latents",
     is_flag=True,
-    help="Embed usable snips the legacy store lacks, with <data-root>/models/legacy/<model>/encoder.onnx "
-    "(or exported on the fly from encoder_reformatted.pt when PyTorch is installed).",
+    help="Give every df02 row whose snip is readable a latent, with the fp32 encoder "
+    "<data-root>/models/legacy/<model>/encoder.onnx (or exported on the fly from encoder_reformatted.pt when "
+    "PyTorch is installed): experiments without a store file get one; rows an existing store file lacks go into "
+    "df03 (and into that file only with --overwrite).",
 )
 @click.option("--train-name", default=None, help="Also write training_data/<T>/embryo_metadata_with_embeddings.csv.")
 @click.option(
@@ -479,7 +481,11 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
     help="Also write <data-root>/metadata/metadata_n_embeddings/<model>/df03_<exp>.csv.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be read, embedded and written; write nothing.")
-@click.option("--overwrite", is_flag=True, help="Replace existing legacy output files.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing legacy output files (and append generated rows to store files that lack them).",
+)
 @partial_option
 @click.option(
     "--z-schema",
