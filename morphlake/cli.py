@@ -97,9 +97,9 @@ def main(quiet: bool) -> None:
     Then:    morphlake sql "select * from df03 limit 5"
              morphlake status; morphlake report -o report.html
     """
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
-    )
+    # morphlake's own progress at INFO; the libraries it runs (onnxruntime's quantization, Ray) speak from WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("morphlake").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 @main.command()

@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from morphlake import __version__
+from morphlake.common.extras import install_hint
 from morphlake.common.progress import step_progress
 from morphlake.embed.model import Encoder, file_sha256
 from morphlake.errors import MorphlakeError, PartialResult
@@ -85,7 +86,7 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
             f"--generate-missing-latents needs an encoder for {opts.model_name}: {source.detail}",
             f"export one with `morphlake export-onnx --state-dict <model folder>/encoder_reformatted.pt "
             f"-o {opts.dirs.model_dir(opts.model_name) / 'encoder.onnx'}` "
-            "(needs: pip install 'morphlake[export]')",
+            f"(it needs PyTorch: {install_hint('export')})",
         )
     path = source.path
     if source.kind == "state_dict":

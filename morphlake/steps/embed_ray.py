@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from morphlake.common.errors import HintedError
+from morphlake.common.extras import install_hint
 from morphlake.embed import EmbeddedBatch, Encoder
 from morphlake.embed.columns import decode_columns, embedded_batch, encode_columns
 from morphlake.embed.errors import EncoderFileError
@@ -49,7 +50,7 @@ def import_ray():
     except ImportError:
         raise MorphlakeError(
             "--engine ray needs Ray Data, which is not installed",
-            "install the ray extra: pip install 'morphlake[ray]' (and the same on every node of the cluster)",
+            f"{install_hint('ray')}; the same on every node of the cluster",
         ) from None
     return ray
 
