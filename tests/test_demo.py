@@ -95,3 +95,22 @@ def test_a_demo_root_made_again_with_other_settings_holds_only_the_new_files(tmp
     make_demo_root(tmp_path / "b", DemoSpec(seed=4, embryos=1, timepoints=1, experiments=2), "m")
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert not list((tmp_path / "a").rglob("*_t0001.jpg")) and not list(tmp_path.glob(".a-*"))
+
+
+def test_the_try_lines_call_morphlake_as_it_was_called(tmp_path, monkeypatch):
+    """`.venv/bin/morphlake demo` from a quick start that did not activate the venv: the printed commands say
+    `.venv/bin/morphlake`, which works as written; where `morphlake` on PATH is this very script, just `morphlake`."""
+    from morphlake.report.summary import command_name
+
+    script = tmp_path / ".venv" / "bin" / "morphlake"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [".venv/bin/morphlake", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert command_name() == ".venv/bin/morphlake"
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert command_name() == "morphlake"
+    monkeypatch.setattr("sys.argv", ["/usr/lib/python3/pytest"])  # not the console script (tests, python -m)
+    assert command_name() == "morphlake"

@@ -84,7 +84,7 @@ def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embed
     done = cli.subprocess("build", "--lake", embedded_lake)
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout + done.stderr  # no terminal codes where there is no terminal
-    assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 8  # the summary alone
+    assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 9  # the summary alone
     progress = done.stderr.splitlines()[-4:]
     assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
     assert re.fullmatch(r"build: dbt: 22 passed, 7 built in [0-9.]+ s", progress[1])
