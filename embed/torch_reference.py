@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from morphlake.common.extras import install_hint
 from morphlake.embed.architecture import CHANNELS, KERNEL, PADDING, STRIDE, EncoderSpec
 from morphlake.embed.errors import EmbedError
 
@@ -13,7 +14,7 @@ def torch_module():
     except ImportError:
         raise EmbedError(
             "exporting an encoder from its PyTorch weights needs PyTorch, which is not installed",
-            "install the export extra: pip install 'morphlake[export]' (or: pip install torch)",
+            install_hint("export"),
         ) from None
     return torch
 

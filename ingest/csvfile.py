@@ -20,7 +20,8 @@ INTEGER = r"^-?\d+$"
 log = logging.getLogger("morphlake.ingest")
 
 
-def _sniff_separator(path: Path) -> str:
+def sniff_separator(path: Path) -> str:
+    """The field separator of a CSV file (',', ';' or a tab), from its header line."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         header = handle.readline()
     if not header.strip():
@@ -33,7 +34,7 @@ def _sniff_separator(path: Path) -> str:
 
 def read_header(path: Path) -> list[str]:
     """A CSV file's column names (stripped), without reading its rows."""
-    separator = _sniff_separator(path)
+    separator = sniff_separator(path)
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         return [name.strip() for name in next(csv.reader(io.StringIO(handle.readline()), delimiter=separator))]
 
@@ -45,7 +46,7 @@ def read_csv_strings(path: Path, what: str, columns: list[str] | None = None) ->
         raise InputError(f"{what} file not found: {path}", "check the root folder it was looked for under")
     if path.stat().st_size == 0:
         raise InputError(f"{what} file {path} is empty (0 bytes)", "re-export the file from its source")
-    separator = _sniff_separator(path)
+    separator = sniff_separator(path)
     with open(path, encoding="utf-8-sig", errors="strict", newline="") as handle:
         try:
             header = next(csv.reader(io.StringIO(handle.readline()), delimiter=separator))

@@ -108,9 +108,9 @@ def main(quiet: bool) -> None:
     Then:    morphlake sql "select * from df03 limit 5"
              morphlake status; morphlake report -o report.html
     """
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
-    )
+    # morphlake's own progress at INFO; the libraries it runs (onnxruntime's quantization, Ray) speak from WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("morphlake").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 @main.command()
@@ -383,11 +383,11 @@ def embed(
     "--project-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="dbt project (default: the checkout's dbt_project/).",
+    help="dbt project (default: the one installed with morphlake; the checkout's dbt_project/ for an editable "
+    "install).",
 )
 @lake_option
-@click.pass_context
-def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
+def build(model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
     """Build the warehouse (dbt: staging views, df03, coverage, training join, tests) and the df03 Parquet export,
     published together; only what changed since the last build is redone (the run record says what and why).
 
@@ -398,7 +398,6 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full
     from morphlake.steps.build_step import run_build
 
     the_lake = Lake.at(lake)
-    quiet = ctx.find_root().params.get("quiet", False)
     result = run_build(
         the_lake,
         model_name,
@@ -407,7 +406,6 @@ def build(ctx, model_name, z_schema, coverage_threshold, coverage_severity, full
         coverage_severity=coverage_severity,
         full=full,
         project_dir=project_dir,
-        quiet=quiet,
     )
     report_build(result, the_lake)
     sys.exit(result.exit_code)
@@ -420,13 +418,16 @@ def report_build(result, lake: Lake) -> None:
     if result.exit_code == 0:
         click.echo(describe_df03(lake))
     else:
-        click.echo(f"error: dbt build failed ({len(result.failures)} failing node(s)):", err=True)
+        click.echo(f"error: the build failed ({len(result.failures)} failing node(s)):", err=True)
         for failure in result.failures:
             echo_problem(failure)
         if dbt.get("skipped"):
             click.echo(f"  skipped because of the failures above: {', '.join(dbt['skipped'])}", err=True)
         if dbt.get("exception"):
             click.echo(f"  {dbt['exception']}", err=True)
+        if result.record.get("dbt_log"):
+            click.echo(f"  dbt's log: {result.record['dbt_log']}", err=True)
+        click.echo("  the published warehouse and export were kept", err=True)
     for warning in dbt.get("warnings") or []:
         echo_problem(warning, prefix="warning: ")
     click.echo(f"build: {result.record['outcome']}; run record {lake.runs_dir / (result.run_id + '.json')}")
@@ -508,8 +509,10 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
 @click.option(
     "--generate-missing-latents",
     is_flag=True,
-    help="Embed usable snips the legacy store lacks, with <data-root>/models/legacy/<model>/encoder.onnx "
-    "(or exported on the fly from encoder_reformatted.pt when PyTorch is installed).",
+    help="Give every df02 row whose snip is readable a latent, with the fp32 encoder "
+    "<data-root>/models/legacy/<model>/encoder.onnx (or exported on the fly from encoder_reformatted.pt when "
+    "PyTorch is installed): experiments without a store file get one; rows an existing store file lacks go into "
+    "df03 (and into that file only with --overwrite).",
 )
 @click.option("--train-name", default=None, help="Also write training_data/<T>/embryo_metadata_with_embeddings.csv.")
 @click.option(
@@ -518,7 +521,11 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
     help="Also write <data-root>/metadata/metadata_n_embeddings/<model>/df03_<exp>.csv.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be read, embedded and written; write nothing.")
-@click.option("--overwrite", is_flag=True, help="Replace existing legacy output files.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing legacy output files (and append generated rows to store files that lack them).",
+)
 @partial_option
 @click.option(
     "--z-schema",
@@ -595,7 +602,9 @@ def build06(
 )
 def compare(old, new, key, tolerance):
     """Compare two df03 or latent files (CSV or Parquet): rows only in one side, and per z column the
-    largest absolute difference. Flat and bio/nuisance z names are matched by index.
+    largest absolute difference. Flat and bio/nuisance z names are matched by index. Values are compared at
+    float32 when either file was written at float32 (Parquet: its columns' type; CSV: text of at most 9
+    significant digits), else at float64; the output says which, and the tolerance.
     Exit code 0 when equal (within --tolerance), 1 when they differ.
 
     \b

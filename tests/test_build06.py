@@ -48,9 +48,10 @@ def test_dry_run_writes_nothing_anywhere(cli, root, lake):
     assert snapshot(root) == before and not lake.exists()
     out = result.output
     assert "experiments with no latents: 20250305_24hpf_lmx1b" in out
-    # every df02 row counts (the legacy grain); only the experiment without a store file is generated
-    assert "snips to embed: 6 of 6 in experiments without a store file (0 already embedded" in out
-    assert "df02 rows the existing store files lack: 2 (not generated" in out
+    # every df02 row counts (the legacy grain): the experiment without a store file, and the 2 gaps of a store file
+    assert "snips to embed: 8 of 8 df02 rows without latents (0 already embedded in the lake, 0 without" in out
+    assert "df02 rows the existing store files lack: 2, generated with the fp32 encoder into df03" in out
+    assert "the store files stay as they are (--overwrite appends them)" in out
     assert f"{root / STORE / ('morph_latents_' + NO_STORE + '.csv')}  [new]" in out  # generated into the store
     assert f"lake: {lake} (ingest, embed, build" in out
     assert f"{root / DF03}  [new]" in out and "df03_20240626.csv  [new]" in out
@@ -81,9 +82,9 @@ def test_allow_partial_merges_what_exists(cli, root, lake):
 
 
 def test_generate_fills_missing_store_files_and_keeps_store_values_exactly(cli, root, lake):
-    result = b06(cli, root, lake, "--generate-missing-latents", "--allow-partial")
-    assert result.exit_code == 2, result.output  # the other store's 2 gaps stay gaps, as in the legacy step
-    assert "coverage: 16/18 (88.9%) df02 rows in df03  WARNING: below 95%" in result.output
+    result = b06(cli, root, lake, "--generate-missing-latents")
+    assert result.exit_code == 0, result.output  # every df02 row's snip is readable: every row has a latent
+    assert "coverage: 18/18 (100.0%) df02 rows in df03; " in result.output
     df03, zs = z_frame(root / DF03)
     df02 = pl.read_csv(root / "metadata/combined_metadata_files/embryo_metadata_df02.csv", infer_schema=False)
     assert df03.columns[: df02.width] == df02.columns  # df02 columns in their order, then z
@@ -99,9 +100,9 @@ def test_generate_fills_missing_store_files_and_keeps_store_values_exactly(cli, 
             assert (joined[col] == joined[f"{col}_df03"]).all(), (store, col)  # exactly equal (float32)
     lake_rows = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False)
     onnx = lake_rows.filter(pl.col("source") == "onnx")
-    assert set(onnx["experiment_date"]) == {NO_STORE}
+    assert set(onnx["experiment_date"]) == {NO_STORE, "20250612_30hpf_ctrl_atf6"}  # the store file's 2 gaps too
     sidecar = json.loads((root / (DF03 + ".meta.json")).read_text())
-    assert sidecar["model_name"] == M and sidecar["coverage"]["overall"] == round(16 / 18, 6)
+    assert sidecar["model_name"] == M and sidecar["coverage"]["overall"] == 1.0
     assert sidecar["model_sha256"] == [onnx["model_sha256"][0]] and sidecar["data_root"] == str(root)
     assert sidecar["parameters"]["generate_missing_latents"] is True and "morphlake_version" in sidecar
 
@@ -144,8 +145,8 @@ def test_train_name_analysis_copies_experiments_and_flat_schema(cli, root, lake)
 
 
 def test_missing_train_name_is_reported_not_fatal(cli, root, lake):
-    result = b06(cli, root, lake, "--generate-missing-latents", "--train-name", "nope", "--allow-partial")
-    assert result.exit_code == 2 and "no training metadata" in result.output
+    result = b06(cli, root, lake, "--generate-missing-latents", "--train-name", "nope")
+    assert result.exit_code == 0 and "no training metadata" in result.output
 
 
 def test_stems_are_normalised_before_joining(cli, root, lake):
@@ -180,7 +181,7 @@ def test_generation_without_an_encoder_says_how_to_get_one(cli, root, lake):
 
 
 def test_compare_equal_and_different(cli, root, lake, tmp_path):
-    assert b06(cli, root, lake, "--generate-missing-latents", "--allow-partial").exit_code == 2
+    assert b06(cli, root, lake, "--generate-missing-latents").exit_code == 0
     df03 = root / DF03
     same = cli("compare", df03, df03)
     assert same.exit_code == 0 and same.output.rstrip().endswith("EQUAL")
@@ -189,7 +190,7 @@ def test_compare_equal_and_different(cli, root, lake, tmp_path):
     assert (
         vs_store.exit_code == 1
         and "rows only in OLD: 0" in vs_store.output
-        and "rows only in NEW: 10" in vs_store.output
+        and "rows only in NEW: 12" in vs_store.output
     )
     assert "largest difference: 0 in" in vs_store.output
     changed = tmp_path / "changed.csv"
@@ -197,8 +198,38 @@ def test_compare_equal_and_different(cli, root, lake, tmp_path):
     frame.with_columns((pl.col("z_mu_b_42").cast(pl.Float64) + 0.25).alias("z_mu_b_42")).head(10).write_csv(changed)
     diff = cli("compare", df03, changed)
     assert diff.exit_code == 1
-    assert "rows only in OLD: 6" in diff.output and "z_mu_42        0.25" in diff.output
+    assert "rows only in OLD: 8" in diff.output and "z_mu_42        0.25" in diff.output
     assert cli("compare", df03, changed, "--tolerance", "0.3").exit_code == 1  # rows still missing
+
+
+def test_compare_reads_each_side_at_the_precision_it_was_written_in(cli, embedded_lake, tmp_path):
+    """The same float32 df03 as CSV text and as Parquet is equal: both are compared at float32 (CSV text parsed as
+    float64 is not the float32 Parquet holds). Two float64 files are compared at float64."""
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    query = "select * exclude (z_mu) from df03"
+    for name in ("df03.csv", "df03.parquet"):
+        assert cli("sql", query, "-o", tmp_path / name, "--lake", embedded_lake).exit_code == 0
+    same = cli("compare", tmp_path / "df03.csv", tmp_path / "df03.parquet")
+    assert same.exit_code == 0, same.output
+    assert (
+        "z values compared at float32 (OLD CSV text, at most 9 significant digits: float32; NEW Parquet columns: "
+        "float32), tolerance 0 (exact at that precision" in same.output
+    )
+    assert same.output.rstrip().endswith("EQUAL")
+
+    # float32 values written with float64 digits (pandas after an upcast), against float32 Parquet: at float32
+    wide = pl.read_parquet(tmp_path / "df03.parquet").with_columns(pl.col("^z_.*$").cast(pl.Float64))
+    wide.write_csv(tmp_path / "wide.csv")
+    vs_float32 = cli("compare", tmp_path / "wide.csv", tmp_path / "df03.parquet")
+    assert vs_float32.exit_code == 0 and "at float32 (OLD CSV text, at most 1" in vs_float32.output
+    # both float64: compared at float64, where 1e-9 is a difference
+    wide.write_parquet(tmp_path / "wide.parquet")
+    vs_float64 = cli("compare", tmp_path / "wide.csv", tmp_path / "wide.parquet")
+    assert vs_float64.exit_code == 0 and "compared at float64" in vs_float64.output
+    shifted = wide.with_columns(pl.col("z_mu_b_42") + 1e-9)
+    shifted.write_parquet(tmp_path / "shifted.parquet")
+    differs = cli("compare", tmp_path / "wide.parquet", tmp_path / "shifted.parquet")
+    assert differs.exit_code == 1 and "at float64 (OLD Parquet columns: float64" in differs.output
 
 
 def test_another_model_name_finds_no_store(cli, root, lake):
@@ -217,8 +248,8 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     (folder / "encoder.onnx").unlink()
     weights = demo_encoder_weights(EncoderSpec(), seed=0)  # the demo encoder's weights, as a PyTorch state dict
     torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, folder / "encoder_reformatted.pt")
-    result = b06(cli, root, lake, "--generate-missing-latents", "--allow-partial")
-    assert result.exit_code == 2, result.output
+    result = b06(cli, root, lake, "--generate-missing-latents")
+    assert result.exit_code == 0, result.output
     exported = list((lake / "models" / M).glob("encoder-*.onnx"))
     assert len(exported) == 1 and str(exported[0]) in result.output
     sidecar = json.loads((root / (DF03 + ".meta.json")).read_text())
@@ -235,7 +266,7 @@ def test_generation_exports_the_state_dict_on_the_fly(cli, root, lake):
     onnx = pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False).filter(
         pl.col("source") == "onnx"
     )
-    assert onnx.height == 6
+    assert onnx.height == 8  # the experiment without a store file, and the 2 gaps of another
     pixels = np.stack(
         [
             decode_snip((root / "training_data/bf_embryo_snips" / e / f"{s}.jpg").read_bytes())

@@ -74,3 +74,43 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(InputError, match="was not made by `morphlake demo`"):
         make_demo_root(tmp_path / "mine", SPEC, "m")
     assert (tmp_path / "mine" / "thesis.docx").read_text() == "precious"
+
+
+def test_a_second_demo_with_the_same_settings_changes_nothing_and_says_so(cli, tmp_path):
+    """The demo root is written beside the old one and moved in file by file: identical files keep their mtimes, so
+    the second run's ingest, embed and build have nothing to do, and the build says `unchanged`."""
+    args = ("demo", "--root", tmp_path / "d", "--lake", tmp_path / "l", "--embryos", "1", "--timepoints", "2")
+    assert cli(*args).exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "d").rglob("*"))}
+    again = cli(*args)
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "d").rglob("*"))} == before
+    assert "build: unchanged (nothing changed since build " in again.output and "incremental" not in again.output
+    assert "0 snip(s) embedded" in again.output
+
+
+def test_a_demo_root_made_again_with_other_settings_holds_only_the_new_files(tmp_path):
+    make_demo_root(tmp_path / "a", SPEC, "m")
+    make_demo_root(tmp_path / "a", DemoSpec(seed=4, embryos=1, timepoints=1, experiments=2), "m")
+    make_demo_root(tmp_path / "b", DemoSpec(seed=4, embryos=1, timepoints=1, experiments=2), "m")
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert not list((tmp_path / "a").rglob("*_t0001.jpg")) and not list(tmp_path.glob(".a-*"))
+
+
+def test_the_try_lines_call_morphlake_as_it_was_called(tmp_path, monkeypatch):
+    """`.venv/bin/morphlake demo` from a quick start that did not activate the venv: the printed commands say
+    `.venv/bin/morphlake`, which works as written; where `morphlake` on PATH is this very script, just `morphlake`."""
+    from morphlake.report.summary import command_name
+
+    script = tmp_path / ".venv" / "bin" / "morphlake"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [".venv/bin/morphlake", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert command_name() == ".venv/bin/morphlake"
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert command_name() == "morphlake"
+    monkeypatch.setattr("sys.argv", ["/usr/lib/python3/pytest"])  # not the console script (tests, python -m)
+    assert command_name() == "morphlake"

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
@@ -166,31 +167,33 @@ def test_merge_only_needs_no_images_and_matches_the_legacy_step(cli, lab_root, l
 
 
 def test_generated_latents_go_into_the_store_and_read_back_bit_exact(cli, lab_root, lake):
-    strict = b06(cli, lab_root, lake, "--generate-missing-latents")
-    assert strict.exit_code == 1  # the partially covered store's gaps are not generated, as in the legacy step
-    assert f"2 df02 row(s) are missing from existing store files: {PARTIAL} (2)" in strict.stderr
-    assert "only creates missing store files" in strict.stderr and "--allow-partial" in strict.stderr
-    assert not (lake / "embeddings").exists()  # refused before touching anything
-    assert not (lab_root / DF03).exists()
-    result = b06(
-        cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--train-name", "20241107_demo_train"
-    )
-    assert result.exit_code == 2, result.output
+    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--train-name", "20241107_demo_train")
+    assert result.exit_code == 0, result.output  # every df02 row's snip is readable: every row gets a latent
     written = lab_root / STORE / f"morph_latents_{NO_STORE}.csv"
     assert written.is_file() and not list((lab_root / STORE).glob(".*"))  # no temporary left beside it
     header = pd.read_csv(written, nrows=0).columns.tolist()
     assert header[:3] == ["experiment_date", "embryo_id", "snip_id"]
     assert header[3] == "z_mu_n_00" and "z_sigma_b_99" in header  # the store's bio/nuisance naming
-    assert str(written) in json.loads((lab_root / (DF03 + ".meta.json")).read_text())["outputs"]
+    sidecar = json.loads((lab_root / (DF03 + ".meta.json")).read_text())
+    assert str(written) in sidecar["outputs"]
+    gaps = sidecar["generated_latents"]["store_gaps"][PARTIAL]  # in df03, not (yet) in the lab's store file
+    assert len(gaps["snip_ids"]) == 2 and gaps["in_store"] is False
+    assert len(pd.read_csv(lab_root / DF03)) == 18
 
-    # the legacy step, run on the store as it is now, writes what build06 wrote
+    # with --overwrite the gaps go into their store file too: then the legacy step, run on the store as it is
+    # now, writes what build06 wrote
+    partial_store = lab_root / STORE / f"morph_latents_{PARTIAL}.csv"
+    lab_bytes = partial_store.read_bytes()
+    again = b06(cli, lab_root, lake, "--generate-missing-latents", "--train-name", "20241107_demo_train", "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert partial_store.read_bytes().startswith(lab_bytes)
     legacy_df03, legacy_train = legacy_build06(lab_root)
+    assert len(legacy_df03) == 18
     assert_same_table(lab_root / DF03, legacy_df03)
     assert_same_table(lab_root / TRAIN / "embryo_metadata_with_embeddings.csv", legacy_train)
-    assert len(legacy_df03) == 16  # the partially covered experiment's gaps stay gaps
     assert not legacy_df03["use_embryo_flag"].all()  # whatever the flag: analysts filter on it themselves
 
-    # the next ingest reads the file back bit-exact and keeps the ONNX rows' provenance: nothing changes
+    # the next ingest reads the files back bit-exact and keeps the ONNX rows' provenance: nothing changes
     lake_rows = lambda: pl.read_parquet(lake / "embeddings" / "**" / "*.parquet", hive_partitioning=False)  # noqa: E731
     before = lake_rows().sort("snip_id")
     assert cli("ingest", "--root", lab_root, "--lake", lake).exit_code == 0
@@ -202,11 +205,57 @@ def test_generated_latents_go_into_the_store_and_read_back_bit_exact(cli, lab_ro
     onnx = after.filter(pl.col("experiment_date") == NO_STORE).sort("snip_id").select(z)
     assert store.sort("snip_id").select(pl.col(z).cast(pl.Float32)).equals(onnx)
 
-    first = {p: p.read_bytes() for p in (lab_root / DF03, written)}
-    again = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial", "--overwrite")
-    assert again.exit_code == 2, again.output
-    assert records(lake, "build06")[-1]["counts"]["planned_to_embed"] == 0 and "embed:" not in again.output
+    first = {p: p.read_bytes() for p in (lab_root / DF03, written, partial_store)}
+    third = b06(cli, lab_root, lake, "--generate-missing-latents", "--overwrite")
+    assert third.exit_code == 0, third.output
+    assert records(lake, "build06")[-1]["counts"]["planned_to_embed"] == 0 and "embed:" not in third.output
     assert {p: p.read_bytes() for p in first} == first
+
+
+def test_gaps_of_a_store_file_are_generated_into_df03_and_into_the_file_only_with_overwrite(cli, lab_root, lake):
+    """A lab-shaped store file (pandas index columns) that lacks 3 of its experiment's df02 rows (snips added after
+    the store was made): every df02 row gets a latent; the store's values stay bit for bit; the file is the lab's,
+    so the 3 are written into it only with --overwrite, after its rows as they are, the file replaced at once."""
+    store = lab_root / STORE / "morph_latents_20240626.csv"
+    lines = store.read_bytes().splitlines(keepends=True)
+    store.write_bytes(b"".join(lines[:1] + lines[1:4]))  # the header and the first 3 of the 6 rows
+    kept, lab_bytes = pd.read_csv(store), store.read_bytes()
+    dry = b06(cli, lab_root, lake, "--generate-missing-latents", "--dry-run")
+    assert "df02 rows the existing store files lack: 5, generated with the fp32 encoder into df03" in dry.output
+    result = b06(cli, lab_root, lake, "--generate-missing-latents")
+    assert result.exit_code == 0, result.output
+    assert (
+        "20240626: 3 latent(s) generated for the df02 rows morph_latents_20240626.csv lacks, in df03" in result.output
+    )
+    assert store.read_bytes() == lab_bytes  # the lab's file, untouched without --overwrite
+    df03 = pd.read_csv(lab_root / DF03)
+    df02 = legacy_read(lab_root / DF02)
+    assert sorted(df03["snip_id"]) == sorted(df02["snip_id"])  # every df02 row
+    z = [c for c in kept.columns if c.startswith("z_mu_")]
+    ours = df03.set_index("snip_id").rename(columns=lambda c: re.sub(r"^z_mu_[nb]_", "z_mu_", c))
+    lab = kept.set_index("snip_id")
+    assert (ours.loc[lab.index, z].to_numpy(np.float32) == lab[z].to_numpy(np.float32)).all()  # bit for bit
+    generated = sorted(set(df02.loc[df02["experiment_date"].astype(str) == "20240626", "snip_id"]) - set(lab.index))
+    sidecar = json.loads((lab_root / (DF03 + ".meta.json")).read_text())["generated_latents"]
+    assert sidecar["precision"] == "fp32" and sidecar["store_gaps"]["20240626"] == {
+        "store_file": str(store),
+        "in_store": False,
+        "snip_ids": generated,
+    }
+
+    completed = b06(cli, lab_root, lake, "--generate-missing-latents", "--overwrite")
+    assert completed.exit_code == 0, completed.output
+    assert f"wrote {store} (3 rows appended)" in completed.output
+    data = store.read_bytes()
+    assert data.startswith(lab_bytes) and len(data.splitlines()) == 7
+    back = pd.read_csv(store)
+    assert back.columns.tolist() == kept.columns.tolist() and back.iloc[:3].equals(kept)
+    assert back.iloc[3:, 0].tolist() == [3, 4, 5]  # the pandas index goes on
+    assert sorted(back["snip_id"].iloc[3:]) == generated
+    new = back.set_index("snip_id").loc[generated, z].to_numpy(np.float32)
+    assert (new == ours.loc[generated, z].to_numpy(np.float32)).all()
+    meta = json.loads((lab_root / (DF03 + ".meta.json")).read_text())["generated_latents"]["store_gaps"]["20240626"]
+    assert meta["in_store"] is True and not list((lab_root / STORE).glob(".*"))
 
 
 def test_existing_store_files_are_never_replaced(cli, lab_root, lake):
@@ -226,15 +275,15 @@ def test_the_plan_is_the_run(cli, lab_root, lake, encoder_path):
     dry = b06(cli, lab_root, lake, "--generate-missing-latents", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert (
-        "snips to embed: 1 of 6 in experiments without a store file (5 already embedded in the lake, "
+        "snips to embed: 3 of 8 df02 rows without latents (5 already embedded in the lake, "
         "0 without a usable image file)"
     ) in dry.output
-    assert "df02 rows the existing store files lack: 2 (not generated" in dry.output
+    assert "df02 rows the existing store files lack: 2, generated with the fp32 encoder into df03" in dry.output
     assert f"lake: {lake} (ingest, embed, build" in dry.output
-    result = b06(cli, lab_root, lake, "--generate-missing-latents", "--allow-partial")
-    assert result.exit_code == 2, result.output
+    result = b06(cli, lab_root, lake, "--generate-missing-latents")
+    assert result.exit_code == 0, result.output
     run = records(lake, "build06")[-1]
-    assert run["counts"]["planned_to_embed"] == run["counts"]["embedded"] == 1
+    assert run["counts"]["planned_to_embed"] == run["counts"]["embedded"] == 3  # the changed snip and 2 gaps
 
 
 def test_a_run_in_which_nothing_succeeds_fails(cli, lab_root, lake):
@@ -295,14 +344,14 @@ def test_a_16_dim_model_with_a_z_mu_only_store_in_each_mode(cli, tmp_path, lake)
     assert [c for c in pd.read_csv(root / DF03).columns if c.startswith("z_")][-1] == "z_mu_b_15"
 
     shutil.move(snips, root / SNIPS)
-    generate = b06(
-        cli, root, lake, "--model-name", model, "--allow-partial", "--generate-missing-latents", "--overwrite"
-    )
-    assert generate.exit_code == 2, generate.output
+    lab_bytes = (store / f"morph_latents_{PARTIAL}.csv").read_bytes()
+    generate = b06(cli, root, lake, "--model-name", model, "--generate-missing-latents", "--overwrite")
+    assert generate.exit_code == 0, generate.output
     written = pd.read_csv(store / f"morph_latents_{NO_STORE}.csv")
     assert [c for c in written.columns if c.startswith("z_")][-1] == "z_sigma_b_15"  # the model has z_sigma
+    assert (store / f"morph_latents_{PARTIAL}.csv").read_bytes().startswith(lab_bytes)  # its 2 gaps appended
     df03, _ = legacy_build06(root, model=model)
-    assert len(df03) == 16
+    assert len(df03) == 18
     assert_same_table(root / DF03, df03)
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select distinct typeof(z_mu) from df03").fetchall() == [("FLOAT[16]",)]

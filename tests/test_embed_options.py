@@ -153,7 +153,7 @@ def test_a_derived_encoder_cannot_be_derived_again(cli, ingested, encoder_path, 
     onnx.save(derive_encoder(encoder_path, "fp16"), fp16)
     result = cli("embed", "--model", fp16, "--precision", "int8", "--lake", ingested)
     assert result.exit_code == 1
-    assert "is already a fp16 encoder; it cannot be made int8" in result.output
+    assert "is already an fp16 encoder; it cannot be made int8" in result.output
 
 
 def test_a_copy_that_drifts_on_this_machine_is_refused_and_nothing_is_embedded(cli, ingested, encoder_path):
@@ -192,3 +192,13 @@ def test_a_copy_is_checked_on_snips_held_out_from_its_calibration_when_the_run_h
     new = [SnipRef(f"{EXP}_H12_e09_t{i:04d}", EXP, "/nowhere.jpg") for i in range(3)]
     assert verification_snips(lake, calibrated[:5] + new) == (new, True)
     assert verification_snips(lake, calibrated[:5]) == (calibrated[:5], False)
+    assert verification_snips(lake, calibrated[:5], "fp16") == (calibrated[:5], None)  # no calibration
+
+
+def test_an_fp16_copy_is_checked_without_a_word_of_calibration(cli, ingested, encoder_path):
+    result = cli("embed", "--model", encoder_path, "--precision", "fp16", "--lake", ingested)
+    assert result.exit_code == 0, result.output
+    assert "fp16 copy checked against fp32 on 8 snips of this run on CPUExecutionProvider" in result.output
+    assert "calibrat" not in result.output
+    check = last_record(ingested)["embed_options"]["verification"]
+    assert check["snips"] == 8 and check["held_out_from_calibration"] is None

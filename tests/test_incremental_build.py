@@ -124,14 +124,16 @@ def test_a_lake_from_before_snapshots_is_moved_to_them(cli, embedded_lake):
 
 
 def test_the_export_names_its_columns_even_when_empty(cli, embedded_lake):
-    """df03's view and Parquet readers of the export see df03's columns in _schema.parquet, rows or none."""
+    """df03's columns are in df03_schema.parquet beside the export (the export holds partitions only), rows or
+    none: the warehouse's df03 view reads them with the export."""
     shutil.rmtree(embedded_lake / "embeddings")
     result = cli("build", "--lake", embedded_lake, "--coverage-severity", "warn")
     assert result.exit_code == 0, result.output
-    export = embedded_lake / "exports" / "df03"
-    assert [p.name for p in export.iterdir()] == ["_schema.parquet"]
-    assert "snip_id" in pq.read_schema(export / "_schema.parquet").names
+    assert list((embedded_lake / "exports" / "df03").iterdir()) == []
+    assert "snip_id" in pq.read_schema(current(embedded_lake) / "df03_schema.parquet").names
     assert df03(embedded_lake) == []
+    with duckdb.connect(str(embedded_lake / "warehouse.duckdb"), read_only=True) as con:
+        assert "z_mu" in [row[0] for row in con.execute("describe df03").fetchall()]
 
 
 def test_a_duplicate_across_experiments_fails_an_incremental_build(cli, embedded_lake):

@@ -3,6 +3,7 @@ headless browser (Debian's Chromium driven by Playwright; skipped where no brows
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def make_report(cli, lake, output, *args):
     return result, output.read_text()
 
 
-def test_report_is_one_self_contained_page(cli, embedded_lake, tmp_path):
+def test_report_is_one_self_contained_page(cli, embedded_lake, demo_template, tmp_path):
     result, html = make_report(cli, embedded_lake, tmp_path / "report.html")
     assert f"model {DEFAULT_MODEL_NAME}, 18 embeddings, map of 18 of a 18-row sample, 18 thumbnails" in result.output
     assert f"morphlake report: model {DEFAULT_MODEL_NAME}" in html
@@ -45,6 +46,11 @@ def test_report_is_one_self_contained_page(cli, embedded_lake, tmp_path):
     assert html.count('class="plotly-graph-div"') == 4  # coverage, map, dimensions, runs (no agreement yet)
     assert "No snip has both a legacy-store row" in html
     assert "20250305_24hpf_lmx1b" in html and "nuisance" in html and "biological" in html
+    # the demo's encoder has no state dict: the agreement recipe says what it needs
+    assert "This needs the model's trained weights, <code>encoder_reformatted.pt</code>" in html
+    assert f"looked in {demo_template / 'models' / 'legacy' / DEFAULT_MODEL_NAME}" in html  # where the runs lead
+    assert "install the export extra: pip install &#39;torch&gt;=2.2&#39;" in html
+    assert f"morphlake embed --model {DEFAULT_MODEL_NAME}_onnx.onnx --lake {embedded_lake}" in html
 
     small = tmp_path / "small.html"
     result, html = make_report(cli, embedded_lake, small, "--sample", "10", "--points", "8", "--thumbnails", "3")
@@ -64,6 +70,30 @@ def test_report_compares_the_legacy_store_with_onnx_rows(cli, embedded_lake, dem
     assert html.count('class="plotly-graph-div"') == 5
 
 
+@pytest.mark.export
+def test_the_agreement_recipe_works_as_the_page_writes_it(cli, ingested, encoder_path, tmp_path, monkeypatch):
+    """Where the model folder has its state dict, the page's three commands, run as written, give the comparison."""
+    torch = pytest.importorskip("torch")
+    from morphlake.embed.architecture import EncoderSpec
+    from morphlake.embed.build import demo_encoder_weights
+
+    assert cli("embed", "--model", encoder_path, "--lake", ingested).exit_code == 0
+    state = encoder_path.parent / "encoder_reformatted.pt"  # in the model folder the lake's runs lead to
+    weights = demo_encoder_weights(EncoderSpec(), seed=0)  # the demo encoder's weights, as a state dict
+    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, state)
+    _, html = make_report(cli, ingested, tmp_path / "first.html")
+    commands = re.search(r'<pre class="commands">(.*?)</pre>', html, re.S).group(1).replace("&#39;", "'")
+    assert "This needs" not in html and str(state) in commands
+    monkeypatch.chdir(tmp_path)
+    for line in commands.splitlines():
+        args = shlex.split(line)
+        assert args[0] == "morphlake"
+        result = cli(*args[1:])
+        assert result.exit_code == 0, result.output
+    assert "10 snips compared with ONNX" in result.output
+    assert "10 snips have both a legacy-store row" in (tmp_path / "report.html").read_text()
+
+
 def test_report_refuses_a_model_the_lake_lacks(cli, embedded_lake, tmp_path):
     result = cli("report", "--lake", embedded_lake, "--model-name", "nope", "-o", tmp_path / "r.html")
     assert result.exit_code == 1
@@ -75,7 +105,10 @@ def test_umap_map_needs_its_extra(cli, embedded_lake, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # as where the `umap` extra is not installed
     result = cli("report", "--lake", embedded_lake, "--map", "umap", "-o", tmp_path / "r.html")
     assert result.exit_code == 1
-    assert "the UMAP map needs umap-learn" in result.stderr and "pip install 'morphlake[umap]'" in result.stderr
+    assert (
+        "the UMAP map needs umap-learn" in result.stderr
+        and "install the umap extra: pip install 'umap-learn>=0.5'" in result.stderr
+    )
     assert not (tmp_path / "r.html").exists()
 
 
@@ -99,6 +132,10 @@ def open_in_browser(page_file, shot_file, *, charts: int, bars: tuple[str, ...],
         page.goto(page_file.as_uri())
         assert page.locator(".plotly-graph-div").count() == charts
         page.wait_for_function(f"window.chartsDrawn === {charts}", timeout=60_000)
+        page.set_viewport_size({"width": 640, "height": 1000})  # a narrow window: long commands wrap in their card
+        fits = "[...document.querySelectorAll('pre.commands')].map(p => p.scrollWidth <= p.clientWidth)"
+        assert all(page.evaluate(fits))
+        page.set_viewport_size({"width": 1400, "height": 1000})
         for name in bars:  # every chart drew its marks
             assert page.locator(f"#chart-{name} .barlayer .point").count() > 0, name
         assert page.locator("#chart-map .scatterlayer .point").count() == 2 * points  # two panels
@@ -130,6 +167,14 @@ def test_report_draws_in_a_headless_browser(cli, embedded_lake, tmp_path):
     bars = ("coverage", "dims", "agreement", "runs")
     panel = open_in_browser(page_file, tmp_path / "map.png", charts=5, bars=bars, points=18)
     assert '<img src="data:image/jpeg;base64,' in panel  # the clicked snip's image
+
+
+@needs_chromium
+def test_the_agreement_recipe_wraps_in_its_card(cli, embedded_lake, tmp_path):
+    """No ONNX rows to compare with: the page shows the recipe, whose long commands stay in their card."""
+    _, html = make_report(cli, embedded_lake, tmp_path / "report.html")
+    assert '<pre class="commands">' in html
+    open_in_browser(tmp_path / "report.html", tmp_path / "map.png", charts=4, bars=("coverage", "dims"), points=18)
 
 
 @needs_chromium

@@ -1,6 +1,8 @@
 """Functional tests: real `dbt build` (through `morphlake build` and plain dbt) on a tiny lake in tmp_path."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,26 @@ def test_duplicated_snip_id_fails_the_uniqueness_tests(cli, embedded_lake):
     skipped = result.stderr.split("skipped because of the failures above: ")[1].split("\n")[0].split(", ")
     assert "int_df03" in skipped and "df03_coverage" in skipped
     assert not (embedded_lake / "builds" / "current").exists()  # nothing published: no df03 export either
+    # dbt's own lines are in the run's log, named in the message
+    log = Path(result.stderr.split("dbt's log: ")[1].split("\n")[0])
+    assert log.parent == embedded_lake / "runs" and re.fullmatch(r"\S+-build-\w+\.dbt\.log", log.name)
+    assert "Failure in test unique_within_stg_embeddings_snip_id__model_name" in log.read_text()
+
+
+def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embedded_lake):
+    done = cli.subprocess("build", "--lake", embedded_lake)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout + done.stderr  # no terminal codes where there is no terminal
+    assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 9  # the summary alone
+    progress = done.stderr.splitlines()[-4:]
+    assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
+    assert re.fullmatch(r"build: dbt: 22 passed, 7 built in [0-9.]+ s", progress[1])
+    assert progress[2] == "build: dbt: df03 over the new export, and its tests"
+    assert re.fullmatch(r"build: dbt: 4 passed, 1 built in [0-9.]+ s", progress[3])
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    log = Path(record["dbt_log"]).read_text()
+    assert "Running with dbt=" in log and "Completed successfully" in log
+    assert "Running with dbt" not in done.stdout + done.stderr
 
 
 def test_low_coverage_fails_and_can_be_a_warning(cli, embedded_lake):
@@ -143,7 +165,6 @@ def test_export_is_read_back_and_rerun_replaces_it(cli, embedded_lake):
     (embedded_lake / EMBED_DIR / "experiment_date=20240626" / "part-00000.parquet").unlink()
     assert cli("build", "--lake", embedded_lake, "--coverage-severity", "warn").exit_code == 0
     assert sorted(p.name for p in export.iterdir()) == [
-        "_schema.parquet",
         "experiment_date=20250305_24hpf_lmx1b",
         "experiment_date=20250612_30hpf_ctrl_atf6",
     ]
@@ -169,22 +190,32 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
     assert not (PROJECT / ".user.yml").exists()
 
 
-def test_plain_dbt_build_after_morphlake_build_reads_the_published_export(cli, embedded_lake):
+def df03_view(lake: Path) -> str:
+    return query(lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
+
+
+@pytest.mark.parametrize("plain", [("build",), ("run", "--select", "df03")], ids=["dbt build", "dbt run -s df03"])
+def test_a_plain_dbt_run_between_builds_makes_the_next_build_full(cli, embedded_lake, plain):
+    """The snapshot promise: plain dbt writes the published warehouse in place (its df03 then reads whatever build
+    is current, not its own); the next morphlake build notices, even with no data changed, and builds in full."""
     assert cli("build", "--lake", embedded_lake).exit_code == 0
-    out = plain_dbt(embedded_lake, "build")
+    published = embedded_lake / "builds" / os.readlink(embedded_lake / "builds" / "current")
+    assert f"'{published}/**/*.parquet'" in df03_view(embedded_lake)
+    out = plain_dbt(embedded_lake, *plain)
     assert out.returncode == 0, out.stdout[-3000:]
-    view = query(embedded_lake, "select sql from duckdb_views() where view_name = 'df03'")[0][0]
-    assert f"{embedded_lake}/exports/df03/**/*.parquet" in view
+    assert f"'{embedded_lake}/builds/current/**/*.parquet'" in df03_view(embedded_lake)
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
-    # with nothing changed, that df03 still reads the published export: nothing to do
+
+    assert cli("build", "--lake", embedded_lake).exit_code == 0
+    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
+    assert record["build"]["mode"] == "full"
+    assert f"the warehouse of build {published.name} was changed outside morphlake build" in record["build"]["reason"]
+    rebuilt = embedded_lake / "builds" / os.readlink(embedded_lake / "builds" / "current")
+    assert rebuilt != published and f"'{rebuilt}/**/*.parquet'" in df03_view(embedded_lake)
+    # that build is morphlake's own again: the next one has nothing to do
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     assert record["build"]["mode"] == "unchanged"
-    # after a change, the next build cannot replay the last build's SQL over that view: it builds in full
-    (embedded_lake / "raw" / "df02" / "experiment_date=20240626" / "part-00000.parquet").touch()
-    assert cli("build", "--lake", embedded_lake).exit_code == 0
-    record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
-    assert record["build"]["mode"] == "full" and "plain dbt build" in record["build"]["reason"]
 
 
 def test_docs_show_lineage_from_the_lake_sources(cli, embedded_lake):

@@ -55,14 +55,15 @@
 {%- endmacro %}
 
 
-{#- The df03 Parquet export that the df03 view reads: the folder `morphlake build` is writing
-    (MORPHLAKE_DF03_EXPORT), else the published <lake>/exports/df03. Every file under it, `_schema.parquet` (no
-    rows, df03's columns; its metadata names the export's model and z naming) included, so an empty export still
-    has its columns. When there is no export yet, or it is another model's or naming's than the vars ask for (a
-    plain `dbt build --vars ...`): `joined` (int_df03), the same rows the export would hold. -#}
+{#- The df03 Parquet export that the df03 view reads, with the schema file beside it (df03_schema.parquet: no rows,
+    df03's columns, and in its metadata the export's model and z naming), so an empty export still has its columns:
+    every Parquet file of the build folder `morphlake build` is filling (MORPHLAKE_BUILD_DIR), else of the published
+    build, <lake>/builds/current (which <lake>/exports/df03 links into). When there is no export yet, or it is another
+    model's or naming's than the vars ask for (a plain `dbt build --vars ...`): `joined` (int_df03), the same rows the
+    export would hold. -#}
 {% macro df03_export_relation(joined, z_schema) %}
-  {%- set folder = env_var('MORPHLAKE_DF03_EXPORT', '') or (lake_root() ~ '/exports/df03') -%}
-  {%- set schema_file = glob_escape(folder) ~ '/_schema.parquet' -%}
+  {%- set build = env_var('MORPHLAKE_BUILD_DIR', '') or (lake_root() ~ '/builds/current') -%}
+  {%- set schema_file = glob_escape(build) ~ '/df03_schema.parquet' -%}
   {%- set ns = namespace(matches=false) -%}
   {%- if execute and run_query("select count(*) from glob(" ~ sql_literal(schema_file) ~ ")").columns[0].values()[0] | int > 0 -%}
     {%- set meta = {} -%}
@@ -71,12 +72,12 @@
     {%- endfor -%}
     {%- set ns.matches = meta.get('model_name') == var('model_name') and meta.get('z_schema') == z_schema -%}
   {%- endif -%}
-  {%- if execute and env_var('MORPHLAKE_DF03_EXPORT', '') and not ns.matches -%}
-    {{ exceptions.raise_compiler_error("the export morphlake build wrote in " ~ folder ~ " is not model "
+  {%- if execute and env_var('MORPHLAKE_BUILD_DIR', '') and not ns.matches -%}
+    {{ exceptions.raise_compiler_error("the export morphlake build wrote in " ~ build ~ " is not model "
         ~ var('model_name') ~ " named " ~ z_schema ~ ": a bug in morphlake build") }}
   {%- endif -%}
   {%- if ns.matches -%}
-    read_parquet({{ sql_literal(glob_escape(folder) ~ '/**/*.parquet') }}, hive_partitioning = false)
+    read_parquet({{ sql_literal(glob_escape(build) ~ '/**/*.parquet') }}, hive_partitioning = false)
   {%- else -%}
     {{ joined }}
   {%- endif -%}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
-import shutil
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,15 +109,42 @@ def _check_root(root: Path) -> None:
 
 
 def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: int = 100) -> dict:
-    """Write the demo data root (replacing an earlier demo root there); returns a summary.
+    """Write the demo data root (replacing an earlier demo root there); returns a summary. Written beside it first,
+    then moved in file by file: a file that comes out the same is left as it was (its mtime too), so running the
+    demo again with the same settings changes nothing that the pipeline reads.
 
     latent_dim: the demo model's width (the legacy model's 100, or e.g. 16 like the lab's playground model).
     """
     root = Path(root).absolute()
     _check_root(root)
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{root.name}-", dir=root.parent) as fresh:
+        summary = _write_demo_root(Path(fresh), spec, model_name, latent_dim)
+        _move_in(Path(fresh), root)
+    encoder = root / Path(summary.pop("encoder")).relative_to(fresh)
+    return {"root": str(root), **summary, "encoder": str(encoder)}
+
+
+def _move_in(fresh: Path, root: Path) -> None:
+    """Make `root` hold exactly the files of `fresh`: identical files kept untouched, the others moved in, files
+    `fresh` does not have (an earlier demo's) removed."""
+    wanted = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
+    for rel in sorted(wanted):
+        target = root / rel
+        if target.is_file() and filecmp.cmp(fresh / rel, target, shallow=False):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fresh / rel, target)
+    for path in sorted(root.rglob("*"), reverse=True):  # files before the folders that hold them
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif path.relative_to(root) not in wanted:
+            path.unlink()
+
+
+def _write_demo_root(root: Path, spec: DemoSpec, model_name: str, latent_dim: int) -> dict:
+    """Every file of a demo root, written into the new folder `root`; returns the summary."""
     (root / MARKER).write_text("made by `morphlake demo`; safe to delete\n")
     rng = np.random.default_rng(spec.seed)
     dirs = DataRoot.at(root)
@@ -150,7 +179,6 @@ def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: i
     )
     covered = _write_latent_store(root, df02, model_name, encoder_path, encoder_spec)
     return {
-        "root": str(root),
         "experiments": df02["experiment_date"].unique(maintain_order=True).to_list(),
         "snips": df02.height,
         "latent_store": covered,
@@ -172,6 +200,8 @@ def _write_latent_store(
         rows = df02.filter(pl.col("experiment_date") == exp)
         if index == 1:
             rows = rows.filter(pl.col("time_int") < pl.col("time_int").max())
+        if rows.is_empty():  # --timepoints 1: the partly covered experiment has no store file at all
+            continue
         folder = DataRoot.at(root).snip_dir(exp)
         pixels = np.stack([decode_snip((folder / f"{s}.jpg").read_bytes()) for s in rows["snip_id"]])[:, None]
         mu, logvar = encoder.run(pixels)

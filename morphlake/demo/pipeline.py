@@ -30,7 +30,7 @@ def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, ec
         f"embed: {rec['counts'].get('embedded', 0)} snip(s) embedded on {rec['provider']['used']} "
         f"({rec['encoder']['weights']} weights)"
     )
-    built = run_build(lake, model_name, quiet=True)
+    built = run_build(lake, model_name)
     codes.append(built.exit_code)
     if built.exit_code == EXIT_COMPLETE:
         echo(describe_df03(lake))

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from morphlake import __version__
+from morphlake.common.extras import install_hint
 from morphlake.common.progress import step_progress
-from morphlake.embed.model import Encoder
+from morphlake.embed.model import Encoder, file_sha256
 from morphlake.errors import MorphlakeError, PartialResult
 from morphlake.ingest.errors import Skipped
 from morphlake.ingest.latents import list_latent_files
@@ -32,7 +34,7 @@ from morphlake.legacy.outputs import (
     z_mu_columns_of,
 )
 from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
-from morphlake.legacy.store import store_naming, store_sql
+from morphlake.legacy.store import completed_store, store_naming, store_sql
 from morphlake.report.summary import coverage_text
 from morphlake.steps.build_step import run_build
 from morphlake.steps.embed_step import run_embed
@@ -41,25 +43,20 @@ from morphlake.steps.lifecycle import EXIT_COMPLETE, RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 COVERAGE_WARNING = 0.95
-GAPS_HINT = (
-    "--generate-missing-latents only creates missing store files, as the legacy step did; pass "
-    "--allow-partial to write what the store holds (exit 2, listed beside df03), or complete those store "
-    "files (or move one away and run again: its experiment is then generated whole)"
-)
 GENERATE_HINT = "pass --generate-missing-latents to embed them, or --allow-partial to write what exists"
+NO_IMAGE_HINT = (
+    "they have no readable snip to embed (training_data/bf_embryo_snips/<experiment>/ under the data root): "
+    "restore the images, or pass --allow-partial to write what exists (exit 2, listed beside df03)"
+)
 
 
-def missing_latents(plan: Plan, *, gaps_only: bool = False) -> list[Skipped]:
-    """One item per experiment with no store file (unless they are being generated), and per df02 snip an
-    existing store file lacks."""
-    items = (
-        []
-        if gaps_only
-        else [
-            Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
-            for exp in plan.experiments_without_latents
-        ]
-    )
+def missing_latents(plan: Plan) -> list[Skipped]:
+    """Without generation: one item per experiment with no store file, and per df02 snip an existing store file
+    lacks."""
+    items = [
+        Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
+        for exp in plan.experiments_without_latents
+    ]
     for exp, snips in plan.missing.items():
         if exp in plan.latent_files:
             items += [
@@ -89,7 +86,7 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
             f"--generate-missing-latents needs an encoder for {opts.model_name}: {source.detail}",
             f"export one with `morphlake export-onnx --state-dict <model folder>/encoder_reformatted.pt "
             f"-o {opts.dirs.model_dir(opts.model_name) / 'encoder.onnx'}` "
-            "(needs: pip install 'morphlake[export]')",
+            f"(it needs PyTorch: {install_hint('export')})",
         )
     path = source.path
     if source.kind == "state_dict":
@@ -126,22 +123,17 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult 
     generate = opts.generate_missing_latents and plan.to_embed_count > 0
     if generate and plan.encoder.kind == "none":
         resolve_encoder(plan, opts)  # says how to get one
-    if not opts.allow_partial:  # before touching anything
-        if not opts.generate_missing_latents and plan.missing_count:
-            fail_on_missing(plan)
-        if opts.generate_missing_latents and plan.gaps:
-            raise MorphlakeError(
-                f"{sum(len(v) for v in plan.gaps.values())} df02 row(s) are missing from existing "
-                "store files: " + ", ".join(f"{e} ({len(v)})" for e, v in plan.gaps.items()),
-                GAPS_HINT,
-            )
+    if not opts.allow_partial and not opts.generate_missing_latents and plan.missing_count:
+        fail_on_missing(plan)  # before touching anything
     params = {
         k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
         for k, v in vars(opts).items()
     }
     with lake_run(opts.lake, "build06", params, allow_partial=opts.allow_partial) as run:
-        run.skip(missing_latents(plan, gaps_only=opts.generate_missing_latents))
+        if not opts.generate_missing_latents:
+            run.skip(missing_latents(plan))
         encoder = resolve_encoder(plan, opts) if generate else None
+        encoder_sha = file_sha256(encoder) if encoder else plan.encoder_sha256
         run.record.count("planned_to_embed", plan.to_embed_count)
         with run.record.timed("ingest"):
             # a merge reads df02, the store and the training metadata only: no snip folder is needed
@@ -175,16 +167,20 @@ def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult 
                 f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
             )
         with run.record.timed("dbt"):
-            built = run_build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn", quiet=True)
+            built = run_build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn")
         run.record.set("build_run", built.run_id)
         if built.exit_code != EXIT_COMPLETE:
             details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)
+            log_file = built.record.get("dbt_log")
             raise MorphlakeError(
                 f"dbt build failed: {details or built.record.get('error')}",
-                f"see {opts.lake.runs_dir / (built.run_id + '.json')}",
+                f"see {opts.lake.runs_dir / (built.run_id + '.json')}"
+                + (f" and dbt's log {log_file}" if log_file else ""),
             )
         with run.record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
-            outputs, coverage, _ = write_outputs(con, plan, opts, run.record, echo, run.skipped)
+            outputs, coverage, _ = write_outputs(
+                con, plan, opts, run.record, echo, run.skipped, encoder_sha256=encoder_sha
+            )
         run.record.set("outputs", outputs)
         run.record.set("coverage", coverage)
     result = run.result
@@ -257,20 +253,71 @@ def store_files_to_write(con, plan: Plan, skipped: list[Skipped]) -> list[str]:
     return complete
 
 
-def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo, skipped: list[Skipped]):
+def filled_gaps(con, plan: Plan, encoder_sha256: str | None) -> dict[str, list[str]]:
+    """Per experiment, the df02 snips its store file lacks that df03 now holds from the encoder generation runs,
+    fp32 and legacy-faithful (what --generate-missing-latents made for them, now or in an earlier run)."""
+    gaps = [(snip, exp) for exp, snips in plan.gaps.items() for snip in snips]
+    if not gaps or encoder_sha256 is None:
+        return {}
+    con.register("gap_keys", pa.table({"snip_id": [g[0] for g in gaps], "experiment_date": [g[1] for g in gaps]}))
+    rows = con.sql(
+        "select experiment_date, snip_id from df03 join gap_keys using (snip_id, experiment_date) "
+        "where embedding_source = 'onnx' and embed_options is null and model_sha256 = ? order by all",
+        params=[encoder_sha256],
+    ).fetchall()
+    filled: dict[str, list[str]] = {}
+    for exp, snip in rows:
+        filled.setdefault(exp, []).append(snip)
+    return filled
+
+
+def generated_latents(plan: Plan, opts: Build06Options, filled: dict[str, list[str]], encoder_sha256) -> dict:
+    """The sidecar's (and partial manifest's) account of the latents this step generated: new store files, and the
+    rows of existing store files' gaps, with whether they went into the file (--overwrite) or are in df03 only."""
+    return {
+        "encoder_sha256": encoder_sha256,
+        "precision": "fp32",
+        "new_store_files": {exp: str(path) for exp, path in plan.outputs.store.items()},
+        "store_gaps": {
+            exp: {
+                "store_file": str(plan.latent_files[exp]),
+                "in_store": exp in plan.outputs.completed,
+                "snip_ids": snips,
+            }
+            for exp, snips in filled.items()
+        },
+    }
+
+
+def write_outputs(
+    con,
+    plan: Plan,
+    opts: Build06Options,
+    record: RunRecord,
+    echo,
+    skipped: list[Skipped],
+    *,
+    encoder_sha256: str | None = None,
+):
     """Coverage and finiteness checks, then the store files, the legacy CSVs, the partial manifest and the
     sidecar (last: it says the others are complete); returns (outputs, coverage, counts)."""
     con.register("df02_order", plan.df02_order)
     generated = store_files_to_write(con, plan, skipped)
+    filled = filled_gaps(con, plan, encoder_sha256) if opts.generate_missing_latents else {}
     register_legacy_rows(
-        con, order=plan.df02_order, stored=plan.stored, generated=generated, train_order=plan.train_order
+        con,
+        order=plan.df02_order,
+        stored=plan.stored,
+        generated=generated,
+        filled=[(snip, exp) for exp, snips in filled.items() for snip in snips],
+        train_order=plan.train_order,
     )
     coverage, df03_rows = report_coverage(con, echo)
     missing = still_missing(con)
     if missing and not opts.allow_partial:
         problem = MorphlakeError(
             str(PartialResult(missing, "df02 rows without latents")).split("\n  hint:")[0],
-            GAPS_HINT if opts.generate_missing_latents else GENERATE_HINT,
+            NO_IMAGE_HINT if opts.generate_missing_latents else GENERATE_HINT,
         )
         problem.skipped = missing
         raise problem
@@ -297,7 +344,9 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
     scratch = opts.lake.staging_dir / record.run_id
     _, nuisance = store_naming(list(list_latent_files(opts.data_root, opts.model_name).values()))
     dim = len(z_mu_columns_of(con, "df03"))
-    files = len(generated) + 1 + bool(plan.outputs.train and plan.train_order is not None) + len(plan.outputs.copies)
+    completed = {exp: path for exp, path in plan.outputs.completed.items() if filled.get(exp)}
+    files = len(generated) + len(completed) + 1
+    files += bool(plan.outputs.train and plan.train_order is not None) + len(plan.outputs.copies)
     with step_progress("build06: legacy files", files, unit="files") as progress:
 
         def write(sql_params, target) -> int:
@@ -310,6 +359,13 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
             outputs[str(target)] = write(
                 store_sql(con, model_name=opts.model_name, experiment=exp, nuisance=nuisance, dim=dim), target
             )
+            crash_point("csv")
+        for exp, target in completed.items():  # the file's bytes kept, the generated rows after them
+            data, outputs[str(target)] = completed_store(
+                con, target, model_name=opts.model_name, experiment=exp, snips=filled[exp]
+            )
+            write_atomic(target, data, scratch=scratch)
+            progress.advance()
             crash_point("csv")
         outputs[str(plan.outputs.df03)] = write(
             df03_sql(con, plan.experiments, columns=plan.df02_columns), plan.outputs.df03
@@ -334,6 +390,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
         "skipped": sum(plan.rows.values()) - df03_rows,
     }
     manifest = plan.outputs.partial_manifest
+    generation = generated_latents(plan, opts, filled, encoder_sha256) if opts.generate_missing_latents else None
     if skipped:
         write_json_atomic(
             manifest,
@@ -344,6 +401,7 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
                 "counts": counts,
                 "skipped_snip_ids": [m.item for m in missing],
                 "skipped": [s.to_dict() for s in skipped],
+                **({"generated_latents": generation} if generation else {}),
             },
             scratch=scratch,
         )
@@ -369,11 +427,16 @@ def write_outputs(con, plan: Plan, opts: Build06Options, record: RunRecord, echo
             "parameters": record.data["params"],
             "coverage": coverage,
             "outputs": outputs,
+            **({"generated_latents": generation} if generation else {}),
         },
         scratch=scratch,
     )
+    for exp, snips in filled.items():
+        store = plan.latent_files[exp]
+        where = f"appended to {store}" if exp in completed else "not in the store file (--overwrite appends them)"
+        echo(f"{exp}: {len(snips)} latent(s) generated for the df02 rows {store.name} lacks, in df03; {where}")
     for path, n in outputs.items():
-        echo(f"wrote {path} ({n} rows)")
+        echo(f"wrote {path} ({n} rows{' appended' if path in map(str, completed.values()) else ''})")
     if skipped:
         echo(f"wrote {manifest}")
     echo(f"wrote {plan.outputs.sidecar}")

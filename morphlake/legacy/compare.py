@@ -12,6 +12,18 @@ from morphlake.ingest.errors import InputError
 from morphlake.ingest.latents import z_naming
 from morphlake.ingest.naming import normalise_stem_expr
 
+FLOAT32, FLOAT64 = "float32", "float64"
+FLOAT32_DIGITS = 9  # significant digits that write any float32 so that it reads back the same
+
+
+@dataclass
+class Side:
+    """One file read for comparing: its key and flat z columns, and the precision its z values were written in."""
+
+    frame: pl.DataFrame
+    precision: str  # float32 | float64
+    written: str  # how the precision was found, e.g. "Parquet float32 columns"
+
 
 @dataclass
 class Comparison:
@@ -23,6 +35,8 @@ class Comparison:
     z_only_old: list[str] = field(default_factory=list)
     z_only_new: list[str] = field(default_factory=list)
     worst: tuple[str, str, float] | None = None  # (column, snip_id, difference)
+    precision: str = FLOAT64  # what the z values were compared at: float32 when either side was written so
+    written: tuple[str, str] = ("", "")  # how each side's precision was found (OLD, NEW)
 
     def equal(self, tolerance: float = 0.0) -> bool:
         return (
@@ -34,10 +48,27 @@ class Comparison:
         )
 
 
-def load(path: Path, key: str) -> pl.DataFrame:
-    """A df03/latent CSV or Parquet file: key normalised, z columns renamed to the flat form, as float64."""
+def significant_digits(values: pl.Expr) -> pl.Expr:
+    """Significant digits of numbers written as text (1.2500 -> 3, -0.0012e-7 -> 2); null for NaN, inf, blanks."""
+    mantissa = values.str.strip_chars().str.replace(r"[eE].*$", "").str.replace_all(r"[-+.]", "")
+    digits = mantissa.str.strip_chars_start("0").str.strip_chars_end("0").str.len_chars()
+    return pl.when(mantissa.str.contains(r"^[0-9]+$")).then(digits)
+
+
+def text_precision(frame: pl.DataFrame, columns: list[str]) -> tuple[str, str]:
+    """The precision z values written as text were written in: float32 when every value has at most 9 significant
+    digits (what a float32 needs to read back the same), else float64."""
+    most = frame.select(pl.max_horizontal(significant_digits(pl.col(c)).max() for c in columns)).item() or 0
+    kind = FLOAT32 if most <= FLOAT32_DIGITS else FLOAT64
+    return kind, f"CSV text, at most {most} significant digits"
+
+
+def load(path: Path, key: str) -> Side:
+    """A df03/latent CSV or Parquet file: key normalised, z columns renamed to the flat form, as float64, with the
+    precision they were written in (Parquet: the columns' type; CSV: the digits of the text)."""
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
+    parquet = path.suffix.lower() == ".parquet"
+    if parquet:
         frame = pl.read_parquet(path, glob=False, hive_partitioning=False)
         frame = frame.with_columns(pl.col(key).cast(pl.String)) if key in frame.columns else frame
     else:
@@ -50,11 +81,28 @@ def load(path: Path, key: str) -> pl.DataFrame:
     if frame[key].is_duplicated().any():
         dup = frame.filter(pl.col(key).is_duplicated())[key][0]
         raise InputError(f"{path}: {key} {dup!r} appears more than once", "compare files with one row per key")
-    return frame.with_columns(pl.col(rename.values()).cast(pl.Float64, strict=False) if rename else [])
+    flat = list(rename.values())
+    if parquet:
+        single = bool(flat) and all(frame.schema[c] == pl.Float32 for c in flat)
+        precision, written = (FLOAT32 if single else FLOAT64), "Parquet columns"
+    else:
+        precision, written = text_precision(frame, flat)
+    frame = frame.with_columns(pl.col(flat).cast(pl.Float64, strict=False) if flat else [])
+    return Side(frame, precision, written)
 
 
 def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
-    old, new = load(old_path, key), load(new_path, key)
+    """Rows only in one file, and per z column the largest |old - new| over the shared rows: at float64 when both
+    files were written at that precision, else at float32 (a float32 written as text and read back as float64 is
+    not the float32 Parquet holds: 0.12345679 vs 0.12345679104328156)."""
+    sides = load(old_path, key), load(new_path, key)
+    precision = FLOAT32 if FLOAT32 in (sides[0].precision, sides[1].precision) else FLOAT64
+    if precision == FLOAT32:  # round each value to the float32 it stands for
+        sides = tuple(
+            Side(s.frame.with_columns(pl.exclude(key).cast(pl.Float32).cast(pl.Float64)), s.precision, s.written)
+            for s in sides
+        )
+    old, new = sides[0].frame, sides[1].frame
     old_ids, new_ids = set(old[key].to_list()), set(new[key].to_list())
     z_old = [c for c in old.columns if c != key]
     z_new = [c for c in new.columns if c != key]
@@ -81,6 +129,8 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
         [c for c in z_old if c not in z_new],
         [c for c in z_new if c not in z_old],
         worst,
+        precision,
+        tuple(f"{side.written}: {side.precision}" for side in sides),
     )
 
 
@@ -96,6 +146,10 @@ def describe(result: Comparison, old: Path, new: Path, tolerance: float) -> str:
     if result.z_only_old or result.z_only_new:
         lines.append(f"z columns only in OLD: {len(result.z_only_old)}, only in NEW: {len(result.z_only_new)}")
     if result.z_max_abs_diff:
+        lines.append(
+            f"z values compared at {result.precision} (OLD {result.written[0]}; NEW {result.written[1]}), "
+            f"tolerance {tolerance:g}" + ("" if tolerance else " (exact at that precision; --tolerance to allow more)")
+        )
         lines.append(f"z columns compared: {len(result.z_max_abs_diff)}; largest |OLD - NEW| per column:")
         ranked = sorted(result.z_max_abs_diff.items(), key=lambda kv: -kv[1])
         lines += [f"  {name:<14} {value:.3g}" for name, value in ranked[:10]]

@@ -82,15 +82,20 @@ def register_legacy_rows(
     order: pa.Table,
     stored: pa.Table,
     generated: list[str],
+    filled: list[tuple[str, str]],
     train_order: pa.Table | None,
 ) -> None:
     """Temp views for the legacy files (df02_order, df02's file order, is registered already): store_keys,
-    train_order, and legacy_rows: the df03 rows whose
-    latents the store holds (its files, and the ones this run generates) — the legacy step's merge, which
-    leaves out what the lake holds beyond the store (e.g. rows `morphlake embed --precision int8` made)."""
+    train_order, and legacy_rows: the df03 rows whose latents the store holds (its files, the ones this run
+    generates, and the generated rows that fill an existing file's gaps: `filled`, (snip_id, experiment)) — the
+    legacy step's merge, which leaves out what else the lake holds (e.g. rows `morphlake embed --precision int8`
+    made)."""
     in_generated = pc.is_in(order["experiment_date"], value_set=pa.array(generated, pa.string()))
     generated_keys = order.filter(in_generated).select(["snip_id", "experiment_date"]).cast(stored.schema)
-    keys = pa.concat_tables([stored, generated_keys])
+    filled_keys = pa.table(
+        {"snip_id": [snip for snip, _ in filled], "experiment_date": [exp for _, exp in filled]}, schema=stored.schema
+    )
+    keys = pa.concat_tables([stored, generated_keys, filled_keys])
     con.register("store_keys", keys)
     if train_order is not None:
         con.register("train_order", train_order)

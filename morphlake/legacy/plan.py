@@ -62,6 +62,8 @@ class LegacyOutputs:
     train: Path | None = None  # with --train-name
     copies: dict[str, Path] = field(default_factory=dict)  # experiment -> df03_<exp>.csv
     store: dict[str, Path] = field(default_factory=dict)  # experiment -> generated morph_latents_<exp>.csv
+    # experiment -> its existing store file, which gets the latents generated for its gaps appended (--overwrite)
+    completed: dict[str, Path] = field(default_factory=dict)
 
     @property
     def sidecar(self) -> Path:
@@ -75,6 +77,7 @@ class LegacyOutputs:
         """Every file a run may write, in the order it writes them."""
         return [
             *self.store.values(),
+            *self.completed.values(),
             self.df03,
             *([self.train] if self.train else []),
             *self.copies.values(),
@@ -102,6 +105,7 @@ class Plan:
     train_order: pa.Table | None = None  # snip_id, train_row: the training metadata's file order
     train_columns: list[str] = field(default_factory=list)
     df02_skipped: list[Skipped] = field(default_factory=list)
+    encoder_sha256: str | None = None  # of the ONNX file generation runs, when it exists already
 
     @property
     def missing_count(self) -> int:
@@ -113,7 +117,8 @@ class Plan:
 
     @property
     def gaps(self) -> dict[str, list[str]]:
-        """df02 snip_ids that an existing store file lacks, per experiment (never generated)."""
+        """df02 snip_ids that an existing store file lacks, per experiment (--generate-missing-latents generates
+        them into df03; into the store file only with --overwrite)."""
         return {e: ids for e, ids in self.missing.items() if e in self.latent_files}
 
     @property
@@ -121,8 +126,11 @@ class Plan:
         return [e for e in self.experiments if e not in self.latent_files]
 
 
-def plan_outputs(opts: Build06Options, experiments: list[str], without_store: list[str]) -> LegacyOutputs:
-    """The legacy files this run writes (and must not replace without --overwrite)."""
+def plan_outputs(
+    opts: Build06Options, experiments: list[str], without_store: list[str], gaps: dict[str, Path]
+) -> LegacyOutputs:
+    """The legacy files this run writes (and must not replace without --overwrite); `gaps`: the store files that
+    lack df02 rows."""
     dirs = opts.dirs
     outputs = LegacyOutputs(dirs.df03)
     if opts.train_name:
@@ -132,6 +140,8 @@ def plan_outputs(opts: Build06Options, experiments: list[str], without_store: li
         outputs.copies = {exp: dirs.analysis_copy(opts.model_name, exp) for exp in experiments}
     if opts.generate_missing_latents:
         outputs.store = {exp: dirs.store_file(opts.model_name, exp) for exp in without_store}
+        if opts.overwrite:  # the lab's files: completed only when asked to replace files
+            outputs.completed = dict(gaps)
     return outputs
 
 
@@ -229,9 +239,9 @@ def make_plan(opts: Build06Options) -> Plan:
         if not lacking:
             continue
         missing[exp] = lacking
-        # the legacy step's generation: "ensure missing morph_latents_<exp>.csv are created"; the gaps of an
-        # existing store file stay gaps (its df03 lacks those rows too)
-        if generate and exp not in latent_files and opts.dirs.snip_dir(exp).is_dir():
+        # every df02 row whose snip is readable gets a latent: the missing store files are generated (the legacy
+        # step's "ensure missing morph_latents_<exp>.csv are created"), and so are the gaps of existing ones
+        if generate and opts.dirs.snip_dir(exp).is_dir():
             # the same ledger ingest will write, so the plan's count is what embed then runs
             # fingerprints (a read of every image) only where ONNX rows must be compared with them
             embedded = _embedded_rows(opts.lake, opts.model_name, exp)
@@ -256,7 +266,7 @@ def make_plan(opts: Build06Options) -> Plan:
             .to_arrow()
         )
     if generate and missing:
-        reads += [opts.dirs.snip_dir(e) for e in missing if e not in latent_files]
+        reads += [opts.dirs.snip_dir(e) for e in missing]
         if encoder.path is not None:
             reads.append(encoder.path)
     without_store = [e for e in experiments if e not in latent_files]
@@ -277,13 +287,14 @@ def make_plan(opts: Build06Options) -> Plan:
         before,
         encoder,
         reads,
-        plan_outputs(opts, experiments, without_store),
+        plan_outputs(opts, experiments, without_store, {e: latent_files[e] for e in missing if e in latent_files}),
         order.to_arrow(),
         frame.columns,
         stored_table,
         train_order,
         train_columns,
         skipped,
+        sha,
     )
 
 
@@ -303,10 +314,9 @@ def describe_plan(plan: Plan, opts: Build06Options) -> str:
     if plan.experiments_without_latents:
         lines.append(f"experiments with no latents: {', '.join(plan.experiments_without_latents)}")
     if opts.generate_missing_latents:
-        generated = sum(len(plan.missing[e]) for e in plan.experiments_without_latents)
-        no_image = generated - plan.to_embed_count - sum(plan.embedded_before.values())
+        no_image = plan.missing_count - plan.to_embed_count - sum(plan.embedded_before.values())
         lines.append(
-            f"snips to embed: {plan.to_embed_count} of {generated} in experiments without a store file "
+            f"snips to embed: {plan.to_embed_count} of {plan.missing_count} df02 rows without latents "
             f"({sum(plan.embedded_before.values())} already embedded in the lake, {no_image} without a usable "
             f"image file); encoder: {plan.encoder.detail}"
         )
@@ -314,8 +324,13 @@ def describe_plan(plan: Plan, opts: Build06Options) -> str:
         gaps = sum(len(v) for v in plan.gaps.values())
         if gaps:
             lines.append(
-                f"df02 rows the existing store files lack: {gaps} (not generated, as in the legacy step; "
-                "the run fails on them unless --allow-partial)"
+                f"df02 rows the existing store files lack: {gaps}, generated with the fp32 encoder into df03 and "
+                "listed in the sidecar as not in the store; "
+                + (
+                    "appended to their store files (--overwrite; the files' rows kept as they are)"
+                    if opts.overwrite
+                    else "the store files stay as they are (--overwrite appends them)"
+                )
             )
     else:
         lines.append(
@@ -336,6 +351,8 @@ def describe_plan(plan: Plan, opts: Build06Options) -> str:
             else "new"
         )
         note = "  (only if the run is partial)" if path == plan.outputs.partial_manifest else ""
+        if path in plan.outputs.completed.values():
+            state, note = "exists: the generated rows appended, its rows kept (--overwrite)", ""
         lines.append(f"  {path}  [{state}]{note}")
     if plan.df02_skipped:
         lines.append(f"df02 rows that would fail the run: {len(plan.df02_skipped)}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
-from morphlake.ingest.csvfile import INDEX_HEADER, read_header
+from morphlake.ingest.csvfile import INDEX_HEADER, read_header, sniff_separator
 from morphlake.ingest.latents import z_columns, z_naming
 from morphlake.legacy.outputs import quote
 
@@ -33,10 +34,17 @@ def store_name(flat: str, nuisance: int | None) -> str:
 
 
 def store_sql(
-    con: duckdb.DuckDBPyConnection, *, model_name: str, experiment: str, dim: int, nuisance: int | None
+    con: duckdb.DuckDBPyConnection,
+    *,
+    model_name: str,
+    experiment: str,
+    dim: int,
+    nuisance: int | None,
+    snips: list[str] | None = None,
 ) -> tuple[str, list]:
     """One experiment's embeddings of the model as a store file: experiment_date, embryo_id, snip_id, then every
-    z_mu and (where the model has them) z_sigma column, one row per df02 snip with an embedding."""
+    z_mu and (where the model has them) z_sigma column, one row per df02 snip with an embedding (of `snips` only,
+    when given)."""
     where = "e.model_name = ? and e.experiment_date = ?"
     has_sigma = con.sql(
         f"select count(z_sigma_00) from stg_embeddings e where {where}", params=[model_name, experiment]
@@ -46,7 +54,38 @@ def store_sql(
         ["e.experiment_date, d.embryo_id, e.snip_id"]
         + [f"e.{quote(c)} as {quote(store_name(c, nuisance))}" for c in zs]
     )
+    params = [model_name, experiment] + ([snips] if snips is not None else [])
+    only = " and list_contains(?, e.snip_id)" if snips is not None else ""
     return (
         f"select {select} from stg_embeddings e join stg_df02 d using (snip_id, experiment_date) "
-        f"where {where} order by e.snip_id"
-    ), [model_name, experiment]
+        f"where {where}{only} order by e.snip_id"
+    ), params
+
+
+def completed_store(
+    con: duckdb.DuckDBPyConnection, path: Path, *, model_name: str, experiment: str, snips: list[str]
+) -> tuple[bytes, int]:
+    """A store file with the lake's embeddings of `snips` appended in its own layout (separator, line ends, column
+    order and z naming, a leading pandas index continued): its bytes as they are, then the new rows. Returns the
+    new content and the rows appended."""
+    original = path.read_bytes()
+    header, separator = read_header(path), sniff_separator(path)
+    newline = "\r\n" if original.split(b"\n", 1)[0].endswith(b"\r") else "\n"
+    _, dim, flat = z_naming([c for c in header if c.startswith("z_")], path)
+    sql, params = store_sql(con, model_name=model_name, experiment=experiment, dim=dim, nuisance=None, snips=snips)
+    rows = con.sql(sql, params=params).pl()
+    index_columns = next((i for i, name in enumerate(header) if not INDEX_HEADER.match(name)), len(header))
+    columns = {}
+    for i, name in enumerate(header):
+        source = flat.get(name, name)
+        if i < index_columns:  # 0, 1, 2, … as pandas wrote them: go on from the last
+            start = pl.read_csv(path, separator=separator, columns=[i], infer_schema=False).to_series()
+            first = int(start.cast(pl.Int64, strict=False).max() or -1) + 1
+            columns[f"c{i}"] = pl.int_range(first, first + rows.height, eager=True)
+        elif source in rows.columns:
+            columns[f"c{i}"] = rows[source]
+        else:  # a column of the file the lake has no value for
+            columns[f"c{i}"] = pl.repeat(None, rows.height, dtype=pl.String, eager=True)
+    text = pl.DataFrame(columns).write_csv(include_header=False, separator=separator, line_terminator=newline)
+    joint = b"" if not original or original.endswith(b"\n") else newline.encode()
+    return original + joint + text.encode(), rows.height

@@ -135,7 +135,7 @@ def table_counts(lake: Lake) -> dict[str, dict]:
     out = {}
     for table in TABLES:
         base = lake.table_dir(table)
-        # partition files only: not the export's _schema.parquet (df03's columns, no rows)
+        # partition files only (an export from before df03_schema.parquet moved beside it still holds _schema.parquet)
         files = sorted(p for p in base.rglob("*.parquet") if not p.name.startswith("_")) if base.is_dir() else []
         if not files:
             continue

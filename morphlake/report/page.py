@@ -4,6 +4,7 @@ model's embeddings: coverage, an embedding map, nuisance vs biological dimension
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -15,13 +16,16 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from morphlake import __version__
+from morphlake.common.extras import install_hint
 from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake
 from morphlake.report import analysis, charts
 from morphlake.report.health import model_coverage, not_in_df02, read_runs, split_error
 from morphlake.report.lakedb import connect, require_model
 from morphlake.report.projection import project
+from morphlake.report.summary import command_name
 from morphlake.report.thumbnails import thumbnails
+from morphlake.steps.build_step import model_configs
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,31 @@ def run_rows(runs: list[dict]) -> list[dict]:
 def skipped_rows(runs: list[dict], limit: int = 200) -> tuple[list[dict], int]:
     items = [{"run_id": r.get("run_id"), **item} for r in reversed(runs) for item in r.get("skipped_items", [])]
     return items[:limit], len(items)
+
+
+STATE_DICT = "encoder_reformatted.pt"
+
+
+def agreement_recipe(lake: Lake, model_name: str) -> dict:
+    """The commands that embed the store's snips under a second model name (what the agreement section compares),
+    for this lake: from the model's state dict where the lake's runs lead to one; else with its place held, and
+    what they need."""
+    folders = list(dict.fromkeys(config.parent for config in model_configs(lake, model_name)))
+    state = next((folder / STATE_DICT for folder in folders if (folder / STATE_DICT).is_file()), None)
+    other = f"{model_name}_onnx"
+    source = shlex.quote(str(state)) if state else f"<model folder>/{STATE_DICT}"
+    target = shlex.quote(str(state.parent.parent / other / "encoder.onnx")) if state else f"{other}.onnx"
+    run, at = command_name(), f"--lake {shlex.quote(str(lake.root))}"
+    return {
+        "commands": [
+            f"{run} export-onnx --state-dict {source} --model-name {other} -o {target}",
+            f"{run} embed --model {target} {at}",
+            f"{run} report --model-name {model_name} --against {other} {at} -o report.html",
+        ],
+        "state_dict": str(state) if state else None,
+        "looked_in": [str(folder) for folder in folders],
+        "needs": None if state else install_hint("export"),
+    }
 
 
 def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
@@ -140,6 +169,7 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
         page["blocks"] = analysis.block_summary(sample, nuisance)
     agree = analysis.agreement(con, lake, options.model_name, options.against)
     page["agreement"] = agree
+    page["recipe"] = agreement_recipe(lake, options.model_name)
     if agree.count:
         page["charts"]["agreement"] = chart_html(charts.agreement_figure(agree.cosines), "agreement")
         page["agreement_stats"] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from morphlake.common.extras import install_hint
 from morphlake.errors import MorphlakeError
 
 METHODS = ("pca", "umap")
@@ -36,7 +37,7 @@ def umap(z: np.ndarray, *, seed: int) -> np.ndarray:
         import umap as umap_learn
     except ImportError:
         raise MorphlakeError(
-            "the UMAP map needs umap-learn", "install the extra: pip install 'morphlake[umap]', or use the PCA map"
+            "the UMAP map needs umap-learn", f"{install_hint('umap')}; or use the PCA map (--map pca)"
         ) from None
     neighbours = max(2, min(15, len(z) - 1))
     return umap_learn.UMAP(n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1).fit_transform(z)

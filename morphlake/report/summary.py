@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import shlex
+import shutil
+import sys
+from pathlib import Path
 
 import duckdb
 
 from morphlake.lake.layout import Lake
+
+
+def command_name() -> str:
+    """How to call morphlake again as this process was called: `morphlake` when that name finds this very script
+    on PATH, else the path it was started by (e.g. `.venv/bin/morphlake`, where the venv is not activated)."""
+    started = Path(sys.argv[0])
+    if started.name != "morphlake":  # python -m morphlake.cli, a test runner: say the command's name
+        return "morphlake"
+    found = shutil.which("morphlake")
+    return "morphlake" if found and Path(found).resolve() == started.resolve() else shlex.quote(str(started))
 
 
 def coverage_text(part: int, whole: int) -> str:
@@ -29,7 +42,8 @@ def describe_df03(lake: Lake) -> str:
         f"  {exp:<32} {coverage_text(d03, d02):<22} usable {coverage_text(emb, use)}"
         for exp, d02, d03, use, emb in coverage
     ]
-    lake_arg = f" --lake {shlex.quote(str(lake.root))}"
-    lines.append(f'try:  morphlake sql{lake_arg} "select * from df03 limit 5"')
-    lines.append(f"      morphlake report{lake_arg} -o report.html   # coverage, embedding map, agreement, runs")
+    command, lake_arg = command_name(), f" --lake {shlex.quote(str(lake.root))}"
+    lines.append(f'try:  {command} sql{lake_arg} "select * from df03 limit 5"')
+    lines.append(f"      {command} status{lake_arg}")
+    lines.append(f"      {command} report{lake_arg} -o report.html   # coverage, embedding map, agreement, runs")
     return "\n".join(lines)

@@ -123,6 +123,15 @@ class BuildPlan:
         self.mode, self.reason = FULL, reason
         self.rebuild, self.keep = dict.fromkeys(self.inputs, "full build"), []
 
+    def summary(self) -> str:
+        """The build's line on the console: its mode, why, and what it writes."""
+        if self.mode == UNCHANGED:
+            return f"build: unchanged ({self.reason}); nothing to write"
+        writes = f"{len(self.rebuild)} partition(s) to write" if self.rebuild else "no partition to write"
+        if self.mode == INCREMENTAL:
+            writes += f", {len(self.keep)} kept; the data tests run on {len(self.retest)} experiment(s)"
+        return f"build: {self.mode} ({self.reason}); {writes}"
+
     def record(self) -> dict:
         return {
             "mode": self.mode,
@@ -173,11 +182,27 @@ def plan_build(
     )
     if plan.rebuild or plan.removed or plan.retest or tested_before.keys() != tested.keys():
         plan.mode = INCREMENTAL
-        plan.reason = "inputs changed since build " + str(previous.get("build_id"))
+        plan.reason = f"since build {previous.get('build_id')}: " + "; ".join(_changes(plan))
     else:
         plan.mode = UNCHANGED
         plan.reason = "nothing changed since build " + str(previous.get("build_id"))
     return plan
+
+
+def _changes(plan: BuildPlan) -> list[str]:
+    """What changed, for an incremental plan's reason."""
+    changes = []
+    if plan.rebuild:
+        changes.append(f"df02 or embeddings changed in {len(plan.rebuild)} experiment(s)")
+    if plan.removed:
+        changes.append(f"{len(plan.removed)} experiment(s) left df02")
+    tests_only = [exp for exp in plan.retest if exp not in plan.rebuild]
+    if tests_only or not changes:
+        changes.append(
+            "files only the data tests read (the snip ledger, other models' embeddings, training sets) changed"
+            + (f" in {len(tests_only)} experiment(s)" if tests_only else "")
+        )
+    return changes
 
 
 def export_files(folder: Path) -> dict[str, Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,14 +12,16 @@ import duckdb
 
 from morphlake.common.sqltext import glob_literal
 from morphlake.errors import MorphlakeError
-from morphlake.lake.builds import DF03, WAREHOUSE, Builds
+from morphlake.lake.builds import DF03, SCHEMA, WAREHOUSE, Builds
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
-from morphlake.steps.build_plan import FULL, BuildPlan, export_files
+from morphlake.steps.build_plan import FULL, BuildPlan, export_files, file_state
 from morphlake.steps.data_tests import compiled_nodes, name_examples, refresh_tables, run_tests, scope_to
-from morphlake.steps.dbt_runner import invoke_dbt, outcome
-from morphlake.steps.df03_export import SCHEMA_FILE, SOURCE, export_df03, point_df03_at, view_reads
+from morphlake.steps.dbt_runner import counts_text, invoke_dbt, outcome, summarise
+from morphlake.steps.df03_export import SOURCE, export_df03, point_df03_at, view_reads
 from morphlake.steps.lifecycle import LakeRun
+
+log = logging.getLogger("morphlake")
 
 
 def stage_warehouse(lake: Lake, staged: Path) -> None:
@@ -30,7 +33,7 @@ def stage_warehouse(lake: Lake, staged: Path) -> None:
 
 
 def build_snapshot(
-    run: LakeRun, builds: Builds, plan: BuildPlan, previous: dict | None, *, project: Path, variables: dict, quiet: bool
+    run: LakeRun, builds: Builds, plan: BuildPlan, previous: dict | None, *, project: Path, variables: dict
 ) -> None:
     """Make the new build's folder, fill it, check it and make it current; on any failure before that, remove it
     and leave the published pair as it was."""
@@ -47,7 +50,7 @@ def build_snapshot(
             run.record.set("build", plan.record())
         if plan.mode == FULL:
             compiled, exported = _full(
-                run, staged=staged, folder=folder, plan=plan, project=project, variables=variables, quiet=quiet
+                run, staged=staged, folder=folder, plan=plan, project=project, variables=variables
             )
         else:
             compiled, exported = _incremental(
@@ -59,6 +62,8 @@ def build_snapshot(
         os.replace(staged, folder / WAREHOUSE)
         manifest = {
             "build_id": build_id,
+            # morphlake never writes a published warehouse again: another state means someone else did (dbt)
+            "warehouse_state": file_state(folder / WAREHOUSE),
             "previous_build": builds.current_id(),
             "definitions": plan.definitions,
             "tested_inputs": plan.tested_inputs,
@@ -79,22 +84,38 @@ def build_snapshot(
         shutil.rmtree(staged.parent, ignore_errors=True)
 
 
+def published_changed(builds: Builds, previous: dict) -> str | None:
+    """Why the published build cannot be the base of the next one (so that one is full), if so: its record is from
+    an older morphlake, or its warehouse was written outside `morphlake build` since it was published (a plain
+    `dbt build`, `dbt run -s df03`: its df03 may no longer read its own build's export)."""
+    if "compiled" not in previous or "warehouse_state" not in previous:
+        return "the last build's record is from an older morphlake"
+    if file_state(builds.path(previous["build_id"]) / WAREHOUSE) != previous["warehouse_state"]:
+        return (
+            f"the warehouse of build {previous['build_id']} was changed outside morphlake build since it was "
+            "published (e.g. a plain `dbt build` or `dbt run`)"
+        )
+    return None
+
+
 def incremental_blocker(staged: Path, previous: dict) -> str | None:
     """Why an incremental build cannot reuse the last build's SQL and files (so the build runs in full), if so."""
-    old = Path(previous["df03_folder"])
+    old = Path(previous["df03_folder"]).parent
+    if not (old / SCHEMA).is_file():
+        return "the last build's export has no schema file beside it (it was made by an older morphlake)"
     with duckdb.connect(str(staged), read_only=True) as con:
         if not view_reads(con, old):
             return "the warehouse's df03 was re-created outside morphlake build (a plain dbt build)"
         describe = "select column_name, column_type from (describe select * from {})"
         now = con.execute(describe.format(SOURCE)).fetchall()
-        before = con.execute(describe.format(f"read_parquet({glob_literal(old / SCHEMA_FILE)})")).fetchall()
+        before = con.execute(describe.format(f"read_parquet({glob_literal(old / SCHEMA)})")).fetchall()
     if now != before:
         return "df03's columns changed (e.g. a df02 column added or removed)"
     return None
 
 
 def _full(
-    run: LakeRun, *, staged: Path, folder: Path, plan: BuildPlan, project: Path, variables: dict, quiet: bool
+    run: LakeRun, *, staged: Path, folder: Path, plan: BuildPlan, project: Path, variables: dict
 ) -> tuple[dict, dict[str, int]]:
     """dbt builds everything but df03; morphlake writes every partition from int_df03; dbt builds df03 (a view over
     the new export) and runs its tests on it. Returns the compiled table models and data tests (for the next
@@ -102,29 +123,41 @@ def _full(
     lake = run.lake
     base = ["build", "--project-dir", str(project), "--profiles-dir", str(project), "--target-path"]
     base += [str(lake.dbt_target), "--log-path", str(lake.dbt_logs), "--vars", json.dumps(variables)]
-    base += ["--quiet"] if quiet else []
     env = {
         "MORPHLAKE_LAKE": str(lake.root),
         "MORPHLAKE_LAKE_ROOT": str(lake.root),
         "MORPHLAKE_WAREHOUSE": str(staged),
-        "MORPHLAKE_DF03_EXPORT": str(folder / DF03),
+        "MORPHLAKE_BUILD_DIR": str(folder),
     }
-    results = [invoke_dbt(run.record, [*base, "--exclude", "df03"], env=env, step="dbt_build")]
-    if _failed(run, results, staged):
+    log_file = dbt_log(run)
+    run.record.set("dbt_log", str(log_file))
+    results: list = []
+
+    def dbt(step: str, select: list[str], what: str) -> bool:
+        """One dbt invocation, said on the console; True when it failed."""
+        log.info("build: dbt: %s", what)
+        results.append(invoke_dbt(run.record, [*base, *select], env=env, step=step, log=log_file))
+        return _failed(run, results, step=step, staged=staged)
+
+    if dbt("dbt_build", ["--exclude", "df03"], "staging views, int_df03, df03_coverage, train_embeddings, their tests"):
         return {}, {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
-        exported = export_df03(con, folder / DF03, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
+        exported = export_df03(con, folder, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
     run.record.count("df03_rows", sum(exported.values()))
-    results.append(invoke_dbt(run.record, [*base, "--select", "df03"], env=env, step="dbt_df03"))
-    if _failed(run, results, staged):
+    if dbt("dbt_df03", ["--select", "df03"], "df03 over the new export, and its tests"):
         return {}, {}
     compiled = [compiled_nodes(result) for result in results]
     return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}, exported
 
 
-def _failed(run: LakeRun, results: list, staged: Path) -> bool:
-    """Record dbt's outcome so far, each failing or warning test with its first rows; True (and the run failed)
-    when a node failed."""
+def dbt_log(run: LakeRun) -> Path:
+    """The file a run's dbt lines go to, beside its run record."""
+    return run.lake.runs_dir / f"{run.run_id}.dbt.log"
+
+
+def _failed(run: LakeRun, results: list, *, step: str, staged: Path) -> bool:
+    """Record dbt's outcome so far, each failing or warning test with its first rows, and say the last invocation's;
+    True (and the run failed) when a node failed."""
     dbt = outcome(results)
     problems = dbt["failures"] + dbt["warnings"]
     if any("sql" in p for p in problems) and staged.is_file():
@@ -135,6 +168,8 @@ def _failed(run: LakeRun, results: list, staged: Path) -> bool:
     dbt["failures"] = [p for p in problems if p["status"] != "warn"]
     dbt["warnings"] = [p for p in problems if p["status"] == "warn"]
     run.record.set("dbt", dbt)
+    seconds = run.record.data["timings_s"].get(step, 0.0)
+    log.info("build: dbt: %s in %.1f s", counts_text(summarise(results[-1])[1]), seconds)
     if not dbt["success"]:
         run.fail(dbt["exception"] or f"{len(dbt['failures'])} dbt node(s) failed", dbt["failures"])
     return not dbt["success"]
@@ -161,10 +196,8 @@ def _incremental(
             # the export and every test open the same Parquet footers (~200 columns each) again: read them once
             con.execute("SET parquet_metadata_cache = true")
             with run.record.timed("export"):
-                written = export_df03(
-                    con, folder / DF03, model_name=model_name, rebuild=sorted(plan.rebuild), keep=keep
-                )
-                point_df03_at(con, old, folder / DF03)
+                written = export_df03(con, folder, model_name=model_name, rebuild=sorted(plan.rebuild), keep=keep)
+                point_df03_at(con, old.parent, folder)
             run.record.count("df03_rows_written", sum(written.values()))
             with run.record.timed("tables"):
                 refresh_tables(con, compiled["tables"])

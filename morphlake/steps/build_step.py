@@ -23,7 +23,7 @@ from morphlake.steps.build_plan import (
     plan_build,
     tested_inputs,
 )
-from morphlake.steps.build_snapshot import build_snapshot
+from morphlake.steps.build_snapshot import build_snapshot, published_changed
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -32,21 +32,25 @@ LEGACY_LATENT_DIM, LEGACY_ZN_FRAC = 100, 0.2  # the legacy encoder's, for a mode
 
 
 def find_project(project_dir: Path | None = None) -> Path:
-    """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, dbt_project/ beside the packages (an editable
-    install from a checkout), or dbt_project/ in the current folder."""
+    """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, the one installed with morphlake (package data:
+    morphlake/dbt_project/ in a wheel), the checkout's dbt_project/ (an editable install), or dbt_project/ in the
+    current folder."""
+    here = Path(__file__).resolve().parents[1]  # the morphlake package
     candidates = [
         project_dir,
         os.environ.get("MORPHLAKE_DBT_PROJECT"),
-        Path(__file__).resolve().parents[2] / "dbt_project",
+        here / "dbt_project",
+        here.parent / "dbt_project",
         Path.cwd() / "dbt_project",
     ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "dbt_project.yml").is_file():
             return Path(candidate).resolve()
     raise MorphlakeError(
-        "cannot find the dbt project (dbt_project/dbt_project.yml)",
-        "install morphlake editable from its checkout (pip install -e), run from the checkout, "
-        "or pass --project-dir / set MORPHLAKE_DBT_PROJECT to its dbt_project folder",
+        f"cannot find the dbt project (dbt_project.yml in {here / 'dbt_project'}, {here.parent / 'dbt_project'} "
+        "or ./dbt_project)",
+        "reinstall morphlake (a wheel carries its dbt project), or pass --project-dir / set MORPHLAKE_DBT_PROJECT "
+        "to a dbt_project folder",
     )
 
 
@@ -125,7 +129,6 @@ def run_build(
     coverage_severity: str | None = None,
     full: bool = False,
     project_dir: Path | None = None,
-    quiet: bool = False,
 ) -> RunResult:
     """Build the warehouse and the df03 export as one new snapshot, made current only when every test passed
     (else exit code 1 and the published pair kept). Only what changed since the last build is redone: dbt runs
@@ -149,8 +152,8 @@ def run_build(
         with run.record.timed("tidy"):  # leftovers of a killed build go, whatever this build then does
             run.record.set("removed_builds", builds.tidy())
         forced = "asked for (--full)" if full else None
-        if previous and not forced and "compiled" not in previous:
-            forced = "the last build's record is from an older morphlake"
+        if previous and not forced:
+            forced = published_changed(builds, previous)
         with run.record.timed("plan"):
             plan = plan_build(
                 previous,
@@ -160,9 +163,9 @@ def run_build(
                 force_full=forced,
             )
         run.record.set("build", plan.record())
-        log.info("build: %s (%s); %d partition(s) to write", plan.mode, plan.reason, len(plan.rebuild))
+        log.info("%s", plan.summary())
         if plan.mode == UNCHANGED:
             run.record.set("warehouse", f"unchanged: build {previous['build_id']} is current")
         else:
-            build_snapshot(run, builds, plan, previous, project=project, variables=variables, quiet=quiet)
+            build_snapshot(run, builds, plan, previous, project=project, variables=variables)
     return run.result

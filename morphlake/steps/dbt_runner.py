@@ -5,9 +5,29 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
 
 from morphlake.lake.faults import crash_point
 from morphlake.lake.runs import RunRecord
+
+# dbt prints nothing: its console is off and its lines go to the run's log file (dbt's own debug log stays in
+# <lake>/.dbt/logs/dbt.log); morphlake says what ran and how it ended.
+QUIET = ["--log-level", "none", "--log-level-file", "debug", "--no-use-colors", "--no-use-colors-file"]
+LOGGED_LEVELS = ("info", "warn", "error")
+
+
+class DbtLog:
+    """A dbtRunner callback: every event dbt's console would show (info and up), as plain lines in one file."""
+
+    def __init__(self, handle: IO[str]):
+        self.handle = handle
+
+    def __call__(self, msg) -> None:
+        info = msg.info
+        if info.level in LOGGED_LEVELS and info.msg:
+            when = info.ts.ToDatetime().strftime("%H:%M:%S")
+            self.handle.write(f"{when}  {'' if info.level == 'info' else info.level + ': '}{info.msg}\n")
 
 
 @contextmanager
@@ -36,14 +56,15 @@ def release_warehouse() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step: str):
-    """dbtRunner().invoke(args) with `env` set, timed in the record as `step`."""
+def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step: str, log: Path):
+    """dbtRunner().invoke(args) with `env` set, timed in the record as `step`, its console lines appended to `log`."""
     from dbt.cli.main import dbtRunner  # slow import: only when dbt must run
 
-    with _environment(env), record.timed(step):
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with _environment(env), record.timed(step), open(log, "a", encoding="utf-8") as handle:
         crash_point(f"{step}-start")
         try:
-            return dbtRunner().invoke(args)
+            return dbtRunner(callbacks=[DbtLog(handle)]).invoke([*args, *QUIET])
         finally:
             release_warehouse()
 
@@ -72,6 +93,15 @@ def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
                 }
             )
     return problems, counts, skipped
+
+
+STATUS_WORDS = {"pass": "passed", "success": "built", "warn": "warned", "fail": "failed", "error": "errored"}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'23 passed, 6 built' (dbt's node statuses, most first)."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{n} {STATUS_WORDS.get(status, status)}" for status, n in ranked) or "no nodes"
 
 
 def outcome(results: list) -> dict:

@@ -58,7 +58,7 @@ def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precisio
         return LoadedEncoder(source, source)
     if source.info.precision != "fp32":
         raise MorphlakeError(
-            f"{model} is already a {source.info.precision} encoder; it cannot be made {precision}",
+            f"{model} is already an {source.info.precision} encoder; it cannot be made {precision}",
             "pass the fp32 encoder with --precision, or this file without it",
         )
     check_segment("model name", source.info.model_name)  # it names a folder under <lake>/models/
@@ -81,7 +81,7 @@ def _calibration_batch(lake: Lake, precision: str):
     batch = decode_chunk(refs, max(1, len(refs)))
     if not batch.n:
         raise MorphlakeError(
-            f"no readable ledger snip to calibrate and check a {precision} encoder on",
+            f"no readable ledger snip to {'calibrate and ' if precision == 'int8' else ''}check an {precision} copy on",
             "run `morphlake ingest` with readable snips first, or use --precision fp32",
         )
     return batch
@@ -90,9 +90,12 @@ def _calibration_batch(lake: Lake, precision: str):
 VERIFY_SNIPS = 128
 
 
-def verification_snips(lake: Lake, todo: list[SnipRef]) -> tuple[list[SnipRef], bool]:
-    """Up to VERIFY_SNIPS of the snips this run embeds, held out from the calibration snips when there are
-    such (else the run's own snips, in-sample); and whether they are held out."""
+def verification_snips(lake: Lake, todo: list[SnipRef], precision: str = "int8") -> tuple[list[SnipRef], bool | None]:
+    """Up to VERIFY_SNIPS of the snips this run embeds, for an int8 copy held out from its calibration snips when
+    there are such (else the run's own snips, in-sample); and whether they are held out (None: an fp16 copy has no
+    calibration)."""
+    if precision != "int8":
+        return todo[:VERIFY_SNIPS], None
     calibrated = {r.snip_id for r in calibration_snips(lake)}
     held_out = [r for r in todo if r.snip_id not in calibrated][:VERIFY_SNIPS]
     return (held_out, True) if held_out else (todo[:VERIFY_SNIPS], False)
@@ -111,7 +114,7 @@ def verify(
     this run embeds, decoded as the run decodes them (CPU kernels differ: int8 without VNNI can saturate);
     refuse it below `min_cosine`."""
     derived, source = loaded.run, loaded.given
-    refs, held_out = verification_snips(lake, todo)
+    refs, held_out = verification_snips(lake, todo, derived.info.precision)
     # Every run pays this check, so it uses every core: each thread decodes its share of the snips and runs
     # both encoders on it (one intra-op thread each, as the pipeline runs them). A CUDA encoder runs from one
     # thread only (its IO binding is one buffer).
@@ -139,7 +142,7 @@ def verify(
         "cpu_int8": cpu_int8_support(),
         "recipe": derived.info.metadata.get("recipe", ""),
     }
-    where = f"{checked} snips of this run{'' if held_out else ' (all among the calibration snips)'}"
+    where = f"{checked} snips of this run{' (all among the calibration snips)' if held_out is False else ''}"
     log.info(
         "%s copy checked against fp32 on %s on %s (%s): smallest cosine %.4f, largest |dz| %.3g",
         derived.info.precision,

@@ -13,15 +13,16 @@ import pyarrow.parquet as pq
 from morphlake.common.progress import step_progress
 from morphlake.common.sqltext import glob_literal, literal
 from morphlake.errors import MorphlakeError
+from morphlake.lake.builds import DF03, SCHEMA
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import PART_FILE
 
 # Every df03 column but the z_mu vector (which only repeats the z_mu_NN columns: ~45% larger files and ~40% more
-# time to write; the warehouse's df03 view adds it back), one file per experiment, and `_schema.parquet` (no rows)
-# so that an empty df03 still has its columns.
+# time to write; the warehouse's df03 view adds it back), one file per experiment. Beside the export, in the build's
+# folder, df03_schema.parquet (no rows) gives df03's columns even when it is empty: inside the export it would trip
+# readers (DuckDB's `**/*.parquet` with hive partitioning, Polars on the folder), so the export holds partitions only.
 
 SOURCE = "int_df03"  # the dbt model the export copies
-SCHEMA_FILE = "_schema.parquet"
 CHUNK_ROWS = 100_000  # rows per partitioned write: bounds memory, and each write scans only its experiments
 
 
@@ -113,15 +114,17 @@ def _write_group(con: duckdb.DuckDBPyConnection, out: Path, folder: Path, group:
 
 def export_df03(
     con: duckdb.DuckDBPyConnection,
-    folder: Path,
+    build: Path,
     *,
     model_name: str,
     rebuild: list[str],
     keep: dict[str, Path] | None = None,
 ) -> dict[str, int]:
-    """Fill a new build's df03 folder: `rebuild` experiments written from int_df03, `keep` ones linked from the
-    previous build's files. Returns rows per written experiment, checked against the files."""
-    write_schema_file(con, folder / SCHEMA_FILE, model_name=model_name)
+    """Fill a new build's df03 folder (and its schema file beside it): `rebuild` experiments written from int_df03,
+    `keep` ones linked from the previous build's files. Returns rows per written experiment, checked against the
+    files."""
+    folder = build / DF03
+    write_schema_file(con, build / SCHEMA, model_name=model_name)
     counts = partition_counts(con, rebuild)
     write_partitions(con, folder, counts)
     keep = keep or {}
@@ -147,22 +150,23 @@ def view_sql(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0] if row else None
 
 
-def view_reads(con: duckdb.DuckDBPyConnection, folder: Path) -> bool:
-    """Whether the warehouse's df03 view reads this export folder (a plain `dbt build` re-creates it over the
-    public export path)."""
+def view_reads(con: duckdb.DuckDBPyConnection, build: Path) -> bool:
+    """Whether the warehouse's df03 view reads this build's export and schema file (a plain `dbt build` re-creates it
+    over the published build, builds/current)."""
     sql = view_sql(con)
-    return sql is not None and sql.count(_glob(folder)) == 1
+    return sql is not None and sql.count(_glob(build)) == 1
 
 
-def _glob(folder: Path) -> str:
-    """How the df03 view names its export's files (dbt's df03_export_relation writes it the same way)."""
-    return glob_literal(folder, "**/*.parquet")
+def _glob(build: Path) -> str:
+    """What the df03 view reads: the build's Parquet files, its export and schema file (dbt_project/macros/lake.sql
+    writes it the same way)."""
+    return glob_literal(build, "**/*.parquet")
 
 
 def point_df03_at(con: duckdb.DuckDBPyConnection, old: Path, new: Path) -> None:
-    """Re-create the warehouse's df03 view (as dbt compiled it) over a new build's export folder."""
+    """Re-create the warehouse's df03 view (as dbt compiled it) over a new build's export."""
     sql = view_sql(con)
-    if sql is None or sql.count(_glob(old)) != 1:  # reads_export() was checked when planning: a bug if so
+    if sql is None or sql.count(_glob(old)) != 1:  # view_reads() was checked when planning: a bug if so
         raise MorphlakeError(
             "the warehouse's df03 view does not read the last build's export", "run morphlake build --full"
         )

@@ -3,10 +3,13 @@ actors, embedded batches streamed back to the driver in plan order (the driver w
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from morphlake.common.errors import HintedError
+from morphlake.common.extras import install_hint
 from morphlake.embed import EmbeddedBatch, Encoder
 from morphlake.embed.columns import decode_columns, embedded_batch, encode_columns
 from morphlake.embed.errors import EncoderFileError
@@ -28,6 +32,15 @@ log = logging.getLogger("morphlake")
 MAX_BATCHES_PER_BLOCK = 16  # input blocks of whole batches (never straddled): few Ray tasks on big runs ...
 BLOCKS_PER_ACTOR = 4  # ... and enough blocks on small ones that every actor has work to the end
 CLUSTER_HINT = "see the README, Running on a cluster"
+# Ray Data hands each pool actor its constructor arguments as object references (the map function, its context),
+# and Ray's core worker logs an error-level line for every such actor that may restart (ray-project/ray#57733, open:
+# "with minimal Ray Data use"). Here it is a false alarm: the driver holds those references for the whole run, so a
+# restarted actor finds them (tests/test_crash_safety.py kills one). That line alone is kept off the driver's
+# stderr while the engine runs; Ray's own log still has it (<session>/logs/python-core-driver-*.log).
+RAY_FALSE_ALARM = re.compile(
+    rb"core_worker\.cc:\d+: Actor with class name: '[^']*' and ID: '\w+' has constructor arguments in the object "
+    rb"store and max_restarts > 0"
+)
 
 
 def import_ray():
@@ -37,7 +50,7 @@ def import_ray():
     except ImportError:
         raise MorphlakeError(
             "--engine ray needs Ray Data, which is not installed",
-            "install the ray extra: pip install 'morphlake[ray]' (and the same on every node of the cluster)",
+            f"{install_hint('ray')}; the same on every node of the cluster",
         ) from None
     return ray
 
@@ -70,6 +83,39 @@ def connected(address: str | None) -> Iterator[str]:
         yield address or f"a local Ray instance ({os.cpu_count()} CPUs)"
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def stderr_without(pattern: re.Pattern[bytes]) -> Iterator[None]:
+    """This process's stderr (file descriptor 2, where Ray's C++ core writes too) without the lines matching
+    `pattern`, for the duration; child processes started before keep the real one."""
+    sys.stderr.flush()
+    try:
+        real = os.dup(2)
+        read, write = os.pipe()
+    except OSError:  # no stderr to filter
+        yield
+        return
+    os.dup2(write, 2)
+    os.close(write)
+
+    def pump() -> None:
+        with os.fdopen(read, "rb") as lines:
+            for line in lines:
+                if not pattern.search(line):
+                    with contextlib.suppress(OSError):  # the real stderr gone (a closed pipe): keep draining
+                        while line:
+                            line = line[os.write(real, line) :]
+
+    thread = threading.Thread(target=pump, name="morphlake-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # the pipe's last writer closes: the pump reads to its end and stops
+        thread.join()
+        os.close(real)
 
 
 def actor_pool(
@@ -257,7 +303,8 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
         run = RayRun(where, device, remote_args, actors, resources)
         log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
         try:
-            yield lambda plans: stream(plans, encoder, options, run)
+            with stderr_without(RAY_FALSE_ALARM):
+                yield lambda plans: stream(plans, encoder, options, run)
         finally:
             record.set("engine", run.to_dict())
             if run.providers:  # the actors ran the encoder; the driver's own copy (on its CPU) only planned
