@@ -91,6 +91,7 @@ def write_lake(
             "file_size": [10_000] * len(ids),
             "mtime_ns": [0] * len(ids),
             "fingerprint": [hashlib.blake2b(s.encode(), digest_size=16).hexdigest() for s in ids],
+            "image_status": [None] * len(ids),  # every image readable
         }
         write(lake.partition_file("snips", experiment_date=exp), pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA))
         is_legacy = legacy[rows]
