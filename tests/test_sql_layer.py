@@ -87,7 +87,7 @@ def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embed
     assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 9  # the summary alone
     progress = done.stderr.splitlines()[-4:]
     assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
-    assert re.fullmatch(r"build: dbt: 22 passed, 7 built in [0-9.]+ s", progress[1])
+    assert re.fullmatch(r"build: dbt: 23 passed, 7 built in [0-9.]+ s", progress[1])
     assert progress[2] == "build: dbt: df03 over the new export, and its tests"
     assert re.fullmatch(r"build: dbt: 4 passed, 1 built in [0-9.]+ s", progress[3])
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
