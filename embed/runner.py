@@ -27,8 +27,12 @@ class EmbeddedBatch:
     infer_s: float = 0.0  # wall seconds of the encoder run
 
 
-def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 2)))
+def default_workers(*, feeding_gpu: bool = False) -> int:
+    """Threads to decode (and, on the CPU, encode) with: one per core, at most 8 on the CPU (where each also runs
+    the encoder, and more bring nothing measured), every core when they only decode for a GPU (decoding is then
+    the bound: benchmarks/gpu.py shows where adding threads stops helping)."""
+    cores = os.cpu_count() or 2
+    return max(1, cores if feeding_gpu else min(8, cores))
 
 
 def _embed(encoder: Encoder, batch: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +63,7 @@ def embed_snips(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    workers = workers or default_workers()
+    workers = workers or default_workers(feeding_gpu=not encoder.concurrent)
     if encoder.concurrent:
         jobs = ordered_map(
             lambda chunk: embed_decoded(decode_chunk(chunk, batch_size, reduced), encoder),

@@ -245,13 +245,18 @@ def ingest(root, data_root, model_name, scan_images, retire_missing, experiments
     help="auto: CUDA when a GPU works, else CPU (the log and run record say which ran); "
     "cuda: fail if no GPU can be used.",
 )
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Snips per encoder run (default: 64 on the CPU, 256 on CUDA).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=None,
-    help="Threads (default: CPU count, at most 8). On the CPU each decodes a batch and runs the "
-    "encoder on it; on CUDA they decode for the GPU. With --engine ray: at most this many encoder actors "
+    help="Threads (default: CPU count, at most 8 on the CPU; every core on CUDA). On the CPU each decodes a batch "
+    "and runs the encoder on it; on CUDA they decode for the GPU. With --engine ray: at most this many encoder actors "
     "(default: one per CPU, or per GPU on CUDA).",
 )
 @click.option(

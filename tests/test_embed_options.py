@@ -202,3 +202,50 @@ def test_an_fp16_copy_is_checked_without_a_word_of_calibration(cli, ingested, en
     assert "calibrat" not in result.output
     check = last_record(ingested)["embed_options"]["verification"]
     assert check["snips"] == 8 and check["held_out_from_calibration"] is None
+
+
+# The GPU's defaults and refusals (issue 25), checked where no GPU is: the rules, not the speed.
+
+
+def test_int8_is_refused_on_the_gpu_with_the_fp16_hint(cli, ingested, encoder_path, monkeypatch):
+    from morphlake.embed.model import CUDA
+    from morphlake.lake.layout import Lake
+    from morphlake.steps import derived_encoder
+    from morphlake.steps.embed_options import EmbedOptions
+
+    asked = cli("embed", "--model", encoder_path, "--lake", ingested, "--device", "cuda", "--precision", "int8")
+    assert asked.exit_code == 1 and "--precision int8 on the GPU (--device cuda)" in asked.stderr
+    assert "use --precision fp16 on GPUs; int8 is for CPUs (--device cpu)" in asked.stderr
+    with pytest.raises(Exception, match="int8 on the GPU"):
+        EmbedOptions(device="cuda", precision="int8")
+    assert EmbedOptions(device="cuda", precision="fp16").precision == "fp16"
+
+    class OnTheGpu(Encoder):  # --device auto where a GPU works: the session opened on CUDA
+        provider = CUDA
+
+        def __init__(self, path, device="auto", threads=1):
+            super().__init__(path, device="cpu", threads=threads)
+            self.provider = CUDA
+
+    monkeypatch.setattr(derived_encoder, "Encoder", OnTheGpu)
+    with pytest.raises(Exception, match=r"int8 on the GPU \(--device auto opened the encoder on CUDAExecutionProvider"):
+        derived_encoder.load_encoder(Lake.at(ingested), encoder_path, device="auto", threads=1, precision="int8")
+    assert derived_encoder.load_encoder(Lake.at(ingested), encoder_path, device="auto", threads=1, precision="fp32")
+
+
+def test_defaults_for_the_gpu_feed_it_from_every_core_in_large_batches(monkeypatch):
+    import os
+
+    from morphlake.embed.runner import default_workers
+    from morphlake.steps.embed_options import CPU_BATCH, GPU_BATCH, EmbedOptions
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert default_workers() == 8 and default_workers(feeding_gpu=True) == 16
+    assert EmbedOptions().batch_for(gpu=False) == CPU_BATCH == 64 and EmbedOptions().batch_for(gpu=True) == GPU_BATCH
+    assert EmbedOptions(batch_size=32).batch_for(gpu=True) == 32
+
+
+def test_a_cpu_run_records_its_threads_and_batch(cli, ingested, encoder_path):
+    assert cli("embed", "--model", encoder_path, "--lake", ingested, "--device", "cpu").exit_code == 0
+    engine = last_record(ingested)["engine"]
+    assert engine["batch_size"] == 64 and engine["workers"] >= 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from morphlake.embed import Encoder
+from morphlake.embed.model import CUDA
 from morphlake.embed.precision import cpu_int8_support, derive_encoder, drift
 from morphlake.embed.reader import SnipRef, chunks, decode_chunk, ordered_map
 from morphlake.embed.runner import default_workers
@@ -17,7 +18,7 @@ from morphlake.ingest.naming import check_segment
 from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.snip_ledger import available
-from morphlake.steps.embed_options import MIN_COSINE
+from morphlake.steps.embed_options import MIN_COSINE, refuse_int8_on_gpu
 
 log = logging.getLogger("morphlake")
 CALIBRATION_SNIPS = 128
@@ -54,6 +55,8 @@ def load_encoder(lake: Lake, model: Path, *, device: str, threads: int, precisio
     """The encoder to run. fp16/int8 copies are made once and reused, so every run of the lake embeds with
     the same copy (int8 calibrates on the ledger's first snips); `verify` checks a copy before it embeds."""
     source = Encoder(model, device=device, threads=threads)
+    if source.provider == CUDA:
+        refuse_int8_on_gpu(precision, why=f"--device {device} opened the encoder on {CUDA}")
     if precision == "fp32" or precision == source.info.precision:
         return LoadedEncoder(source, source)
     if source.info.precision != "fp32":

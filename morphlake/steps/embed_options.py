@@ -10,7 +10,22 @@ from morphlake.errors import MorphlakeError
 
 DECODES = ("legacy", "reduced")
 ENGINES = ("local", "ray")
+# Batch sizes when --batch-size is not given. The CPU's: each thread encodes its own batch, and 64 measured best
+# (benchmarks/embed.py's sweep). The GPU's: one stream of batches keeps the GPU busy only when each is large; 256 is
+# provisional until benchmarks/gpu.py's sweep on a GPU host (64, 256, 1024) finds the plateau.
+CPU_BATCH, GPU_BATCH = 64, 256
 MIN_COSINE = 0.99  # a reduced-precision copy whose z_mu points elsewhere than fp32's by more is refused
+
+
+def refuse_int8_on_gpu(precision: str, *, why: str) -> None:
+    """int8 is for CPUs: onnxruntime's CUDA provider has no int8 convolution kernels, so a QDQ graph there runs its
+    quantized nodes as float around extra quantize/dequantize steps (slower than fp32), or falls back to the CPU."""
+    if precision == "int8":
+        raise MorphlakeError(
+            f"--precision int8 on the GPU ({why}): onnxruntime has no int8 convolution kernels on CUDA, so it would "
+            "run slower than fp32 there, or on the CPU",
+            "use --precision fp16 on GPUs; int8 is for CPUs (--device cpu)",
+        )
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -24,8 +39,8 @@ class EmbedOptions:
     naming the allowed ones, before any run starts."""
 
     device: str = "auto"
-    batch_size: int = 64
-    workers: int | None = None  # None: the CPU count (at most 8)
+    batch_size: int | None = None  # None: CPU_BATCH on the CPU, GPU_BATCH on CUDA (batch_for)
+    workers: int | None = None  # None: the CPU count (at most 8; every core when they decode for a GPU)
     threads: int = 1  # onnxruntime intra-op threads per batch (0: onnxruntime's default)
     decode: str = "legacy"
     precision: str = "fp32"
@@ -38,11 +53,13 @@ class EmbedOptions:
         _one_of("decode", self.decode, DECODES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("engine", self.engine, ENGINES)
+        if self.device == "cuda":
+            refuse_int8_on_gpu(self.precision, why="--device cuda")
         if self.ray_address and self.engine != "ray":
             raise MorphlakeError(
                 f"a Ray address ({self.ray_address}) was given to the {self.engine} engine", "add --engine ray"
             )
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise MorphlakeError(f"batch size must be at least 1, got {self.batch_size}", "use e.g. 64")
         if self.workers is not None and self.workers < 1:
             raise MorphlakeError(f"workers must be at least 1, got {self.workers}", "leave it unset for the CPU count")
@@ -50,6 +67,10 @@ class EmbedOptions:
             raise MorphlakeError(f"threads must be 0 or more, got {self.threads}", "use 1 (the default) or 0")
         if not -1 <= self.min_cosine <= 1:
             raise MorphlakeError(f"min cosine {self.min_cosine} is not a cosine", "use a value from -1 to 1, e.g. 0.99")
+
+    def batch_for(self, *, gpu: bool) -> int:
+        """The batch size to run: --batch-size, else the CPU's or the GPU's default."""
+        return self.batch_size or (GPU_BATCH if gpu else CPU_BATCH)
 
     @property
     def reduced_decode(self) -> bool:

@@ -26,7 +26,7 @@ from morphlake.embed.errors import EncoderFileError
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import ENV_VARS, crash_point
 from morphlake.lake.runs import RunRecord
-from morphlake.steps.embed_options import EmbedOptions
+from morphlake.steps.embed_options import EmbedOptions, refuse_int8_on_gpu
 
 log = logging.getLogger("morphlake")
 MAX_BATCHES_PER_BLOCK = 16  # input blocks of whole batches (never straddled): few Ray tasks on big runs ...
@@ -199,6 +199,7 @@ class RayRun:
     remote_args: dict  # each actor's Ray resources
     actors: int
     resources: dict
+    batch_size: int
     nodes_seen: set = field(default_factory=set)
     actors_seen: set = field(default_factory=set)
     providers: set = field(default_factory=set)
@@ -215,6 +216,7 @@ class RayRun:
             "cluster_resources": {k: self.resources.get(k, 0) for k in ("CPU", "GPU")},
             "device": self.device,
             "actor_pool": self.actors,
+            "batch_size": self.batch_size,
             "nodes": len(self.nodes_seen),
             "actors": len(self.actors_seen),
             "providers": sorted(self.providers),
@@ -249,11 +251,11 @@ def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, 
     context.execution_options.preserve_order = True  # one experiment completes after another, as locally
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    dataset = ray.data.from_arrow(plan_blocks(plans, options.batch_size, run.actors))
+    dataset = ray.data.from_arrow(plan_blocks(plans, run.batch_size, run.actors))
     decoded = dataset.map_batches(
         decode_stage,
         fn_kwargs={"reduced": options.reduced_decode},
-        batch_size=options.batch_size,
+        batch_size=run.batch_size,
         batch_format="numpy",
         num_cpus=1,
     )
@@ -264,9 +266,9 @@ def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, 
             "sha256": encoder.info.sha256,
             "device": run.device,
             "threads": options.threads,
-            "batch_size": options.batch_size,
+            "batch_size": run.batch_size,
         },
-        batch_size=options.batch_size,
+        batch_size=run.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=run.actors),
         **run.remote_args,
@@ -298,9 +300,12 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
     ray = import_ray()
     with connected(options.ray_address) as where:
         resources = ray.cluster_resources()
-        batches = -(-total // options.batch_size)
+        batch_size = options.batch_for(gpu=int(resources.get("GPU", 0)) > 0 and options.device != "cpu")
+        batches = -(-total // batch_size)
         device, remote_args, actors = actor_pool(options.device, resources, where, batches, options.workers)
-        run = RayRun(where, device, remote_args, actors, resources)
+        if device == "cuda":
+            refuse_int8_on_gpu(encoder.info.precision, why=f"--device {options.device} on {where}, which has GPUs")
+        run = RayRun(where, device, remote_args, actors, resources, batch_size)
         log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
         try:
             with stderr_without(RAY_FALSE_ALARM):

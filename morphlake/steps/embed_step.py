@@ -268,9 +268,11 @@ def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, tot
         with ray_engine(record, encoder, options, total) as engine:
             yield engine
         return
-    workers = options.workers or default_workers()
-    record.set("engine", {"name": "local", "nodes": 1, "workers": workers})
-    yield lambda plans: embed_snips(_refs(plans), encoder, options.batch_size, workers, reduced=options.reduced_decode)
+    gpu = not encoder.concurrent  # on CUDA the threads only decode, for the one thread that feeds the GPU
+    workers, batch_size = options.workers or default_workers(feeding_gpu=gpu), options.batch_for(gpu=gpu)
+    record.set("engine", {"name": "local", "nodes": 1, "workers": workers, "batch_size": batch_size})
+    log.info("%d decode thread(s), batches of %d on %s", workers, batch_size, encoder.provider)
+    yield lambda plans: embed_snips(_refs(plans), encoder, batch_size, workers, reduced=options.reduced_decode)
 
 
 def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:
