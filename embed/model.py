@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -31,12 +32,26 @@ def file_sha256(path: Path) -> str:
 
 
 def cuda_driver_present() -> bool:
-    """True when the NVIDIA driver library loads (cheap check before asking ORT for CUDA)."""
+    """True when the NVIDIA driver library loads (cheap check before asking ORT for CUDA). Where it does, the CUDA
+    and cuDNN libraries are preloaded from the environment's nvidia-* packages (or PyTorch's) when onnxruntime can,
+    so its CUDA provider finds them without LD_LIBRARY_PATH."""
     try:
         ctypes.CDLL("libcuda.so.1")
-        return True
     except OSError:
         return False
+    _preload_cuda_libraries()
+    return True
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu 1.21 and later
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # the libraries may be on the loader's path already; the session says if not
+        log.debug("onnxruntime.preload_dlls() did not load the CUDA libraries: %s", exc)
 
 
 @dataclass

@@ -83,3 +83,24 @@ def test_the_legacy_script_loads_only_what_the_labs_script_loads():
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_gpu_check_runs_in_smoke_mode_where_no_gpu_is(tmp_path):
+    """`python -m benchmarks.gpu` is the one command a GPU host runs (issue 25); its smoke mode runs every part on
+    the CPU, so the check cannot rot between GPU sessions."""
+    import json
+
+    pytest.importorskip("torch")
+    out = bench("gpu", "--smoke", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert (tmp_path / "gpu.md").read_text() in out + "\n"
+    assert result["mode"] == "smoke" and result["host"]["cores"] >= 1
+    check = result["correctness"]
+    assert check["fp32_vs_cpu"]["min_cosine"] > 0.99999 and check["fp16_vs_fp32"]["min_cosine"] > 0.9999
+    assert {(r["precision"], r["batch"]) for r in result["encoder"]} == {("fp32", 8), ("fp16", 8)}
+    assert {r["decode"] for r in result["decode"]} == {"legacy", "reduced"}
+    assert [r["workers"] for r in result["legacy"]][0] == 2
+    runs = {run["options"]: run for run in result["commands"]}
+    assert set(runs) == {"legacy-faithful", "--precision fp16", "--decode reduced --precision fp16"}
+    assert all(run["provider"] == "CPUExecutionProvider" and run["img_s"] > 0 for run in runs.values())
+    assert runs["--precision fp16"]["engine"]["batch_size"] == 64  # the CPU's batch: no GPU here
