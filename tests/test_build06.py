@@ -221,7 +221,9 @@ def test_compare_reads_each_side_at_the_precision_it_was_written_in(cli, embedde
     wide = pl.read_parquet(tmp_path / "df03.parquet").with_columns(pl.col("^z_.*$").cast(pl.Float64))
     wide.write_csv(tmp_path / "wide.csv")
     vs_float32 = cli("compare", tmp_path / "wide.csv", tmp_path / "df03.parquet")
-    assert vs_float32.exit_code == 0 and "at float32 (OLD CSV text, at most 1" in vs_float32.output
+    assert vs_float32.exit_code == 0 and "at float32 (OLD CSV text of float32 values written with up to 1" in (
+        vs_float32.output
+    )
     # both float64: compared at float64, where 1e-9 is a difference
     wide.write_parquet(tmp_path / "wide.parquet")
     vs_float64 = cli("compare", tmp_path / "wide.csv", tmp_path / "wide.parquet")
@@ -230,6 +232,15 @@ def test_compare_reads_each_side_at_the_precision_it_was_written_in(cli, embedde
     shifted.write_parquet(tmp_path / "shifted.parquet")
     differs = cli("compare", tmp_path / "wide.parquet", tmp_path / "shifted.parquet")
     assert differs.exit_code == 1 and "at float64 (OLD Parquet columns: float64" in differs.output
+    # float32 text against float64 text that is not float32 data: at float64, never rounded to pass
+    (tmp_path / "a.csv").write_text("snip_id,z_mu_00\nx,0.1\n")
+    (tmp_path / "b.csv").write_text("snip_id,z_mu_00\nx,0.10000000149\n")
+    (tmp_path / "c.csv").write_text("snip_id,z_mu_00\nx,0.123456789\n")
+    (tmp_path / "d.csv").write_text("snip_id,z_mu_00\nx,0.1234567891\n")
+    (tmp_path / "n.csv").write_text("snip_id,z_mu_00\nx,nan\n")
+    for old, new, code in (("a", "b", 1), ("c", "d", 1), ("n", "n", 0)):
+        result = cli("compare", tmp_path / f"{old}.csv", tmp_path / f"{new}.csv")
+        assert result.exit_code == code, result.output
 
 
 def test_another_model_name_finds_no_store(cli, root, lake):

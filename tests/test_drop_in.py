@@ -217,8 +217,15 @@ def test_gaps_of_a_store_file_are_generated_into_df03_and_into_the_file_only_wit
     the store was made): every df02 row gets a latent; the store's values stay bit for bit; the file is the lab's,
     so the 3 are written into it only with --overwrite, after its rows as they are, the file replaced at once."""
     store = lab_root / STORE / "morph_latents_20240626.csv"
-    lines = store.read_bytes().splitlines(keepends=True)
-    store.write_bytes(b"".join(lines[:1] + lines[1:4]))  # the header and the first 3 of the 6 rows
+    lines = store.read_bytes().decode().splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    first_z = next(i for i, name in enumerate(header) if name.startswith("z_"))
+
+    def wide(line: str) -> str:  # float32 values as pandas writes them after an upcast: float64's digits
+        cells = line.rstrip("\r\n").split(",")
+        return ",".join(cells[:first_z] + [repr(float(np.float32(v))) for v in cells[first_z:]]) + "\n"
+
+    store.write_text("".join(lines[:1] + [wide(line) for line in lines[1:4]]))  # the header, 3 of the 6 rows
     kept, lab_bytes = pd.read_csv(store), store.read_bytes()
     dry = b06(cli, lab_root, lake, "--generate-missing-latents", "--dry-run")
     assert "df02 rows the existing store files lack: 5, generated with the fp32 encoder into df03" in dry.output
@@ -254,6 +261,10 @@ def test_gaps_of_a_store_file_are_generated_into_df03_and_into_the_file_only_wit
     assert sorted(back["snip_id"].iloc[3:]) == generated
     new = back.set_index("snip_id").loc[generated, z].to_numpy(np.float32)
     assert (new == ours.loc[generated, z].to_numpy(np.float32)).all()
+    # in the store's own number format (float64's digits, as the lab's rows): each reads back as exactly its float32
+    appended = back.iloc[3:][z].to_numpy(np.float64)
+    assert (appended == appended.astype(np.float32).astype(np.float64)).all()
+    assert max(len(v.split(",")[-1]) for v in data[len(lab_bytes) :].decode().splitlines()) > 12
     meta = json.loads((lab_root / (DF03 + ".meta.json")).read_text())["generated_latents"]["store_gaps"]["20240626"]
     assert meta["in_store"] is True and not list((lab_root / STORE).glob(".*"))
 

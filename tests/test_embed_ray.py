@@ -148,7 +148,7 @@ def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, en
     encoder = Encoder(encoder_path, device="cpu")
     plans = plan_embedding(Lake.at(ingested), encoder.info, None, None)
     encoder.info.sha256 = "0" * 64  # as if the nodes saw another file at the model's path
-    run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, 1, {"CPU": 2})
+    run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, 1, {"CPU": 2}, batch_size=64)
     with pytest.raises(EncoderFileError, match="is not the encoder the driver loaded") as raised:
         list(stream(plans, encoder, EmbedOptions(engine="ray"), run))
     assert "keep the model and the lake on storage every node sees" in raised.value.hint

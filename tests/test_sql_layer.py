@@ -209,7 +209,7 @@ def test_a_plain_dbt_run_between_builds_makes_the_next_build_full(cli, embedded_
     assert cli("build", "--lake", embedded_lake).exit_code == 0
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     assert record["build"]["mode"] == "full"
-    assert f"the warehouse of build {published.name} was changed outside morphlake build" in record["build"]["reason"]
+    assert f"the warehouse of build {published.name} is not the file that build published" in record["build"]["reason"]
     rebuilt = embedded_lake / "builds" / os.readlink(embedded_lake / "builds" / "current")
     assert rebuilt != published and f"'{rebuilt}/**/*.parquet'" in df03_view(embedded_lake)
     # that build is morphlake's own again: the next one has nothing to do
@@ -260,3 +260,24 @@ def test_a_build_that_raises_still_leaves_its_failed_record(embedded_lake, monke
     records = [json.loads(p.read_text()) for p in (embedded_lake / "runs").glob("*-build-*.json")]
     assert [(r["outcome"], r["error"]) for r in records] == [("failed", "RuntimeError: dbt blew up")]
     assert not (embedded_lake / "warehouse.duckdb").exists() and not (embedded_lake / ".staging").exists()
+
+
+def test_a_checkout_project_that_the_build_does_not_use_is_said(tmp_path, monkeypatch, caplog):
+    """After a non-editable install, `morphlake build` runs the installed dbt project; an edited ./dbt_project beside
+    it would be left out silently: the build says so."""
+    import logging
+    import shutil
+
+    from morphlake.steps.build_step import find_project, warn_if_shadowed
+
+    used = find_project()
+    here = tmp_path / "dbt_project"
+    shutil.copytree(used, here, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="morphlake"):
+        warn_if_shadowed(used)
+        assert not caplog.records  # the same project: nothing to say
+        model = here / "models" / "marts" / "df03.sql"
+        model.write_text("-- edited\n" + model.read_text())
+        warn_if_shadowed(used)
+    assert "./dbt_project differs from it and is not used" in caplog.text and "--project-dir dbt_project" in caplog.text

@@ -57,10 +57,18 @@ def significant_digits(values: pl.Expr) -> pl.Expr:
 
 def text_precision(frame: pl.DataFrame, columns: list[str]) -> tuple[str, str]:
     """The precision z values written as text were written in: float32 when every value has at most 9 significant
-    digits (what a float32 needs to read back the same), else float64."""
+    digits (what a float32 needs to read back the same), or when every value is a float32 exactly (float32 data
+    written with float64's digits, as pandas writes float32 columns cast to float64); else float64."""
     most = frame.select(pl.max_horizontal(significant_digits(pl.col(c)).max() for c in columns)).item() or 0
-    kind = FLOAT32 if most <= FLOAT32_DIGITS else FLOAT64
-    return kind, f"CSV text, at most {most} significant digits"
+    if most <= FLOAT32_DIGITS:
+        return FLOAT32, f"CSV text, at most {most} significant digits"
+    values = [pl.col(c).cast(pl.Float64, strict=False) for c in columns]
+    exact = frame.select(
+        pl.all_horizontal((v.cast(pl.Float32).cast(pl.Float64) == v) | v.is_null() | v.is_nan() for v in values).all()
+    ).item()
+    if exact:
+        return FLOAT32, f"CSV text of float32 values written with up to {most} digits"
+    return FLOAT64, f"CSV text, up to {most} significant digits"
 
 
 def load(path: Path, key: str) -> Side:
@@ -92,16 +100,18 @@ def load(path: Path, key: str) -> Side:
 
 
 def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
-    """Rows only in one file, and per z column the largest |old - new| over the shared rows: at float64 when both
-    files were written at that precision, else at float32 (a float32 written as text and read back as float64 is
-    not the float32 Parquet holds: 0.12345679 vs 0.12345679104328156)."""
-    sides = load(old_path, key), load(new_path, key)
-    precision = FLOAT32 if FLOAT32 in (sides[0].precision, sides[1].precision) else FLOAT64
-    if precision == FLOAT32:  # round each value to the float32 it stands for
-        sides = tuple(
-            Side(s.frame.with_columns(pl.exclude(key).cast(pl.Float32).cast(pl.Float64)), s.precision, s.written)
-            for s in sides
-        )
+    """Rows only in one file, and per z column the largest |old - new| over the shared rows. Each side's values are
+    the floats it was written in: a float32 side's (a float32 written as text and read back as float64 is not the
+    float32 Parquet holds: 0.12345679 vs 0.12345679104328156) are rounded to the float32 each stands for. At float32
+    when both sides are float32 data, else at float64 (a float64 side that is not float32 data is never rounded:
+    0.10000000149 differs from the float32 0.1)."""
+    sides = tuple(
+        Side(s.frame.with_columns(pl.exclude(key).cast(pl.Float32).cast(pl.Float64)), s.precision, s.written)
+        if s.precision == FLOAT32
+        else s
+        for s in (load(old_path, key), load(new_path, key))
+    )
+    precision = FLOAT32 if all(s.precision == FLOAT32 for s in sides) else FLOAT64
     old, new = sides[0].frame, sides[1].frame
     old_ids, new_ids = set(old[key].to_list()), set(new[key].to_list())
     z_old = [c for c in old.columns if c != key]
@@ -110,11 +120,13 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
     joined = old.join(new, on=key, how="inner", suffix="__new")
     diffs, worst = {}, None
     for col in shared:
-        delta = (joined[col] - joined[f"{col}__new"]).abs()
-        # NaN or a value on one side only counts as an infinite difference
-        mismatch = joined[col].is_null() != joined[f"{col}__new"].is_null()
+        a, b = joined[col], joined[f"{col}__new"]
+        delta = (a - b).abs()
+        # NaN or a value on one side only counts as an infinite difference; the same NaN or infinity on both, none
+        mismatch = a.is_null() != b.is_null()
+        same = (a == b).fill_null(False) | (a.is_nan() & b.is_nan()).fill_null(False)
         delta = pl.select(
-            pl.when(mismatch | delta.is_nan()).then(float("inf")).otherwise(delta).fill_null(0.0)
+            pl.when(same).then(0.0).when(mismatch | delta.is_nan()).then(float("inf")).otherwise(delta).fill_null(0.0)
         ).to_series()
         biggest = float(delta.max()) if delta.len() else 0.0
         diffs[col] = biggest

@@ -9,6 +9,7 @@ import polars as pl
 
 from morphlake.ingest.csvfile import INDEX_HEADER, read_header, sniff_separator
 from morphlake.ingest.latents import z_columns, z_naming
+from morphlake.legacy.compare import FLOAT32_DIGITS, significant_digits
 from morphlake.legacy.outputs import quote
 
 STORE_KEYS = ("experiment_date", "embryo_id", "snip_id")
@@ -62,6 +63,12 @@ def store_sql(
     ), params
 
 
+def _written_wide(frame: pl.DataFrame, zs: list[str]) -> bool:
+    """Whether a store file's z values were written with more digits than a float32 needs (float64's)."""
+    most = frame.select(pl.max_horizontal(significant_digits(pl.col(c)).max() for c in zs)).item() if zs else 0
+    return (most or 0) > FLOAT32_DIGITS
+
+
 def completed_store(
     con: duckdb.DuckDBPyConnection, path: Path, *, model_name: str, experiment: str, snips: list[str]
 ) -> tuple[bytes, int]:
@@ -74,13 +81,16 @@ def completed_store(
     _, dim, flat = z_naming([c for c in header if c.startswith("z_")], path)
     sql, params = store_sql(con, model_name=model_name, experiment=experiment, dim=dim, nuisance=None, snips=snips)
     rows = con.sql(sql, params=params).pl()
+    existing = pl.read_csv(path, separator=separator, infer_schema=False, glob=False)
+    if _written_wide(existing, list(flat)):  # float64 digits, as pandas writes float32 values upcast: the same here
+        rows = rows.with_columns(pl.col(pl.Float32).cast(pl.Float64))
     index_columns = next((i for i, name in enumerate(header) if not INDEX_HEADER.match(name)), len(header))
     columns = {}
     for i, name in enumerate(header):
         source = flat.get(name, name)
         if i < index_columns:  # 0, 1, 2, … as pandas wrote them: go on from the last
-            start = pl.read_csv(path, separator=separator, columns=[i], infer_schema=False).to_series()
-            first = int(start.cast(pl.Int64, strict=False).max() or -1) + 1
+            last = existing.to_series(i).cast(pl.Int64, strict=False).max()
+            first = 0 if last is None else int(last) + 1
             columns[f"c{i}"] = pl.int_range(first, first + rows.height, eager=True)
         elif source in rows.columns:
             columns[f"c{i}"] = rows[source]

@@ -92,8 +92,8 @@ def published_changed(builds: Builds, previous: dict) -> str | None:
         return "the last build's record is from an older morphlake"
     if file_state(builds.path(previous["build_id"]) / WAREHOUSE) != previous["warehouse_state"]:
         return (
-            f"the warehouse of build {previous['build_id']} was changed outside morphlake build since it was "
-            "published (e.g. a plain `dbt build` or `dbt run`)"
+            f"the warehouse of build {previous['build_id']} is not the file that build published: written outside "
+            "morphlake build since (e.g. a plain `dbt build` or `dbt run`), or the lake was copied or restored"
         )
     return None
 

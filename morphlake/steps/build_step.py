@@ -21,6 +21,7 @@ from morphlake.steps.build_plan import (
     definitions,
     partition_inputs,
     plan_build,
+    project_digest,
     tested_inputs,
 )
 from morphlake.steps.build_snapshot import build_snapshot, published_changed
@@ -52,6 +53,22 @@ def find_project(project_dir: Path | None = None) -> Path:
         "reinstall morphlake (a wheel carries its dbt project), or pass --project-dir / set MORPHLAKE_DBT_PROJECT "
         "to a dbt_project folder",
     )
+
+
+def warn_if_shadowed(project: Path) -> None:
+    """Say so when ./dbt_project (a checkout's, being edited) differs from the project this build runs (the one
+    installed with morphlake, after a non-editable install): its edits would be silently left out."""
+    here = Path.cwd() / "dbt_project"
+    if (
+        (here / "dbt_project.yml").is_file()
+        and here.resolve() != project
+        and project_digest(here) != project_digest(project)
+    ):
+        log.warning(
+            "build: the dbt project in use is %s; ./dbt_project differs from it and is not used. To build with it, "
+            "pass --project-dir dbt_project (or install morphlake editable: pip install -e .)",
+            project,
+        )
 
 
 def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, coverage_severity: str | None) -> dict:
@@ -134,6 +151,8 @@ def run_build(
     (else exit code 1 and the published pair kept). Only what changed since the last build is redone: dbt runs
     when the SQL's definitions changed (or `full`), and only changed experiments' partitions are rewritten."""
     project = find_project(project_dir)
+    if project_dir is None:
+        warn_if_shadowed(project)
     variables = dbt_vars(model_name, z_schema, coverage_threshold, coverage_severity)
     params = {
         "model_name": model_name,

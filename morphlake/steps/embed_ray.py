@@ -36,7 +36,9 @@ CLUSTER_HINT = "see the README, Running on a cluster"
 # and Ray's core worker logs an error-level line for every such actor that may restart (ray-project/ray#57733, open:
 # "with minimal Ray Data use"). Here it is a false alarm: the driver holds those references for the whole run, so a
 # restarted actor finds them (tests/test_crash_safety.py kills one). That line alone is kept off the driver's
-# stderr while the engine runs; Ray's own log still has it (<session>/logs/python-core-driver-*.log).
+# stderr while the actors start (until the first batch is back: the window stays short, so a crash later is never
+# silenced, and the progress bar sees the real terminal); Ray's own log still has it
+# (<session>/logs/python-core-driver-*.log).
 RAY_FALSE_ALARM = re.compile(
     rb"core_worker\.cc:\d+: Actor with class name: '[^']*' and ID: '\w+' has constructor arguments in the object "
     rb"store and max_restarts > 0"
@@ -89,6 +91,9 @@ def connected(address: str | None) -> Iterator[str]:
 def stderr_without(pattern: re.Pattern[bytes]) -> Iterator[None]:
     """This process's stderr (file descriptor 2, where Ray's C++ core writes too) without the lines matching
     `pattern`, for the duration; child processes started before keep the real one."""
+    if sys.stderr is None:  # stderr closed (`2>&-`): nothing to filter
+        yield
+        return
     sys.stderr.flush()
     try:
         real = os.dup(2)
@@ -274,10 +279,13 @@ def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, 
         **run.remote_args,
     )
     batches = iter(embedded.iter_batches(batch_size=None, batch_format="numpy"))
+    starting = True  # the actors start with the first batch: Ray's false alarm about their arguments comes then
     while True:
         start = time.perf_counter()
         try:
-            columns = next(batches, None)
+            with stderr_without(RAY_FALSE_ALARM) if starting else contextlib.nullcontext():
+                columns = next(batches, None)
+            starting = False
         except Exception as exc:
             raise _original_error(exc) or MorphlakeError(
                 f"the ray engine failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
@@ -308,8 +316,7 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
         run = RayRun(where, device, remote_args, actors, resources, batch_size)
         log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
         try:
-            with stderr_without(RAY_FALSE_ALARM):
-                yield lambda plans: stream(plans, encoder, options, run)
+            yield lambda plans: stream(plans, encoder, options, run)
         finally:
             record.set("engine", run.to_dict())
             if run.providers:  # the actors ran the encoder; the driver's own copy (on its CPU) only planned
