@@ -11,7 +11,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from morphlake.common.sqltext import literal
 from morphlake.errors import MorphlakeError
+from morphlake.ingest.ledger import IMAGE_GONE
 from morphlake.lake.layout import TABLES, Lake
 from morphlake.lake.lock import lock_holder
 from morphlake.report.lakedb import connect, model_names, model_view, require_model, views, z_mu_columns
@@ -47,12 +49,12 @@ group by 1 order by 1
 """
 
 # ONNX embeddings of df02 snips whose image the ledger no longer has (the build's image_available test)
-IMAGES_GONE_SQL = """
+IMAGES_GONE_SQL = f"""
 select e.experiment_date, count(*) as gone
 from model_embeddings e
 join df02 d on e.snip_id = d.snip_id and e.experiment_date = d.experiment_date
 left join snips s on e.snip_id = s.snip_id and e.experiment_date = s.experiment_date
-where e.source = 'onnx' and (s.snip_id is null or s.image_status in ('missing', 'unreadable'))
+where e.source = 'onnx' and (s.snip_id is null or s.image_status in ({", ".join(map(literal, IMAGE_GONE))}))
 group by 1 order by 1
 """
 

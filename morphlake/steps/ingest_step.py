@@ -160,12 +160,13 @@ def _scan_ledger(
             continue
         ledger, bad = scan_snips(data_root, exp, every, previous_ledger(lake, exp))
         skipped += bad
-        readable = set(available(ledger)["snip_id"].to_pylist())
+        usable = available(ledger)
+        readable = set(usable["snip_id"].to_pylist())
         found |= readable
         gone[exp] = set(ledger["snip_id"].to_pylist()) - readable
         _note_misplaced(exp, readable - known[exp])
         if retire_missing:  # every df02 snip of the experiment without a readable image in the ledger
-            ledger, retired[exp] = available(ledger), known[exp] - readable
+            ledger, retired[exp] = usable, known[exp] - readable
         snips += ledger.num_rows
         fingerprints.update(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
         txn.stage("snips", {"experiment_date": exp}, ledger, expected_rows=ledger.num_rows)
