@@ -273,6 +273,7 @@ def test_a_checkout_project_that_the_build_does_not_use_is_said(tmp_path, monkey
     used = find_project()
     here = tmp_path / "dbt_project"
     shutil.copytree(used, here, ignore=shutil.ignore_patterns("target", "logs"))
+    (here / ".sqlfluff").write_text("[sqlfluff]\n")  # a checkout's lint settings, which no wheel ships: not a change
     monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.WARNING, logger="morphlake"):
         warn_if_shadowed(used)

@@ -21,7 +21,6 @@ from morphlake.steps.build_plan import (
     definitions,
     partition_inputs,
     plan_build,
-    project_digest,
     tested_inputs,
 )
 from morphlake.steps.build_snapshot import build_snapshot, published_changed
@@ -55,15 +54,22 @@ def find_project(project_dir: Path | None = None) -> Path:
     )
 
 
+def dbt_files(project: Path) -> dict[str, bytes]:
+    """What dbt reads of a project (its .yml and .sql files, as a wheel ships them): path in the project -> bytes.
+    A checkout's lint settings (.sqlfluff, sqlfluff_context/) and dbt's own output are left out."""
+    return {
+        str(path.relative_to(project)): path.read_bytes()
+        for path in sorted(project.rglob("*"))
+        if path.suffix in (".yml", ".sql")
+        and path.relative_to(project).parts[0] not in ("target", "logs", "dbt_packages")
+    }
+
+
 def warn_if_shadowed(project: Path) -> None:
     """Say so when ./dbt_project (a checkout's, being edited) differs from the project this build runs (the one
     installed with morphlake, after a non-editable install): its edits would be silently left out."""
     here = Path.cwd() / "dbt_project"
-    if (
-        (here / "dbt_project.yml").is_file()
-        and here.resolve() != project
-        and project_digest(here) != project_digest(project)
-    ):
+    if (here / "dbt_project.yml").is_file() and here.resolve() != project and dbt_files(here) != dbt_files(project):
         log.warning(
             "build: the dbt project in use is %s; ./dbt_project differs from it and is not used. To build with it, "
             "pass --project-dir dbt_project (or install morphlake editable: pip install -e .)",
