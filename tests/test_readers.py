@@ -81,6 +81,28 @@ def test_the_export_holds_partitions_only(built_lake):
     assert (export.parent / "df03_schema.parquet").is_file()
 
 
+def test_the_export_is_the_legacy_df03_shape_with_z_sigma_one_join_away(built_lake):
+    """df02's columns, the provenance, z_mu (no z_sigma, as the legacy df03); each file sorted by snip_id and typed
+    as its schema file; floats stored without a dictionary; the schema file says where z_sigma went."""
+    export = (built_lake / "exports" / "df03").resolve()
+    schema_file = pq.ParquetFile(export.parent / "df03_schema.parquet")
+    meta = {k.decode(): v.decode() for k, v in schema_file.schema_arrow.metadata.items()}
+    assert meta["model_name"] == DEFAULT_MODEL_NAME and "df03_z_sigma" in meta["z_sigma"]
+    for path in export.glob("*/*.parquet"):
+        part = pq.ParquetFile(path)
+        assert part.schema_arrow.remove_metadata().equals(schema_file.schema_arrow.remove_metadata()), path
+        names = part.schema_arrow.names
+        assert not [n for n in names if n.startswith("z_sigma")] and [n for n in names if n.startswith("z_mu")]
+        snips = part.read(columns=["snip_id"])["snip_id"].to_pylist()
+        assert snips == sorted(snips)
+        z = names.index(next(n for n in names if n.startswith("z_mu")))
+        assert "RLE_DICTIONARY" not in part.metadata.row_group(0).column(z).encodings
+        assert "RLE_DICTIONARY" in part.metadata.row_group(0).column(names.index("snip_id")).encodings
+    con = duckdb.connect(str(built_lake / "warehouse.duckdb"), read_only=True)
+    joined = con.execute("select count(*) from df03 join df03_z_sigma using (snip_id, experiment_date)")
+    assert joined.fetchone()[0] == rows_in_footers(export)
+
+
 def test_spark_reads_every_table(built_lake):
     """Spark's hive read, where pyspark (and Java) are installed."""
     pyspark = pytest.importorskip("pyspark.sql")

@@ -79,13 +79,15 @@
 {% endmacro %}
 
 
-{#- `alias.z_mu_00 as <name>, …` for every mean then every log-variance column (D of each). -#}
-{% macro z_select(alias, z_schema) %}
+{#- `alias.z_mu_00 as <name>, …` for every column of each kind in `kinds` (mu: the means, sigma: the
+    log-variances), D of each, in that order. -#}
+{% macro z_select(alias, z_schema, kinds=('mu', 'sigma')) %}
   {%- set dim = latent_dim() -%}
   {%- set nuisance = nuisance_dims(dim) -%}
-  {%- for kind in ('mu', 'sigma') -%}
+  {%- for kind in kinds -%}
+    {%- set last_kind = loop.last -%}
     {%- for i in range(dim) -%}
-      {{ alias }}.z_{{ kind }}_{{ '%02d' % i }} as {{ z_name(kind, i, z_schema, nuisance) }}{{ ",\n    " if not (kind == 'sigma' and loop.last) }}
+      {{ alias }}.z_{{ kind }}_{{ '%02d' % i }} as {{ z_name(kind, i, z_schema, nuisance) }}{{ ",\n    " if not (last_kind and loop.last) }}
     {%- endfor -%}
   {%- endfor -%}
 {% endmacro %}

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 PART_FILE = "part-00000.parquet"
+ROW_GROUP_ROWS = 131_072  # rows per Parquet row group the lake writes: DuckDB reads row groups in parallel
 # characters a lake path cannot hold: dbt-duckdb reads the warehouse path as a URL (? and #), and DuckDB's globs,
 # which read the lake's Parquet, cannot match a backslash literally
 UNBUILDABLE = "?#\\"
@@ -34,6 +35,18 @@ def read_part(path: Path | str, columns: list[str] | None = None) -> pa.Table:
 
     with pq.ParquetFile(path) as part:
         return part.read(columns=columns)
+
+
+def write_part(table: pa.Table, path: Path | str, *, compression: str = "zstd") -> None:
+    """One Parquet file of the lake: dictionary-encoded where it pays (ids, names, flags), not for floating columns.
+
+    A float32 embedding barely repeats: pyarrow's default dictionary pass made the embeddings files ~45% larger and
+    ~40% slower for DuckDB to read (benchmarks/README.md, "df03: what was tried")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dictionary = [field.name for field in table.schema if not pa.types.is_floating(field.type)]
+    pq.write_table(table, path, compression=compression, use_dictionary=dictionary, row_group_size=ROW_GROUP_ROWS)
 
 
 def default_lake() -> Path:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import crash_point
 from morphlake.lake.files import fsync_dir
-from morphlake.lake.layout import PART_FILE, Lake, read_part
+from morphlake.lake.layout import PART_FILE, Lake, read_part, write_part
 
 VOLATILE_COLUMNS = ("run_id",)  # differ between runs without the data changing
 
@@ -97,7 +97,7 @@ class Transaction:
         check_partition(data, what, unique, expected_rows)
         staged = self.dir / target.relative_to(self.lake.root)
         staged.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(data, staged, compression="zstd")
+        write_part(data, staged)
         with open(staged, "rb+") as handle:
             os.fsync(handle.fileno())
         written = pq.ParquetFile(staged).metadata.num_rows
