@@ -47,11 +47,23 @@ def exported_rows(lake: Path) -> int:
         return con.execute(f"select count(*) from read_parquet('{lake}/exports/df03/*/*.parquet')").fetchone()[0]
 
 
+PHASES: dict[str, list[list]] = {}  # where each size's first build went: phase, seconds, peak MiB
+
+
 def build(lake: Path, *flags: str, expect_mode: str) -> tuple[float, float]:
     wall, peak, _ = peak_of([MORPHLAKE, "-q", "build", "--lake", str(lake), *flags])
     mode = last_build(lake)["build"]["mode"]
     assert mode == expect_mode, (mode, expect_mode)
     return wall, peak
+
+
+def phases(lake: Path, wall: float) -> list[list]:
+    """The last build's phases from its run record (seconds and peak resident MiB each), and the rest of the wall
+    time (Python's start, imports, the lake lock, the summary)."""
+    record = last_build(lake)
+    timings, peaks = record["timings_s"], record.get("peak_rss_mib", {})
+    rows = [[phase, seconds, peaks.get(phase, "")] for phase, seconds in timings.items()]
+    return rows + [["the rest (start-up, imports, lock, summary)", wall - sum(timings.values()), ""]]
 
 
 def one_size(n: int) -> list[list]:
@@ -65,6 +77,7 @@ def one_size(n: int) -> list[list]:
         ingest = [MORPHLAKE, "-q", "ingest", "--root", str(root), "--data-root", str(root), "--lake", str(lake)]
         peak_of(ingest)
         first = build(lake, expect_mode="full")
+        PHASES[f"{n:,} snips"] = phases(lake, first[0])
         full = build(lake, "--full", expect_mode="full")
         for part in (lake / "raw" / "df02").glob("*/*.parquet"):
             os.utime(part)  # every experiment's df02 partition changed
@@ -98,15 +111,24 @@ def demo_rows(rounds: int) -> list[list]:
             check=True,
             capture_output=True,
         )
-        times = {"import": [], "full": [], "unchanged": []}
+        times: dict[str, list[float]] = {"import": [], "full": [], "unchanged": []}
         for _ in range(rounds):  # interleaved, so the machine's drift hits all three alike
             times["import"].append(peak_of([sys.executable, "-c", "import dbt.cli.main"])[0])
             times["full"].append(build(lake, "--full", expect_mode="full")[0])
+            for phase, seconds in last_build(lake)["timings_s"].items():
+                if phase.startswith("dbt_"):
+                    times.setdefault(phase, []).append(seconds)
             times["unchanged"].append(build(lake, expect_mode="unchanged")[0])
     median = {k: statistics.median(v) for k, v in times.items()}
+    said = {
+        "dbt_parse": "  of which dbt: import and parse the project (once)",
+        "dbt_build": "  of which dbt: build everything but df03 (views, a table, data tests)",
+        "dbt_df03": "  of which dbt: df03 over the new export and its tests",
+    }
     return [
         ['python -c "import dbt.cli.main"', median["import"], 1.0],
         ["morphlake build --full", median["full"], median["full"] / median["import"]],
+        *[[said.get(k, k), median[k], median[k] / median["import"]] for k in times if k.startswith("dbt_")],
         ["morphlake build, no change", median["unchanged"], median["unchanged"] / median["import"]],
     ]
 
@@ -124,6 +146,9 @@ def main() -> None:
             rows,
         )
     )
+    for size, rows in PHASES.items():
+        print()
+        print(table(f"where the first build's time went, {size}", ["phase", "s", "peak MiB"], rows))
     if args.demo_rounds:
         print()
         header = ["", "wall s", "x the dbt import"]

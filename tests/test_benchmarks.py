@@ -38,6 +38,15 @@ def test_df03_benchmark_checks_both_ways_give_the_same_rows():
     out = bench("df03", "--snips", "3000", "--demo-rounds", "1")
     assert "pandas read_csv + merge + to_csv" in out and "build, one new 10k experiment" in out, out
     assert "morphlake build --full" in out, out
+    assert "where the first build's time went, 3,000 snips" in out and "of which dbt: import and parse" in out, out
+    assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"
+
+
+def test_export_writers_benchmark_runs_every_writer_and_both_exports():
+    out = bench("export_writers", "--rows", "2000", "--lake-snips", "2000")
+    for writer in ("duckdb COPY PARTITION_BY", "pyarrow write_table, every core", "polars write_parquet"):
+        assert f"226 columns: {writer}" in out and f"126 columns: {writer}" in out, out
+    assert "physical bounds: this disk writes" in out and "morphlake (join into Arrow runs" in out, out
     assert not list(ROOT.glob(".bench-*")), "the benchmark left its temporary folder"
 
 

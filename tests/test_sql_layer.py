@@ -38,10 +38,21 @@ def test_build_passes_on_good_data(cli, embedded_lake):
     assert "coverage: 18/18 (100.0%) df02 rows have an embedding; usable rows (use_embryo_flag): 17/17" in result.output
     record = json.loads(next(embedded_lake.glob("runs/*-build-*.json")).read_text())
     assert record["outcome"] == "complete" and record["dbt"]["counts"].get("pass", 0) > 20
+    # dbt started once (one parse for both builds), each phase's time and peak resident memory recorded
+    assert list(record["timings_s"]) == ["tidy", "plan", "dbt_parse", "dbt_build", "export", "dbt_df03", "publish"]
+    assert set(record["peak_rss_mib"]) == set(record["timings_s"]) and min(record["peak_rss_mib"].values()) > 20
+    dbt_log = Path(record["dbt_log"]).read_text()
+    # parse (in full: a new lake), then two builds from its manifest, which parse nothing again
+    assert dbt_log.count("Running with dbt=") == 3 and dbt_log.count("parsing") == 1, dbt_log
+    assert "START unit_test" not in dbt_log  # unit tests check the SQL, not the data: plain `dbt build` runs them
     assert query(embedded_lake, "select count(*), count(distinct snip_id) from df03") == [(18, 18)]
     # auto picks the legacy store's naming: bio_nuisance for this model (one of its store files uses it)
     cols = [r[0] for r in query(embedded_lake, "select column_name from (describe df03)")]
-    assert {"z_mu_n_00", "z_mu_n_19", "z_mu_b_20", "z_sigma_b_99", "z_mu", "embedding_source"} <= set(cols)
+    assert {"z_mu_n_00", "z_mu_n_19", "z_mu_b_20", "z_mu", "embedding_source"} <= set(cols)
+    # the log-variances are one join away, named the same way (the legacy df03 and the export carry z_mu only)
+    assert not [c for c in cols if c.startswith("z_sigma")]
+    sigma = [r[0] for r in query(embedded_lake, "select column_name from (describe df03_z_sigma)")]
+    assert sigma[:3] == ["snip_id", "experiment_date", "z_sigma_n_00"] and sigma[-1] == "z_sigma_b_99"
     assert cols[:3] == ["snip_id", "embryo_id", "experiment_date"]
     assert query(embedded_lake, "select typeof(z_mu) from df03 limit 1") == [("FLOAT[100]",)]
 
@@ -85,9 +96,11 @@ def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embed
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout + done.stderr  # no terminal codes where there is no terminal
     assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 9  # the summary alone
-    progress = done.stderr.splitlines()[-4:]
-    assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
-    assert re.fullmatch(r"build: dbt: 23 passed, 7 built in [0-9.]+ s", progress[1])
+    parse, *progress = done.stderr.splitlines()[-5:]
+    assert parse == "build: dbt: parse the project"
+    models = "staging views, int_df03, df03_coverage, df03_z_sigma, train_embeddings"
+    assert progress[0] == f"build: dbt: {models}, their tests"
+    assert re.fullmatch(r"build: dbt: 21 passed, 8 built in [0-9.]+ s", progress[1])  # no unit tests
     assert progress[2] == "build: dbt: df03 over the new export, and its tests"
     assert re.fullmatch(r"build: dbt: 4 passed, 1 built in [0-9.]+ s", progress[3])
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
@@ -120,7 +133,7 @@ def test_non_finite_z_value_fails_the_finite_test(cli, embedded_lake):
     )
     result = cli("build", "--lake", embedded_lake, "--z-schema", "flat")
     assert result.exit_code == 1
-    assert "finite_values_df03_z_: fail: Got 1 result" in result.stderr
+    assert "finite_values_df03_z_sigma_z_sigma_: fail: Got 1 result" in result.stderr  # df03_z_sigma holds it
 
 
 def test_warehouse_opens_from_any_directory(cli, embedded_lake, tmp_path):
@@ -183,9 +196,14 @@ def test_empty_df03_writes_no_sentinel_row(cli, embedded_lake):
 
 
 def test_plain_dbt_build_inside_the_project(embedded_lake):
-    """Before any morphlake build: the views, df03 as int_df03 itself, and the tests."""
+    """Before any morphlake build: the views, df03 as int_df03 itself, and the tests, dbt's unit tests included
+    (`morphlake build` leaves those out: they check the SQL, not the data)."""
     out = plain_dbt(embedded_lake, "build")
     assert out.returncode == 0, out.stdout[-3000:]
+    for unit in ("df03_joins_every_df02_row_with_the_chosen_model", "df03_z_sigma_names_the_log_variances_like"):
+        assert f"PASS int_df03::{unit}" in out.stdout or f"PASS df03_z_sigma::{unit}" in out.stdout, unit
+    z_sigma = query(embedded_lake, "select count(*) from df03 join df03_z_sigma using (snip_id, experiment_date)")
+    assert z_sigma == [(18,)]
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()
 

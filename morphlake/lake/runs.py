@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from morphlake import __version__
+from morphlake.common.peak_memory import PhasePeaks
 from morphlake.lake.files import write_atomic
 
 _LIBRARIES = (
@@ -70,6 +71,7 @@ class RunRecord:
             "host": socket.gethostname(),
         }
         self._t0 = time.perf_counter()
+        self._peaks = PhasePeaks()
 
     def start(self, runs_dir: Path) -> None:
         """Write the record as `running` before the run does anything: a run killed before `finish` still leaves
@@ -78,11 +80,16 @@ class RunRecord:
 
     @contextmanager
     def timed(self, step: str):
+        """Time a phase into `timings_s`, and its peak resident memory into `peak_rss_mib` (what the phase reached,
+        not what the process held before it)."""
         start = time.perf_counter()
+        self._peaks.enter(step)
         try:
             yield
         finally:
+            self._peaks.leave(step)
             self.data["timings_s"][step] = round(self.data["timings_s"].get(step, 0) + time.perf_counter() - start, 4)
+            self.data["peak_rss_mib"] = dict(self._peaks.peaks)
 
     @contextmanager
     def notes_from(self, logger: str):

@@ -56,15 +56,16 @@ def release_warehouse() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step: str, log: Path):
-    """dbtRunner().invoke(args) with `env` set, timed in the record as `step`, its console lines appended to `log`."""
+def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step: str, log: Path, manifest=None):
+    """dbtRunner().invoke(args) with `env` set, timed in the record as `step`, its console lines appended to `log`.
+    With `manifest` (what `parse` returned), dbt does not parse the project again."""
     from dbt.cli.main import dbtRunner  # slow import: only when dbt must run
 
     log.parent.mkdir(parents=True, exist_ok=True)
     with _environment(env), record.timed(step), open(log, "a", encoding="utf-8") as handle:
         crash_point(f"{step}-start")
         try:
-            return dbtRunner(callbacks=[DbtLog(handle)]).invoke([*args, *QUIET])
+            return dbtRunner(manifest=manifest, callbacks=[DbtLog(handle)]).invoke([*args, *QUIET])
         finally:
             release_warehouse()
 

@@ -5,30 +5,45 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from morphlake.common.progress import step_progress
-from morphlake.common.sqltext import glob_literal, literal
+from morphlake.common.sqltext import glob_literal
 from morphlake.errors import MorphlakeError
 from morphlake.lake.builds import DF03, SCHEMA
 from morphlake.lake.faults import crash_point
-from morphlake.lake.layout import PART_FILE
+from morphlake.lake.layout import PART_FILE, write_part
 
-# Every df03 column but the z_mu vector (which only repeats the z_mu_NN columns: ~45% larger files and ~40% more
-# time to write; the warehouse's df03 view adds it back), one file per experiment. Beside the export, in the build's
-# folder, df03_schema.parquet (no rows) gives df03's columns even when it is empty: inside the export it would trip
-# readers (DuckDB's `**/*.parquet` with hive partitioning, Polars on the folder), so the export holds partitions only.
+# df03's columns (the z_mu vector left out: it only repeats the z_mu_NN columns, and the warehouse's df03 view adds it
+# back), one file per experiment. Beside the export, in the build's folder, df03_schema.parquet (no rows) gives df03's
+# columns even when it is empty: inside the export it would trip readers (DuckDB's `**/*.parquet` with hive
+# partitioning, Polars on the folder), so the export holds partitions only.
+#
+# DuckDB runs the join (int_df03) into Arrow, one run of experiments at a time; pyarrow writes the run's experiments,
+# one file each, on writer threads. pyarrow's writer is ~4x as fast as DuckDB's partitioned COPY on the same rows;
+# from the lake, where DuckDB's join is most of the time, the export is ~15% faster than that COPY for ~80 MB more
+# (benchmarks/export_writers.py). Memory is bounded by one run, whatever the lake's size.
 
 SOURCE = "int_df03"  # the dbt model the export copies
-CHUNK_ROWS = 100_000  # rows per partitioned write: bounds memory, and each write scans only its experiments
+CHUNK_ROWS = 100_000  # rows per run: bounds memory, and each query scans only its experiments' files
+BATCH_ROWS = 65_536
+COMPRESSION = "snappy"  # the export is read often and whole: snappy decodes fastest, and floats barely compress
+Z_SIGMA_NOTE = (
+    "not in df03: the log-variances are in the warehouse's df03_z_sigma (join on snip_id, experiment_date) and in "
+    "the lake's embeddings table (z_sigma_NN)"
+)
 
 
 def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> list[list[str]]:
     """Experiments in runs of at most max_rows rows (an experiment larger than that is a run of its own)."""
-    groups, rows = [[]], 0
+    groups: list[list[str]] = [[]]
+    rows = 0
     for exp, n in counts:
         if groups[-1] and rows + n > max_rows:
             groups.append([])
@@ -36,19 +51,6 @@ def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> 
         groups[-1].append(exp)
         rows += n
     return [g for g in groups if g]
-
-
-def one_file(folder: Path, target: Path) -> None:
-    """The Parquet file(s) DuckDB wrote for one partition, as the single file `target`."""
-    files = sorted(folder.glob("*.parquet"))
-    if len(files) == 1:
-        os.replace(files[0], target)
-        return
-    # DuckDB may write one file per thread into a partition; join them, streaming
-    with pq.ParquetWriter(target, pq.read_schema(files[0]), compression="snappy") as writer:
-        for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
-                writer.write_batch(batch)
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -61,55 +63,71 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def write_schema_file(con: duckdb.DuckDBPyConnection, path: Path, *, model_name: str) -> None:
+def fetch_run(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> pa.Table:
+    """int_df03's rows of these experiments as Arrow, streamed out of DuckDB (no result held on its side)."""
+    reader = con.sql(
+        f"select * from {SOURCE} where experiment_date in (select unnest($exps))", params={"exps": experiments}
+    ).fetch_record_batch(BATCH_ROWS)
+    return reader.read_all()
+
+
+def write_schema_file(schema: pa.Schema, path: Path, *, model_name: str) -> None:
     """df03's columns without rows, and in its metadata the model and z naming the export holds (the df03 view
-    reads the export only when they are the ones its vars ask for)."""
-    names = [row[0] for row in con.execute(f"select column_name from (describe {SOURCE})").fetchall()]
+    reads the export only when they are the ones its vars ask for), and where z_sigma went."""
     # (with no nuisance dims, floor(D * zn_frac) = 0, bio/nuisance names are all z_mu_b_NN)
-    z_schema = "bio_nuisance" if any(name.startswith(("z_mu_n_", "z_mu_b_")) for name in names) else "flat"
-    con.execute(
-        f"COPY (select * from {SOURCE} limit 0) TO {literal(path)} "
-        "(FORMAT parquet, KV_METADATA {model_name: $model, z_schema: $naming})",
-        {"model": model_name, "naming": z_schema},
-    )
+    bio = any(name.startswith(("z_mu_n_", "z_mu_b_")) for name in schema.names)
+    metadata = {"model_name": model_name, "z_schema": "bio_nuisance" if bio else "flat", "z_sigma": Z_SIGMA_NOTE}
+    pq.write_table(schema.empty_table().replace_schema_metadata(metadata), path, compression=COMPRESSION)
 
 
-def partition_counts(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> dict[str, int]:
-    """Rows of int_df03 per experiment, for these experiments (those with none are absent)."""
+def experiment_rows(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> list[tuple[str, int]]:
+    """df02's rows per experiment, for these experiments, in order: a bound on each one's df03 rows that costs no
+    join (runs are sized by it)."""
     if not experiments:
-        return {}
-    rows = con.execute(
-        f"select experiment_date, count(*) from {SOURCE} where experiment_date in (select unnest($exps)) group by 1",
+        return []
+    return con.execute(
+        "select experiment_date, count(*) from stg_df02 where experiment_date in (select unnest($exps)) "
+        "group by 1 order by 1",
         {"exps": experiments},
     ).fetchall()
-    return dict(rows)
 
 
-def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, counts: dict[str, int]) -> None:
-    """One partitioned COPY per run of experiments, so each scan of the lake reads only those experiments' files
-    and memory stays bounded by the run; then one file per experiment."""
-    con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream the partitioned write
-    # every COPY binds int_df03, which opens every lake file's footer (~200 columns each): read them once
+def write_run(run: pa.Table, folder: Path, pool: ThreadPoolExecutor) -> list[Future]:
+    """Each experiment of a fetched run as its partition's one file, on the writer threads; returns their futures,
+    each giving (experiment, rows)."""
+    experiments = pc.unique(run["experiment_date"]).to_pylist()
+    return [
+        pool.submit(_write_partition, run, exp, folder / f"experiment_date={exp}" / PART_FILE) for exp in experiments
+    ]
+
+
+def _write_partition(run: pa.Table, exp: str, target: Path) -> tuple[str, int]:
+    """One experiment's rows of a run, in snip order (the same lake gives the same files, whatever order DuckDB's
+    threads joined in), cut out on the writer thread so that only the partitions being written are copies."""
+    part = run.filter(pc.equal(run["experiment_date"], exp)).sort_by("snip_id")
+    target.parent.mkdir()
+    write_part(part, target, compression=COMPRESSION)
+    return exp, part.num_rows
+
+
+def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, experiments: list[str]) -> dict[str, int]:
+    """Every run of experiments fetched from int_df03 and written; returns the rows written per experiment (those with
+    none have no file)."""
+    # every query binds int_df03, which opens every lake file's footer (~100 columns each): read them once
     con.execute("SET parquet_metadata_cache = true")
-    with step_progress("build: df03 export", sum(counts.values()), unit="rows") as progress:
-        for i, group in enumerate(export_groups(sorted(counts.items()))):
-            _write_group(con, folder / f".run-{i:04d}", folder, group)
-            progress.advance(sum(counts[exp] for exp in group))
-
-
-def _write_group(con: duckdb.DuckDBPyConnection, out: Path, folder: Path, group: list[str]) -> None:
-    """One partitioned COPY of these experiments into `out`, then each partition as one file in `folder`."""
-    con.execute(
-        f"COPY (select * from {SOURCE} where experiment_date in (select unnest($exps))) TO {literal(out)} "
-        "(FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date), WRITE_PARTITION_COLUMNS true)",
-        {"exps": group},
-    )
-    for exp in group:
-        target = folder / f"experiment_date={exp}" / PART_FILE
-        target.parent.mkdir()
-        one_file(out / f"experiment_date={exp}", target)
-    shutil.rmtree(out)
-    crash_point("export-run")
+    bounds = experiment_rows(con, experiments)
+    written: dict[str, int] = {}
+    with (
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="df03-export") as pool,
+        step_progress("build: df03 export", sum(n for _, n in bounds), unit="df02 rows") as progress,
+    ):
+        for group in export_groups(bounds):
+            # one run in memory at a time: overlapping the next fetch with these writes gained little on 2 cores
+            # for a second run's memory
+            written.update(future.result() for future in write_run(fetch_run(con, group), folder, pool))
+            crash_point("export-run")
+            progress.advance(sum(n for exp, n in bounds if exp in set(group)))
+    return written
 
 
 def export_df03(
@@ -124,11 +142,12 @@ def export_df03(
     `keep` ones linked from the previous build's files. Returns rows per written experiment, checked against the
     files."""
     folder = build / DF03
-    write_schema_file(con, build / SCHEMA, model_name=model_name)
-    counts = partition_counts(con, rebuild)
-    write_partitions(con, folder, counts)
-    keep = keep or {}
-    for exp, source in keep.items():
+    folder.mkdir(parents=True, exist_ok=True)
+    write_schema_file(
+        con.sql(f"select * from {SOURCE} limit 0").to_arrow_table().schema, build / SCHEMA, model_name=model_name
+    )
+    counts = write_partitions(con, folder, rebuild)
+    for exp, source in (keep or {}).items():
         target = folder / f"experiment_date={exp}" / PART_FILE
         target.parent.mkdir()
         link_or_copy(source, target)
