@@ -28,6 +28,7 @@ CHUNK_ROWS = 100_000  # rows per partitioned write: bounds memory, and each writ
 
 def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> list[list[str]]:
     """Experiments in runs of at most max_rows rows (an experiment larger than that is a run of its own)."""
+    groups: list[list[str]]
     groups, rows = [[]], 0
     for exp, n in counts:
         if groups[-1] and rows + n > max_rows:
