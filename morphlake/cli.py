@@ -83,7 +83,7 @@ class MorphlakeGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # click types it a ClassVar; it exits with the instance's
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # a ClassVar in click's types; click exits with the instance's
             raise
 
     def invoke(self, ctx):
