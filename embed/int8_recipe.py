@@ -65,7 +65,7 @@ def _activations(model: onnx.ModelProto, pixels: np.ndarray, names: list[str], r
     probe.CopyFrom(model)
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    folded = [None] * len(names)
+    folded: list = [None] * len(names)
     for i in range(0, len(pixels), CALIBRATION_BATCH):
         values = session.run(names, {INPUT_NAME: pixels[i : i + CALIBRATION_BATCH]})
         folded = [reduce(v, f) for v, f in zip(values, folded)]

@@ -128,7 +128,8 @@ class Encoder:
                 "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or run on the CPU",
             )
         self.info = self._describe()
-        self._binding = None
+        self._binding: ort.IOBinding | None = None
+        self._bound_shape: tuple[int, ...]  # set with the binding (_run_bound)
 
     def _describe(self) -> EncoderInfo:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -164,7 +165,7 @@ class Encoder:
                 f"{self.path} has outputs {names}; expected z_mu and z_logvar [N, {dim}]",
                 "re-export the encoder from its weights; this file's graph is not the legacy encoder's",
             )
-        zn_frac = self._checked(props, "zn_frac")
+        zn_frac = float(self._checked(props, "zn_frac"))
         nuisance = int(self._checked(props, "nuisance_dims", dim=dim, zn_frac=zn_frac))
         for key, allowed in (("weights", WEIGHTS), ("precision", PRECISIONS)):
             self._checked(props, key, allowed=allowed)

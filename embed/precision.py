@@ -44,7 +44,11 @@ def derive_encoder(
     from morphlake.embed.int8_recipe import INT8_RECIPE, int8_copy
 
     with tempfile.TemporaryDirectory(prefix="morphlake-derive-") as scratch:  # quantization's own files
-        model = _fp16(source) if precision == "fp16" else int8_copy(source, calibration, scratch=Path(scratch))
+        if precision == "fp16":
+            model = _fp16(source)
+        else:
+            assert calibration is not None  # int8 without calibration images was refused above
+            model = int8_copy(source, calibration, scratch=Path(scratch))
     _set_metadata(
         model,
         {

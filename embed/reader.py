@@ -31,7 +31,8 @@ REFUSED_MODES = {
     "I": "32-bit integer",
     "F": "32-bit float",
 }
-T, R = TypeVar("T"), TypeVar("R")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def decode_snip(data: bytes, reduced: bool = False) -> np.ndarray:
             raise SnipProblem(f"image data is damaged or truncated ({exc})") from None
         gray = image if image.mode == "L" else image.convert("L")
         if gray.size != (INPUT_WIDTH, INPUT_HEIGHT):
-            gray = gray.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.BILINEAR)
+            gray = gray.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.Resampling.BILINEAR)
         return np.asarray(gray, dtype=np.uint8)
 
 

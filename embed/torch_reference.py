@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from morphlake.common.extras import install_hint
 from morphlake.embed.architecture import CHANNELS, KERNEL, PADDING, STRIDE, EncoderSpec
 from morphlake.embed.errors import EmbedError
@@ -22,7 +24,7 @@ def torch_module():
 def reference_module(spec: EncoderSpec):
     """The legacy encoder in PyTorch, with the state-dict layout of encoder_reformatted.pt."""
     torch = torch_module()
-    nn = torch.nn
+    nn: Any = torch.nn  # PyTorch comes at run time (torch_module), so the class's base is dynamic
 
     class LegacyEncoder(nn.Module):
         def __init__(self):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import polars as pl
 import pyarrow as pa
+
+# A Polars dtype as code names it: the class (pl.String) or an instance (pl.Datetime("us")).
+DType: TypeAlias = "pl.DataType | type[pl.DataType]"
 
 TRUE_TOKENS = ["true", "t", "yes", "y", "1", "1.0"]
 FALSE_TOKENS = ["false", "f", "no", "n", "0", "0.0"]
@@ -27,7 +32,7 @@ def _as_int(col: str) -> pl.Expr:
     return pl.when(as_float == as_float.round(0)).then(as_float.cast(pl.Int64, strict=False)).alias(col)
 
 
-def converter(dtype: pl.DataType, col: str) -> pl.Expr:
+def converter(dtype: DType, col: str) -> pl.Expr:
     """Expression turning String column col into dtype; unparsable values become null."""
     if dtype == pl.Boolean:
         return _as_bool(col)
@@ -38,7 +43,7 @@ def converter(dtype: pl.DataType, col: str) -> pl.Expr:
     return pl.col(col).alias(col)
 
 
-def infer_dtype(series: pl.Series) -> pl.DataType:
+def infer_dtype(series: pl.Series) -> DType:
     """Narrowest of Boolean (for *_flag), Int64, Float64, String that parses every non-null value."""
     name = series.name
     values = series.drop_nulls()
@@ -54,7 +59,7 @@ def infer_dtype(series: pl.Series) -> pl.DataType:
     return pl.String
 
 
-def coerce(frame: pl.DataFrame, declared: dict[str, pl.DataType]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+def coerce(frame: pl.DataFrame, declared: dict[str, DType]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """Cast every column; returns the typed frame and, per column, a mask of unparsable cells."""
     dtypes = {c: declared.get(c) or infer_dtype(frame[c]) for c in frame.columns}
     typed = frame.select(converter(dtypes[c], c) for c in frame.columns)

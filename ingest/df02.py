@@ -7,12 +7,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from morphlake.ingest.coerce import coerce, to_arrow
+from morphlake.ingest.coerce import DType, coerce, to_arrow
 from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
 
-DF02_COLUMNS: dict[str, pl.DataType] = {
+DF02_COLUMNS: dict[str, DType] = {
     "snip_id": pl.String,
     "embryo_id": pl.String,
     "experiment_date": pl.String,
@@ -32,11 +32,15 @@ DF02_COLUMNS: dict[str, pl.DataType] = {
 # the one source of stg_df02's empty relation and df03's column contract (dbt_project/macros/schemas.sql).
 DF02_SCHEMA: pa.Schema = to_arrow(pl.DataFrame(schema=DF02_COLUMNS)).schema
 NOT_NULL = ("snip_id", "embryo_id", "experiment_date")
-_DTYPE_WORDS = {pl.Int64: "an integer", pl.Float64: "a number", pl.Boolean: "a flag (true/false, 1/0, yes/no)"}
+_DTYPE_WORDS: dict[DType, str] = {
+    pl.Int64: "an integer",
+    pl.Float64: "a number",
+    pl.Boolean: "a flag (true/false, 1/0, yes/no)",
+}
 
 
 def read_metadata_table(
-    path: Path, what: str, declared: dict[str, pl.DataType], not_null: tuple[str, ...]
+    path: Path, what: str, declared: dict[str, DType], not_null: tuple[str, ...]
 ) -> tuple[pl.DataFrame, list[Skipped]]:
     """Read one metadata CSV: required columns present, typed, unique snip_id; bad rows -> Skipped."""
     raw = read_csv_strings(path, what)

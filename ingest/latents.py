@@ -27,7 +27,9 @@ def list_latent_files(data_root: Path, model_name: str) -> dict[str, Path]:
     folder = latent_store_dir(data_root, model_name)
     found = {}
     for path in sorted(folder.glob("morph_latents_*.csv")) if folder.is_dir() else []:
-        found[LATENT_FILE.match(path.name)["experiment"]] = path
+        named = LATENT_FILE.match(path.name)
+        if named is not None:  # the glob also takes morph_latents_.csv, which names no experiment
+            found[named["experiment"]] = path
     return found
 
 
@@ -36,19 +38,21 @@ def z_naming(columns: list[str], path: Path) -> tuple[str, int, dict[str, str]]:
 
     z_sigma may be absent (stores that kept only the means); when present it must match z_mu.
     """
-    parsed = {c: Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
-    unknown = [c for c, m in parsed.items() if m is None]
+    matched = {c: Z_COLUMN.match(c) for c in columns if c.startswith("z_")}
+    unknown = [c for c, m in matched.items() if m is None]
     if unknown:
         raise InputError(
             f"latent file {path} has unrecognised z column(s): {', '.join(unknown[:5])}",
             "z columns must be z_mu_00.. / z_sigma_00.. or z_mu_n_00.. / z_mu_b_20..",
         )
+    parsed = {c: m for c, m in matched.items() if m is not None}
     styles = {"bio_nuisance" if m["part"] else "flat" for m in parsed.values()}
     if len(styles) > 1:
         raise InputError(
             f"latent file {path} mixes flat (z_mu_00) and bio/nuisance (z_mu_n_00) column names",
             "rewrite the file with one naming style",
         )
+    indices: dict[str, set[int]]
     rename, indices = {}, {"mu": set(), "sigma": set()}
     for col, m in parsed.items():
         index = int(m["index"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
@@ -75,6 +76,8 @@ def scan_snips(
         raise InputError(
             f"no snip folder for experiment {experiment!r}: {folder}", "check the data root and the experiment name"
         )
+    rows: list[dict[str, Any]]
+    seen: dict[str, str]
     rows, skipped, seen, orphans = [], [], {}, []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not (path.is_file() or path.is_symlink()):
@@ -119,7 +122,7 @@ def scan_snips(
             skip(f"is a {fmt or 'unknown'} file named {path.suffix}; rename it to match its format")
             continue
         seen[snip_id] = path.name
-        old = (previous or {}).get(str(path))
+        old = (previous or {}).get(str(path), {})
         reuse = old and old["file_size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns
         rows.append(
             {

@@ -83,14 +83,14 @@ class MorphlakeGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # a ClassVar in click's types; click exits with the instance's
             raise
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # the command's own options and arguments are parsed in here
-            exc.exit_code = EXIT_USAGE
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # (a ClassVar in click's types, as above)
             raise
         except (InputError, EmbedError) as exc:
             click.echo(f"error: {exc}", err=True)

@@ -8,6 +8,8 @@ from morphlake.ingest.errors import InputError
 class MorphlakeError(InputError):
     """A run cannot go on; the message names the item and gives a hint."""
 
+    skipped: list | None = None  # the items it is about, where it has them (the run record lists them)
+
 
 class LakeLocked(MorphlakeError):
     """Another writer holds the lake lock."""

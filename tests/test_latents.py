@@ -7,7 +7,7 @@ import pytest
 
 from morphlake.embed.architecture import bio_nuisance_name
 from morphlake.ingest.errors import InputError
-from morphlake.ingest.latents import read_latent_file, read_latent_store, z_columns
+from morphlake.ingest.latents import list_latent_files, read_latent_file, read_latent_store, z_columns
 
 DIM = 6
 
@@ -96,3 +96,13 @@ def test_store_discovery_filters_experiments(tmp_path):
     assert list(read_latent_store(tmp_path, "other")) == []
     with pytest.raises(InputError, match="model name"):
         list(read_latent_store(tmp_path, "../m1"))
+
+
+def test_store_discovery_passes_over_a_file_naming_no_experiment(tmp_path):
+    """morph_latents_.csv matches the store's glob but names no experiment: left out, not a crash."""
+    folder = tmp_path / "analysis" / "latent_embeddings" / "legacy" / "m1"
+    folder.mkdir(parents=True)
+    write_store(folder / "morph_latents_20240626.csv", SNIPS)
+    write_store(folder / "morph_latents_.csv", SNIPS)
+    assert list(list_latent_files(tmp_path, "m1")) == ["20240626"]
+    assert [e for e, *_ in read_latent_store(tmp_path, "m1")] == ["20240626"]

@@ -67,7 +67,7 @@ class StepProgress:
     def update(self, done: int) -> None:
         self.done = done
         now = self.clock()
-        if self.bar is not None:
+        if self.bar is not None and self._task is not None:  # the task is there whenever the bar is
             elapsed = now - self.start
             self.bar.update(self._task, completed=done, rate=f"{done / elapsed:,.0f}" if elapsed > 0 else "-")
         elif now - self.last >= self.every:

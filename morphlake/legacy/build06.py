@@ -81,7 +81,7 @@ def fail_on_missing(plan: Plan) -> None:
 def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
     """encoder.onnx from the model folder, or one exported on the fly into <lake>/models/<model>/."""
     source = plan.encoder
-    if source.kind == "none":
+    if source.kind == "none" or source.path is None:  # a path is there for every other kind
         raise MorphlakeError(
             f"--generate-missing-latents needs an encoder for {opts.model_name}: {source.detail}",
             f"export one with `morphlake export-onnx --state-dict <model folder>/encoder_reformatted.pt "
@@ -349,7 +349,7 @@ def write_outputs(
     files += bool(plan.outputs.train and plan.train_order is not None) + len(plan.outputs.copies)
     with step_progress("build06: legacy files", files, unit="files") as progress:
 
-        def write(sql_params, target) -> int:
+        def write(sql_params: tuple[str, list], target: Path) -> int:
             rows = write_csv_atomic(con, *sql_params, target, replace=opts.overwrite, scratch=scratch)
             progress.advance()
             return rows
@@ -372,6 +372,7 @@ def write_outputs(
         )
         crash_point("csv")
         if plan.outputs.train:
+            assert opts.train_name is not None  # plan_outputs sets outputs.train from it
             if plan.train_order is not None:
                 outputs[str(plan.outputs.train)] = write(
                     train_sql(con, opts.train_name, columns=plan.train_columns), plan.outputs.train

@@ -128,10 +128,12 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
         delta = pl.select(
             pl.when(same).then(0.0).when(mismatch | delta.is_nan()).then(float("inf")).otherwise(delta).fill_null(0.0)
         ).to_series()
-        biggest = float(delta.max()) if delta.len() else 0.0
+        # a Float64 series' max is a float (or None when empty); Polars types it as any Python literal
+        biggest = float(delta.max()) if delta.len() else 0.0  # type: ignore[arg-type]
         diffs[col] = biggest
-        if delta.len() and (worst is None or biggest > worst[2]):
-            worst = (col, joined[key][int(delta.arg_max())], biggest)
+        at = delta.arg_max()  # None only when empty
+        if at is not None and (worst is None or biggest > worst[2]):
+            worst = (col, joined[key][at], biggest)
     return Comparison(
         old.height,
         new.height,
@@ -142,7 +144,7 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
         [c for c in z_new if c not in z_old],
         worst,
         precision,
-        tuple(f"{side.written}: {side.precision}" for side in sides),
+        (f"{sides[0].written}: {sides[0].precision}", f"{sides[1].written}: {sides[1].precision}"),
     )
 
 

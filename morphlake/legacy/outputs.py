@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from morphlake.common.frames import polars_frame
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.latents import Z_COLUMN
 from morphlake.lake.files import atomic_file
@@ -52,11 +52,11 @@ def write_csv_atomic(
     rows = 0
     with atomic_file(path, replace=replace, scratch=scratch) as handle:
         for i, batch in enumerate(con.sql(sql, params=params).to_arrow_reader()):
-            pl.from_arrow(batch).write_csv(handle, include_header=(i == 0))
+            polars_frame(batch).write_csv(handle, include_header=(i == 0))
             rows += batch.num_rows
         if rows == 0:  # still a header, so readers see the columns
             empty = con.sql(f"select * from ({sql}) limit 0", params=params).to_arrow_table()
-            pl.from_arrow(empty).write_csv(handle)
+            polars_frame(empty).write_csv(handle)
     return rows
 
 
@@ -73,7 +73,7 @@ def legacy_columns(con: duckdb.DuckDBPyConnection, relation: str, columns: list[
 
 def z_mu_columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     """The relation's z_mu columns (any naming), in their order: the legacy step keeps only the means."""
-    return [c for c in z_columns_of(con, relation) if Z_COLUMN.match(c)["kind"] == "mu"]
+    return [c for c in z_columns_of(con, relation) if (m := Z_COLUMN.match(c)) is not None and m["kind"] == "mu"]
 
 
 def register_legacy_rows(

@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from morphlake.common.frames import polars_frame
 from morphlake.embed.model import file_sha256
 from morphlake.ingest import read_df02, read_train, scan_snips
 from morphlake.ingest.csvfile import read_csv_strings
@@ -166,6 +167,8 @@ def exported_encoder_path(lake: Lake, model_name: str, state_dict: Path) -> Path
 
 def encoder_sha256(opts: Build06Options, encoder: EncoderSource) -> str | None:
     """sha256 of the ONNX file the embed step would run, when it exists already."""
+    if encoder.path is None:  # kind none
+        return None
     if encoder.kind == "onnx":
         return file_sha256(encoder.path)
     if encoder.kind == "state_dict":
@@ -196,14 +199,14 @@ def _embedded_rows(lake: Lake, model_name: str, experiment: str) -> pl.DataFrame
     if not path.is_file():
         return pl.DataFrame(schema=EMBEDDING_KEYS)
     part = pq.ParquetFile(path)
-    rows = pl.from_arrow(part.read(columns=[k for k in EMBEDDING_KEYS if k in part.schema_arrow.names]))
+    rows = polars_frame(part.read(columns=[k for k in EMBEDDING_KEYS if k in part.schema_arrow.names]))
     return rows.with_columns(pl.lit(None, pl.String).alias(k) for k in EMBEDDING_KEYS if k not in rows.columns)
 
 
 def _current(rows: pl.DataFrame, ledger: pa.Table, sha256: str | None) -> set[str]:
     """Snips the embed step counts as current in an experiment without a store file: its legacy rows (ingest
     leaves them), and ONNX rows of this encoder file, legacy-faithful, whose image fingerprint is the ledger's."""
-    fingerprints = pl.from_arrow(ledger.select(["snip_id", "fingerprint"]))
+    fingerprints = polars_frame(ledger.select(["snip_id", "fingerprint"]))
     same_image = pl.col("image_fingerprint") == pl.col("fingerprint")
     onnx = (pl.col("source") == "onnx") & (pl.col("model_sha256") == pl.lit(sha256, pl.String))
     current = rows.join(fingerprints, on="snip_id", how="left").filter(
@@ -216,7 +219,7 @@ def make_plan(opts: Build06Options) -> Plan:
     """Read df02, the legacy store's snip ids and (only to generate latents) the snip folders; write nothing."""
     check_segment("model name", opts.model_name)
     df02, skipped = read_df02(opts.dirs.df02, opts.experiments, sort=False)
-    frame = pl.from_arrow(df02)
+    frame = polars_frame(df02)
     order = (
         frame.select("snip_id", "experiment_date")
         .with_row_index("df02_row")
@@ -260,7 +263,7 @@ def make_plan(opts: Build06Options) -> Plan:
         train, _ = read_train(train_sets[opts.train_name], opts.train_name, sort=False)
         train_columns = [c for c in train.column_names if c != "train_name"]
         train_order = (
-            pl.from_arrow(train.select(["snip_id"]))
+            polars_frame(train.select(["snip_id"]))
             .with_row_index("train_row")
             .select("snip_id", pl.col("train_row").cast(pl.Int64))
             .to_arrow()

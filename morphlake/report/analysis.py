@@ -45,7 +45,7 @@ def draw_sample(con: duckdb.DuckDBPyConnection, size: int, *, seed: int) -> Samp
     path = "s.path" if "snips" in have else "null"
     if "snips" in have:
         source += " left join snips s on e.snip_id = s.snip_id and e.experiment_date = s.experiment_date"
-    total = con.execute(f"select count(*) from {source}").fetchone()[0]
+    total = con.execute(f"select count(*) from {source}").fetchall()[0][0]
     rows = con.execute(
         f"""
         select e.snip_id, e.experiment_date, {pert} as pert, {stage} as stage, {path} as path,
@@ -70,7 +70,7 @@ def draw_sample(con: duckdb.DuckDBPyConnection, size: int, *, seed: int) -> Samp
 def dimension_spread(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     """Standard deviation of each z_mu dimension over all of the model's embeddings."""
     zs = z_mu_columns(con, "model_embeddings")
-    row = con.execute(f"select {', '.join(f'stddev_samp({z})' for z in zs)} from model_embeddings").fetchone()
+    row = con.execute(f"select {', '.join(f'stddev_samp({z})' for z in zs)} from model_embeddings").fetchall()[0]
     return np.array([np.nan if v is None else v for v in row], dtype=np.float64)
 
 
@@ -153,7 +153,7 @@ def agreement_candidates(con: duckdb.DuckDBPyConnection, lake: Lake, model_name:
         overlap = con.execute(
             "select count(*) from model_embeddings a join other_embeddings b using (snip_id) "
             "where a.source = 'legacy_csv' and b.source = 'onnx'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if overlap:
             found.append((overlap, other))
     return [name for _, name in sorted(found, reverse=True)]

@@ -64,7 +64,8 @@ def map_figure(
         marker={
             "size": 6,
             "opacity": 0.8,
-            "color": np.where(np.isnan(stages), None, stages).tolist(),
+            # numpy's types leave None out of np.where's values; it takes it (an object array: null colours)
+            "color": np.where(np.isnan(stages), None, stages).tolist(),  # type: ignore[call-overload]
             "colorscale": "Viridis",
             "colorbar": {"title": "hpf", "x": 1.0},
         },
@@ -126,7 +127,7 @@ def agreement_figure(cosines: np.ndarray) -> go.Figure:
 def runs_figure(runs: list[dict]) -> go.Figure:
     """Images per second of each embed run, coloured by outcome."""
     embeds = [r for r in runs if r.get("command") == "embed"]
-    colours = {"complete": "#54a24b", "partial": "#f58518", "failed": "#d62728"}
+    colours: dict[str | None, str] = {"complete": "#54a24b", "partial": "#f58518", "failed": "#d62728"}
     fig = go.Figure(
         go.Bar(
             x=[r["run_id"] for r in embeds],

@@ -116,7 +116,7 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
     meta = con.execute(
         "select count(*), count(*) filter (where source = 'onnx'), list(distinct encoder_weights), "
         "list(distinct model_sha256) from model_embeddings"
-    ).fetchone()
+    ).fetchall()[0]
     rows, onnx_rows, weights, shas = meta
     weights = sorted(w for w in weights if w)
     sample = analysis.draw_sample(con, options.sample, seed=options.seed)

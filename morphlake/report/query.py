@@ -76,7 +76,7 @@ def write(relation: duckdb.DuckDBPyRelation, output: Path) -> int:
         else:
             relation.write_parquet(str(partial))
         reader = "read_csv(?, header = true)" if kind == "csv" else "read_parquet(?)"
-        rows = duckdb.connect().execute(f"select count(*) from {reader}", [str(partial)]).fetchone()[0]
+        rows = duckdb.connect().execute(f"select count(*) from {reader}", [str(partial)]).fetchall()[0][0]
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)

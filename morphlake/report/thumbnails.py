@@ -27,6 +27,7 @@ def thumbnail(path: str) -> str | None:
 
 def thumbnails(ids: list[str], paths: list[str | None], limit: int) -> tuple[dict[str, str], int]:
     """({snip_id: data URI} for up to `limit` of the snips, in order; how many of those tried could not be read)."""
+    found: dict[str, str]
     found, missing = {}, 0
     for snip, path in zip(ids, paths):
         if len(found) >= limit:

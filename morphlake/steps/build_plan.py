@@ -78,7 +78,7 @@ def compile_facts(lake: Lake, model_name: str) -> dict:
     """What the project's macros read from the lake while compiling (lake_table, lake_latent_dim,
     resolve_z_schema): which tables have files, and whether the model's store used bio/nuisance names. The
     latent width is in the vars."""
-    facts = {"lake": str(lake.root)}
+    facts: dict[str, str | bool] = {"lake": str(lake.root)}
     for table in RAW_TABLES:
         base = lake.table_dir(table)
         facts[f"{table}_has_files"] = base.is_dir() and next(base.rglob("*.parquet"), None) is not None
@@ -89,7 +89,7 @@ def compile_facts(lake: Lake, model_name: str) -> dict:
                 "select count(*) > 0 from read_parquet($files, hive_partitioning = false, union_by_name = true) "
                 "where z_naming = 'bio_nuisance'",
                 {"files": [path_glob(f) for f in files]},
-            ).fetchone()[0]
+            ).fetchall()[0][0]
     else:
         facts["bio_nuisance_names"] = False
     return facts
@@ -97,7 +97,7 @@ def compile_facts(lake: Lake, model_name: str) -> dict:
 
 def definitions(project: Path, variables: dict, facts: dict, versions: dict) -> dict[str, str]:
     """Digests of everything that decides the compiled SQL, by part (so a build can say which part changed)."""
-    parts = {"project": project_digest(project), "vars": variables, "lake": facts, "versions": versions}
+    parts: dict = {"project": project_digest(project), "vars": variables, "lake": facts, "versions": versions}
     return {
         name: value if isinstance(value, str) else hashlib.sha256(repr(sorted(value.items())).encode()).hexdigest()
         for name, value in parts.items()
@@ -158,7 +158,7 @@ def plan_build(
         if force_full or previous is None:
             plan.reason = force_full or "first build of this lake"
         else:
-            before = previous.get("definitions") if isinstance(previous.get("definitions"), dict) else {}
+            before = d if isinstance(d := previous.get("definitions"), dict) else {}
             changed = [name for name in definitions if before.get(name) != definitions[name]]
             plan.reason = (
                 "the SQL's definitions changed: " + ", ".join(changed) + f" (since build {previous['build_id']})"
@@ -176,7 +176,7 @@ def plan_build(
         else:
             plan.keep.append(exp)
     plan.removed = sorted(set(before) - set(inputs))
-    tested_before = previous.get("tested_inputs") if isinstance(previous.get("tested_inputs"), dict) else {}
+    tested_before = d if isinstance(d := previous.get("tested_inputs"), dict) else {}
     plan.retest = sorted(
         {key for key, digest in tested.items() if tested_before.get(key) != digest} | set(plan.rebuild)
     )

@@ -44,11 +44,11 @@ def build_snapshot(
     staged = lake.staging_dir / "build" / WAREHOUSE
     try:
         stage_warehouse(lake, staged)
-        blocker = plan.mode != FULL and incremental_blocker(staged, previous)
+        blocker = plan.mode != FULL and previous is not None and incremental_blocker(staged, previous)
         if blocker:
             plan.make_full(blocker)
             run.record.set("build", plan.record())
-        if plan.mode == FULL:
+        if plan.mode == FULL or previous is None:  # only a full build has no previous one
             compiled, exported = _full(
                 run, staged=staged, folder=folder, plan=plan, project=project, variables=variables
             )

@@ -80,7 +80,7 @@ def warn_if_shadowed(project: Path) -> None:
 def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, coverage_severity: str | None) -> dict:
     if z_schema not in Z_SCHEMAS:
         raise MorphlakeError(f"--z-schema {z_schema!r} is not known", f"choose one of: {', '.join(Z_SCHEMAS)}")
-    values = {"model_name": check_segment("model name", model_name), "z_schema": z_schema}
+    values: dict[str, str | float] = {"model_name": check_segment("model name", model_name), "z_schema": z_schema}
     if coverage_threshold is not None:
         if not 0 <= coverage_threshold <= 1:
             raise MorphlakeError(f"--coverage-threshold {coverage_threshold} is not a share", "use a value from 0 to 1")
@@ -190,6 +190,7 @@ def run_build(
         run.record.set("build", plan.record())
         log.info("%s", plan.summary())
         if plan.mode == UNCHANGED:
+            assert previous is not None  # an unchanged build is the previous one
             run.record.set("warehouse", f"unchanged: build {previous['build_id']} is current")
         else:
             build_snapshot(run, builds, plan, previous, project=project, variables=variables)

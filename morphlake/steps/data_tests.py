@@ -77,6 +77,7 @@ def scope_to(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> None:
 def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[dict], dict[str, int], dict]:
     """Run each test; returns (failing and warning tests with dbt's message, their hint and first rows; count per
     status; seconds per test)."""
+    counts: dict[str, int]
     failures, counts, seconds = [], {}, {}
     for test in tests:
         start = time.perf_counter()
@@ -86,7 +87,7 @@ def run_tests(con: duckdb.DuckDBPyConnection, tests: list[dict]) -> tuple[list[d
             failed, warn, error = con.execute(
                 f"select {calc} as failures, {calc} {test['warn_if']} as should_warn, "
                 f"{calc} {test['error_if']} as should_error from (\n{test['sql']}{limit}\n) dbt_internal_test"
-            ).fetchone()
+            ).fetchall()[0]
         except duckdb.Error as problem:  # as dbt reports a test whose query fails: an error, not a crash
             counts["error"] = counts.get("error", 0) + 1
             failures.append({"node": test["name"], "status": "error", "message": str(problem), "failures": None})

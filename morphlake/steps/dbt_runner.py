@@ -73,6 +73,7 @@ def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step:
 def summarise(result) -> tuple[list[dict], dict[str, int], list[str]]:
     """(failed and warning nodes with messages, their hint and compiled SQL; count per status; skipped node names)
     of a dbtRunner result."""
+    counts: dict[str, int]
     problems, counts, skipped = [], {}, []
     nodes = result.result if result.result is not None and hasattr(result.result, "__iter__") else []
     for node in nodes:
@@ -108,6 +109,7 @@ def counts_text(counts: dict[str, int]) -> str:
 def outcome(results: list) -> dict:
     """The record's `dbt` entry for these invocations: success, counts per status, failures, warnings, skipped,
     exception. Failures and warnings still hold their compiled SQL (data_tests.name_examples takes it out)."""
+    counts: dict[str, int]
     problems, counts, skipped, exception = [], {}, [], None
     for result in results:
         more_problems, more_counts, more_skipped = summarise(result)

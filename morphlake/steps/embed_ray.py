@@ -231,7 +231,7 @@ class RayRun:
 NAMED_ERROR = re.compile(r"^(morphlake(?:\.\w+)+)\.(\w+): (.*)\n  hint: (.*)$", re.M)
 
 
-def _original_error(exc: BaseException) -> HintedError | None:
+def _original_error(exc: BaseException | None) -> HintedError | None:
     """A morphlake error raised in a Ray task or actor, as the driver should report it: the exception itself
     where Ray passes it on, else rebuilt from its text (an actor that died in its constructor)."""
     seen: set[int] = set()
@@ -258,7 +258,7 @@ def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     dataset = ray.data.from_arrow(plan_blocks(plans, run.batch_size, run.actors))
     decoded = dataset.map_batches(
-        decode_stage,
+        decode_stage,  # type: ignore[arg-type]  # Ray types fn as taking the batch alone; fn_kwargs passes the rest
         fn_kwargs={"reduced": options.reduced_decode},
         batch_size=run.batch_size,
         batch_format="numpy",

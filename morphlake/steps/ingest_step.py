@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from morphlake.common.frames import polars_frame
 from morphlake.common.skipped import some
 from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
@@ -98,7 +99,7 @@ def _note_zero_norm(table: pa.Table, experiment: str, record: RunRecord) -> None
     """All-zero z_mu rows of a store file are kept (they are the lab's) and said: the run record's `zero_norm`, a
     warning naming some. Cosine similarity is undefined for them; `neighbours` leaves them out."""
     zs = [c for c in table.column_names if c.startswith("z_mu_")]
-    zero = pl.from_arrow(table.select(["snip_id", *zs])).filter(pl.all_horizontal([pl.col(z) == 0 for z in zs]))
+    zero = polars_frame(table.select(["snip_id", *zs])).filter(pl.all_horizontal([pl.col(z) == 0 for z in zs]))
     if zero.height:
         record.set("zero_norm", {**record.data.get("zero_norm", {}), experiment: zero.height})
         ids = zero["snip_id"].to_list()
@@ -119,8 +120,8 @@ def _store_rows_already_embedded(existing: pa.Table | None, store: pa.Table) -> 
     zs = [c for c in store.column_names if c.startswith(("z_mu_", "z_sigma_")) and store[c].null_count < store.num_rows]
     if not zs or any(c not in existing.column_names for c in zs):
         return set()
-    old = pl.from_arrow(existing.select(["snip_id", *zs]))
-    new = pl.from_arrow(store.select(["snip_id", *zs]))
+    old = polars_frame(existing.select(["snip_id", *zs]))
+    new = polars_frame(store.select(["snip_id", *zs]))
     same = new.join(old, on="snip_id", suffix="__lake").filter(
         pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}__lake")) for c in zs])
     )
@@ -148,6 +149,7 @@ def _scan_ledger(
     record: RunRecord,
     retire_missing: bool,
 ) -> tuple[dict[str, str], list[Skipped]]:
+    fingerprints: dict[str, str]
     skipped, fingerprints, snips, retired = [], {}, 0, {}
     every = set().union(*known.values())
     gone: dict[str, set[str]] = {}  # experiment -> its ledger's snips whose image is gone from its folder
@@ -174,6 +176,7 @@ def _scan_ledger(
         if ids & found:  # moved to another experiment's folder: there now, so no row of it is kept here
             keys = {"experiment_date": exp}
             staged = txn.current("snips", keys)
+            assert staged is not None  # staged in the loop above (gone has only experiments it staged)
             kept = staged.filter(pc.invert(pc.is_in(staged["snip_id"], pa.array(sorted(ids & found)))))
             txn.stage("snips", keys, kept, expected_rows=kept.num_rows)
             snips -= staged.num_rows - kept.num_rows

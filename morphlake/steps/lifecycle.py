@@ -42,11 +42,22 @@ class LakeRun:
     skipped: list[Skipped] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     error: str | None = None
-    result: RunResult | None = None
+    _result: RunResult | None = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
         return self.record.run_id
+
+    @property
+    def result(self) -> RunResult:
+        """The outcome, set when the `with lake_run(...)` block ends (a run that raised has none)."""
+        if self._result is None:
+            raise RuntimeError(f"run {self.run_id} has no result yet: read run.result after its `with` block")
+        return self._result
+
+    @result.setter
+    def result(self, value: RunResult) -> None:
+        self._result = value
 
     def skip(self, items: list[Skipped]) -> None:
         self.skipped += items
