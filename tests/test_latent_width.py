@@ -213,7 +213,9 @@ def test_df03_z_mu_is_float16_and_vector_sql_works(playground):
     sims = query(lake, "select array_cosine_similarity(z_mu, z_mu) from df03")
     assert len(sims) == 18 and all(s[0] == pytest.approx(1.0) for s in sims)
     cols = [r[0] for r in query(lake, "select column_name from (describe df03)")]
-    assert z_names(cols) == z_columns(D) and "z_mu" in cols
+    assert z_names(cols) == z_columns(D)[:D] and "z_mu" in cols  # z_mu only, as the legacy df03
+    sigma = [r[0] for r in query(lake, "select column_name from (describe df03_z_sigma)")]
+    assert z_names(sigma) == z_columns(D)[D:]
 
 
 def test_the_build_passes_its_dbt_tests_and_records_the_width(playground):
@@ -230,10 +232,17 @@ def test_the_export_has_16_z_mu_columns(playground):
     export = playground["lake"] / "exports" / "df03"
     table = pq.read_table(export, partitioning=None)
     assert table.num_rows == 18
-    assert {"z_mu_00", "z_mu_15", "z_sigma_15"} <= set(table.column_names)
-    assert "z_mu_16" not in table.column_names and "z_mu" not in table.column_names
+    assert {"z_mu_00", "z_mu_15"} <= set(table.column_names)
+    assert not {"z_mu_16", "z_mu", "z_sigma_00"} & set(table.column_names)
     stored = table.filter(pc.equal(table["embedding_source"], "legacy_csv"))
-    assert stored.num_rows == len(playground["store_snips"]) and stored["z_sigma_00"].null_count == stored.num_rows
+    assert stored.num_rows == len(playground["store_snips"])
+    # the store kept only z_mu: its rows' log-variances are null, one join away
+    nulls = query(
+        playground["lake"],
+        "select count(*), count(s.z_sigma_00) from df03 d join df03_z_sigma s using (snip_id, experiment_date) "
+        "where d.embedding_source = 'legacy_csv'",
+    )
+    assert nulls == [(stored.num_rows, 0)]
 
 
 def test_bio_nuisance_names_follow_the_width(playground):
@@ -242,7 +251,9 @@ def test_bio_nuisance_names_follow_the_width(playground):
     assert result.exit_code == 0, result.output
     cols = [r[0] for r in query(lake, "select column_name from (describe df03)")]
     expected = [bio_nuisance_name(kind, i, NUISANCE) for kind in ("mu", "sigma") for i in range(D)]
-    assert z_names(cols) == expected
+    assert z_names(cols) == expected[:D]
+    sigma = [r[0] for r in query(lake, "select column_name from (describe df03_z_sigma)")]
+    assert z_names(sigma) == expected[D:]
     assert expected[:4] == ["z_mu_n_00", "z_mu_n_01", "z_mu_n_02", "z_mu_b_03"] and "z_mu_b_15" in cols
     names = pq.read_schema(next((lake / "exports" / "df03").glob("*/*.parquet"))).names
     assert "z_mu_n_02" in names and "z_mu_b_03" in names and "z_mu_b_16" not in names

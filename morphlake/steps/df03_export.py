@@ -67,7 +67,7 @@ def fetch_run(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> pa.Tabl
     """int_df03's rows of these experiments as Arrow, streamed out of DuckDB (no result held on its side)."""
     reader = con.sql(
         f"select * from {SOURCE} where experiment_date in (select unnest($exps))", params={"exps": experiments}
-    ).fetch_record_batch(BATCH_ROWS)
+    ).to_arrow_reader(batch_size=BATCH_ROWS)
     return reader.read_all()
 
 
