@@ -132,7 +132,7 @@ def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     import duckdb
 
     from morphlake.common.peak_memory import PhasePeaks
-    from morphlake.steps.df03_export import experiment_rows, export_df03, export_groups
+    from morphlake.steps.df03_export import CHUNK_ROWS, experiment_rows, export_df03, export_groups
 
     copy = out.parent / f"{out.name}.duckdb"
     shutil.copy(warehouse, copy)
@@ -146,7 +146,7 @@ def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     else:  # the export before #26: one partitioned COPY per run of experiments
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET parquet_metadata_cache = true")
-        for i, group in enumerate(export_groups(experiment_rows(con, experiments))):
+        for i, group in enumerate(export_groups(experiment_rows(con, experiments), max_rows=CHUNK_ROWS)):
             con.execute(
                 "COPY (select * from int_df03 where experiment_date in (select unnest($exps))) TO "
                 f"'{out}/run-{i}' (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date))",

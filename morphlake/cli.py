@@ -423,7 +423,10 @@ def report_build(result, lake: Lake) -> None:
     if result.exit_code == 0:
         click.echo(describe_df03(lake))
     else:
-        click.echo(f"error: the build failed ({len(result.failures)} failing node(s)):", err=True)
+        if result.failures or not result.record.get("error"):
+            click.echo(f"error: the build failed ({len(result.failures)} failing node(s)):", err=True)
+        else:  # failed before any node ran (e.g. dbt could not parse the project)
+            click.echo(f"error: the build failed: {result.record['error']}", err=True)
         for failure in result.failures:
             echo_problem(failure)
         if dbt.get("skipped"):

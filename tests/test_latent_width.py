@@ -239,7 +239,8 @@ def test_the_export_has_16_z_mu_columns(playground):
     # the store kept only z_mu: its rows' log-variances are null, one join away
     nulls = query(
         playground["lake"],
-        "select count(*), count(s.z_sigma_00) from df03 d join df03_z_sigma s using (snip_id, experiment_date) "
+        "select count(*), count(s.z_sigma_00) from df03 d join df03_z_sigma s "
+        "using (snip_id, experiment_date, embedding_run_id) "
         "where d.embedding_source = 'legacy_csv'",
     )
     assert nulls == [(stored.num_rows, 0)]

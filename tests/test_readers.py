@@ -99,7 +99,9 @@ def test_the_export_is_the_legacy_df03_shape_with_z_sigma_one_join_away(built_la
         assert "RLE_DICTIONARY" not in part.metadata.row_group(0).column(z).encodings
         assert "RLE_DICTIONARY" in part.metadata.row_group(0).column(names.index("snip_id")).encodings
     con = duckdb.connect(str(built_lake / "warehouse.duckdb"), read_only=True)
-    joined = con.execute("select count(*) from df03 join df03_z_sigma using (snip_id, experiment_date)")
+    joined = con.execute(
+        "select count(*) from df03 join df03_z_sigma using (snip_id, experiment_date, embedding_run_id)"
+    )
     assert joined.fetchone()[0] == rows_in_footers(export)
 
 

@@ -52,7 +52,8 @@ def test_build_passes_on_good_data(cli, embedded_lake):
     # the log-variances are one join away, named the same way (the legacy df03 and the export carry z_mu only)
     assert not [c for c in cols if c.startswith("z_sigma")]
     sigma = [r[0] for r in query(embedded_lake, "select column_name from (describe df03_z_sigma)")]
-    assert sigma[:3] == ["snip_id", "experiment_date", "z_sigma_n_00"] and sigma[-1] == "z_sigma_b_99"
+    assert sigma[:4] == ["snip_id", "experiment_date", "embedding_run_id", "z_sigma_n_00"]
+    assert sigma[-1] == "z_sigma_b_99"
     assert cols[:3] == ["snip_id", "embryo_id", "experiment_date"]
     assert query(embedded_lake, "select typeof(z_mu) from df03 limit 1") == [("FLOAT[100]",)]
 
@@ -98,11 +99,10 @@ def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embed
     assert done.stdout.startswith("df03: 18 rows") and len(done.stdout.splitlines()) == 9  # the summary alone
     parse, *progress = done.stderr.splitlines()[-5:]
     assert parse == "build: dbt: parse the project"
-    models = "staging views, int_df03, df03_coverage, df03_z_sigma, train_embeddings"
-    assert progress[0] == f"build: dbt: {models}, their tests"
-    assert re.fullmatch(r"build: dbt: 21 passed, 8 built in [0-9.]+ s", progress[1])  # no unit tests
-    assert progress[2] == "build: dbt: df03 over the new export, and its tests"
-    assert re.fullmatch(r"build: dbt: 4 passed, 1 built in [0-9.]+ s", progress[3])
+    assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
+    assert re.fullmatch(r"build: dbt: 20 passed, 7 built in [0-9.]+ s", progress[1])  # no unit tests
+    assert progress[2] == "build: dbt: df03 over the new export, df03_z_sigma, their tests"
+    assert re.fullmatch(r"build: dbt: 5 passed, 2 built in [0-9.]+ s", progress[3])
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     log = Path(record["dbt_log"]).read_text()
     assert "Running with dbt=" in log and "Completed successfully" in log
@@ -202,7 +202,8 @@ def test_plain_dbt_build_inside_the_project(embedded_lake):
     assert out.returncode == 0, out.stdout[-3000:]
     for unit in ("df03_joins_every_df02_row_with_the_chosen_model", "df03_z_sigma_names_the_log_variances_like"):
         assert f"PASS int_df03::{unit}" in out.stdout or f"PASS df03_z_sigma::{unit}" in out.stdout, unit
-    z_sigma = query(embedded_lake, "select count(*) from df03 join df03_z_sigma using (snip_id, experiment_date)")
+    join = "select count(*) from df03 join df03_z_sigma using (snip_id, experiment_date, embedding_run_id)"
+    z_sigma = query(embedded_lake, join)
     assert z_sigma == [(18,)]
     assert query(embedded_lake, "select count(*) from df03") == [(18,)]
     assert not (PROJECT / ".user.yml").exists()

@@ -41,7 +41,7 @@ def write_part(table: pa.Table, path: Path | str, *, compression: str = "zstd") 
     """One Parquet file of the lake: dictionary-encoded where it pays (ids, names, flags), not for floating columns.
 
     A float32 embedding barely repeats: pyarrow's default dictionary pass made the embeddings files ~45% larger and
-    ~40% slower for DuckDB to read (benchmarks/README.md, "df03: what was tried")."""
+    ~40% slower for DuckDB to read (benchmarks/README.md, "df03 at every size")."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -89,7 +89,7 @@ class RunRecord:
         finally:
             self._peaks.leave(step)
             self.data["timings_s"][step] = round(self.data["timings_s"].get(step, 0) + time.perf_counter() - start, 4)
-            self.data["peak_rss_mib"] = dict(self._peaks.peaks)
+            self.data["peak_rss_mib"] = self._peaks.snapshot()
 
     @contextmanager
     def notes_from(self, logger: str):

@@ -137,8 +137,9 @@ def _full(
     results: list = []
     log.info("build: dbt: parse the project")
     parsed = invoke_dbt(run.record, ["parse", *options], env=env, step="dbt_parse", log=log_file)
-    if not parsed.success:
-        run.fail(f"dbt could not parse the project {project}: {parsed.exception}", [])
+    if not parsed.success:  # e.g. a yml that does not load: the record and the console say dbt's reason
+        run.record.set("dbt", outcome([parsed]))
+        run.fail(f"dbt could not parse the project {project} (dbt's reason below)")
         return {}, {}
 
     def dbt(step: str, select: list[str], what: str) -> bool:
@@ -148,16 +149,13 @@ def _full(
         results.append(invoke_dbt(run.record, args, env=env, step=step, log=log_file, manifest=parsed.result))
         return _failed(run, results, step=step, staged=staged)
 
-    if dbt(
-        "dbt_build",
-        ["--exclude", "df03"],
-        "staging views, int_df03, df03_coverage, df03_z_sigma, train_embeddings, their tests",
-    ):
+    first = "staging views, int_df03, df03_coverage, train_embeddings, their tests"
+    if dbt("dbt_build", ["--exclude", "df03+"], first):
         return {}, {}
     with run.record.timed("export"), duckdb.connect(str(staged)) as con:
         exported = export_df03(con, folder, model_name=variables["model_name"], rebuild=sorted(plan.rebuild))
     run.record.count("df03_rows", sum(exported.values()))
-    if dbt("dbt_df03", ["--select", "df03"], "df03 over the new export, and its tests"):
+    if dbt("dbt_df03", ["--select", "df03+"], "df03 over the new export, df03_z_sigma, their tests"):
         return {}, {}
     compiled = [compiled_nodes(result) for result in results]
     return {kind: [node for nodes in compiled for node in nodes[kind]] for kind in ("tables", "tests")}, exported

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from morphlake.lake.faults import crash_point
 from morphlake.lake.runs import RunRecord
@@ -56,13 +56,15 @@ def release_warehouse() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def invoke_dbt(record: RunRecord, args: list[str], *, env: dict[str, str], step: str, log: Path, manifest=None):
-    """dbtRunner().invoke(args) with `env` set, timed in the record as `step`, its console lines appended to `log`.
-    With `manifest` (what `parse` returned), dbt does not parse the project again."""
-    from dbt.cli.main import dbtRunner  # slow import: only when dbt must run
-
+def invoke_dbt(
+    record: RunRecord, args: list[str], *, env: dict[str, str], step: str, log: Path, manifest: Any = None
+) -> Any:
+    """dbtRunner().invoke(args) with `env` set, timed in the record as `step` (dbt's import too, the first time), its
+    console lines appended to `log`. With `manifest` (what `parse` returned), dbt does not parse the project again."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with _environment(env), record.timed(step), open(log, "a", encoding="utf-8") as handle:
+        from dbt.cli.main import dbtRunner  # slow import (~1 s): only when dbt must run
+
         crash_point(f"{step}-start")
         try:
             return dbtRunner(manifest=manifest, callbacks=[DbtLog(handle)]).invoke([*args, *QUIET])

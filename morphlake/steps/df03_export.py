@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -26,21 +26,22 @@ from morphlake.lake.layout import PART_FILE, write_part
 # partitioning, Polars on the folder), so the export holds partitions only.
 #
 # DuckDB runs the join (int_df03) into Arrow, one run of experiments at a time; pyarrow writes the run's experiments,
-# one file each, on writer threads. pyarrow's writer is ~4x as fast as DuckDB's partitioned COPY on the same rows;
-# from the lake, where DuckDB's join is most of the time, the export is ~15% faster than that COPY for ~80 MB more
-# (benchmarks/export_writers.py). Memory is bounded by one run, whatever the lake's size.
+# one file each, on writer threads. On 1M rows x 126 columns pyarrow's writer was 4.6x as fast as DuckDB's partitioned
+# COPY; from a lake, where DuckDB's join is most of the time, this export was ~15% faster than that COPY for ~70 MB
+# more (benchmarks/README.md, "df03 at every size"). Memory is bounded by one run, whatever the lake's size.
 
 SOURCE = "int_df03"  # the dbt model the export copies
 CHUNK_ROWS = 100_000  # rows per run: bounds memory, and each query scans only its experiments' files
 BATCH_ROWS = 65_536
 COMPRESSION = "snappy"  # the export is read often and whole: snappy decodes fastest, and floats barely compress
 Z_SIGMA_NOTE = (
-    "not in df03: the log-variances are in the warehouse's df03_z_sigma (join on snip_id, experiment_date) and in "
+    "not in df03: the log-variances are in the warehouse's df03_z_sigma (join on snip_id, experiment_date, "
+    "embedding_run_id) and in "
     "the lake's embeddings table (z_sigma_NN)"
 )
 
 
-def export_groups(counts: list[tuple[str, int]], max_rows: int = CHUNK_ROWS) -> list[list[str]]:
+def export_groups(counts: list[tuple[str, int]], *, max_rows: int = CHUNK_ROWS) -> list[list[str]]:
     """Experiments in runs of at most max_rows rows (an experiment larger than that is a run of its own)."""
     groups: list[list[str]] = [[]]
     rows = 0
@@ -92,39 +93,66 @@ def experiment_rows(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> l
     ).fetchall()
 
 
-def write_run(run: pa.Table, folder: Path, pool: ThreadPoolExecutor) -> list[Future]:
-    """Each experiment of a fetched run as its partition's one file, on the writer threads; returns their futures,
-    each giving (experiment, rows)."""
-    experiments = pc.unique(run["experiment_date"]).to_pylist()
-    return [
-        pool.submit(_write_partition, run, exp, folder / f"experiment_date={exp}" / PART_FILE) for exp in experiments
-    ]
+def write_run(run: pa.Table, *, folder: Path, pool: ThreadPoolExecutor) -> dict[str, int]:
+    """Each experiment of a fetched run as its partition's one file, in snip order (the same lake gives the same
+    files, whatever order DuckDB's threads joined in), on the writer threads. Returns the rows written per
+    experiment, each read back from its file's footer and all adding up to the run's rows."""
+    order = pc.sort_indices(run, sort_keys=[("experiment_date", "ascending"), ("snip_id", "ascending")])
+    counts = pc.value_counts(run["experiment_date"])  # each experiment's rows are one stretch of `order`
+    sizes = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+    jobs, start = {}, 0
+    for exp in sorted(sizes):
+        rows = order.slice(start, sizes[exp])
+        start += sizes[exp]
+        jobs[exp] = pool.submit(_write_partition, run, rows=rows, target=folder / f"experiment_date={exp}" / PART_FILE)
+    try:
+        written = {exp: job.result() for exp, job in jobs.items()}
+    except BaseException:
+        for job in jobs.values():  # a failed write (a full disk) ends the export now, not after the queued ones
+            job.cancel()
+        raise
+    if sum(written.values()) != run.num_rows or written != sizes:
+        raise MorphlakeError(
+            f"df03 export: wrote {sum(written.values())} rows of a run of {run.num_rows} ({written} for {sizes})",
+            "this is a bug in morphlake; nothing was published",
+        )
+    return written
 
 
-def _write_partition(run: pa.Table, exp: str, target: Path) -> tuple[str, int]:
-    """One experiment's rows of a run, in snip order (the same lake gives the same files, whatever order DuckDB's
-    threads joined in), cut out on the writer thread so that only the partitions being written are copies."""
-    part = run.filter(pc.equal(run["experiment_date"], exp)).sort_by("snip_id")
-    target.parent.mkdir()
-    write_part(part, target, compression=COMPRESSION)
-    return exp, part.num_rows
+def _write_partition(run: pa.Table, *, rows: pa.Array, target: Path) -> int:
+    """These rows of a run as one file (cut out on the writer thread: only partitions being written are copies);
+    returns the rows its footer holds."""
+    try:
+        target.parent.mkdir()
+        write_part(run.take(rows), target, compression=COMPRESSION)
+        return pq.ParquetFile(target).metadata.num_rows
+    except OSError as error:
+        raise MorphlakeError(
+            f"df03 export: could not write {target}: {error}",
+            "free disk space (or fix the folder's permissions) and re-run morphlake build; nothing was published",
+        ) from None
 
 
-def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, experiments: list[str]) -> dict[str, int]:
+def _usable_cores() -> int:
+    """The cores this process may run on (a job's CPU set, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, *, experiments: list[str]) -> dict[str, int]:
     """Every run of experiments fetched from int_df03 and written; returns the rows written per experiment (those with
     none have no file)."""
-    # every query binds int_df03, which opens every lake file's footer (~100 columns each): read them once
+    # every query binds int_df03, which opens every lake file's footer (~200 columns each): read them once
     con.execute("SET parquet_metadata_cache = true")
     bounds = experiment_rows(con, experiments)
     written: dict[str, int] = {}
     with (
-        ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="df03-export") as pool,
+        ThreadPoolExecutor(max_workers=_usable_cores(), thread_name_prefix="df03-export") as pool,
         step_progress("build: df03 export", sum(n for _, n in bounds), unit="df02 rows") as progress,
     ):
-        for group in export_groups(bounds):
+        for group in export_groups(bounds, max_rows=CHUNK_ROWS):
             # one run in memory at a time: overlapping the next fetch with these writes gained little on 2 cores
             # for a second run's memory
-            written.update(future.result() for future in write_run(fetch_run(con, group), folder, pool))
+            written.update(write_run(fetch_run(con, group), folder=folder, pool=pool))
             crash_point("export-run")
             progress.advance(sum(n for exp, n in bounds if exp in set(group)))
     return written
@@ -139,25 +167,18 @@ def export_df03(
     keep: dict[str, Path] | None = None,
 ) -> dict[str, int]:
     """Fill a new build's df03 folder (and its schema file beside it): `rebuild` experiments written from int_df03,
-    `keep` ones linked from the previous build's files. Returns rows per written experiment, checked against the
-    files."""
+    `keep` ones linked from the previous build's files. Returns rows per written experiment, as their files hold
+    them."""
     folder = build / DF03
     folder.mkdir(parents=True, exist_ok=True)
     write_schema_file(
         con.sql(f"select * from {SOURCE} limit 0").to_arrow_table().schema, build / SCHEMA, model_name=model_name
     )
-    counts = write_partitions(con, folder, rebuild)
+    counts = write_partitions(con, folder, experiments=rebuild)
     for exp, source in (keep or {}).items():
         target = folder / f"experiment_date={exp}" / PART_FILE
         target.parent.mkdir()
         link_or_copy(source, target)
-    for exp, rows in counts.items():
-        written = pq.ParquetFile(folder / f"experiment_date={exp}" / PART_FILE).metadata.num_rows
-        if written != rows:
-            raise MorphlakeError(
-                f"df03 export of experiment {exp}: wrote {written} rows, int_df03 has {rows}",
-                "this is a bug in morphlake; nothing was published",
-            )
     return counts
 
 
