@@ -100,9 +100,9 @@ def test_a_build_on_a_pipe_prints_progress_and_a_summary_not_dbts_log(cli, embed
     parse, *progress = done.stderr.splitlines()[-5:]
     assert parse == "build: dbt: parse the project"
     assert progress[0] == "build: dbt: staging views, int_df03, df03_coverage, train_embeddings, their tests"
-    assert re.fullmatch(r"build: dbt: 20 passed, 7 built in [0-9.]+ s", progress[1])  # no unit tests
+    assert re.fullmatch(r"build: dbt: 21 passed, 7 built in [0-9.]+ s", progress[1])  # no unit tests
     assert progress[2] == "build: dbt: df03 over the new export, df03_z_sigma, their tests"
-    assert re.fullmatch(r"build: dbt: 5 passed, 2 built in [0-9.]+ s", progress[3])
+    assert re.fullmatch(r"build: dbt: 4 passed, 2 built in [0-9.]+ s", progress[3])
     record = json.loads(sorted(embedded_lake.glob("runs/*-build-*.json"))[-1].read_text())
     log = Path(record["dbt_log"]).read_text()
     assert "Running with dbt=" in log and "Completed successfully" in log
@@ -133,7 +133,7 @@ def test_non_finite_z_value_fails_the_finite_test(cli, embedded_lake):
     )
     result = cli("build", "--lake", embedded_lake, "--z-schema", "flat")
     assert result.exit_code == 1
-    assert "finite_values_df03_z_sigma_z_sigma_: fail: Got 1 result" in result.stderr  # df03_z_sigma holds it
+    assert "finite_values_stg_embeddings_z_sigma_: fail: Got 1 result" in result.stderr  # the model's z_sigma
 
 
 def test_warehouse_opens_from_any_directory(cli, embedded_lake, tmp_path):
