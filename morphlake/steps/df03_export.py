@@ -144,6 +144,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, *, experiment
     # every query binds int_df03, which opens every lake file's footer (~200 columns each): read them once
     con.execute("SET parquet_metadata_cache = true")
     bounds = experiment_rows(con, experiments)
+    df02_rows = dict(bounds)
     written: dict[str, int] = {}
     with (
         ThreadPoolExecutor(max_workers=_usable_cores(), thread_name_prefix="df03-export") as pool,
@@ -154,7 +155,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, *, experiment
             # for a second run's memory
             written.update(write_run(fetch_run(con, group), folder=folder, pool=pool))
             crash_point("export-run")
-            progress.advance(sum(n for exp, n in bounds if exp in set(group)))
+            progress.advance(sum(df02_rows[exp] for exp in group))
     return written
 
 
