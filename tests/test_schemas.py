@@ -190,3 +190,15 @@ def test_one_z_grammar():
         None,
         None,
     ]
+
+
+def test_z_columns_are_picked_out_by_the_one_grammar():
+    """The lake's flat means in index order (a 100-wide model's z_mu_100 after z_mu_99), any naming by kind, and
+    whether a schema is named bio/nuisance: the helpers the report, neighbours, ingest and the export share."""
+    from morphlake.common import zcolumns
+
+    names = ["snip_id", "z_mu_100", "z_mu_99", "z_mu_n_00", "z_sigma_00", "z_mu_x_01", "z_naming", "z_mu_02"]
+    assert zcolumns.flat_z_mu(names) == ["z_mu_02", "z_mu_99", "z_mu_100"]
+    assert zcolumns.z_columns_in(names) == ["z_mu_100", "z_mu_99", "z_mu_n_00", "z_sigma_00", "z_mu_02"]
+    assert zcolumns.z_columns_in(names, kinds=("sigma",)) == ["z_sigma_00"]
+    assert zcolumns.named_bio_nuisance(["z_mu_b_00"]) and not zcolumns.named_bio_nuisance(["z_mu_00", "z_naming"])

@@ -4,6 +4,7 @@ index (z_mu_n_07 for the first nuisance dims, z_mu_b_20 for the rest), for a mod
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 KINDS = ("mu", "sigma")  # the mean, and the log-variance (the legacy name)
 # Any z column name, flat or bio/nuisance: kind, optional part (n | b), index.
@@ -25,4 +26,33 @@ def bio_nuisance_name(kind: str, index: int, nuisance_dims: int) -> str:
     return f"z_{kind}_{'n' if index < nuisance_dims else 'b'}_{index:02d}"
 
 
-__all__ = ["KINDS", "Z_COLUMN", "flat_name", "z_columns", "bio_nuisance_name"]
+def flat_z_mu(names: Iterable[str]) -> list[str]:
+    """The flat means among `names` (z_mu_00 …, as the lake names them), in index order."""
+    found = []
+    for name in names:
+        match = Z_COLUMN.match(name)
+        if match and match["kind"] == "mu" and match["part"] is None:
+            found.append((int(match["index"]), name))
+    return [name for _, name in sorted(found)]
+
+
+def z_columns_in(names: Iterable[str], *, kinds: tuple[str, ...] = KINDS) -> list[str]:
+    """The z columns among `names` (flat or bio/nuisance) of these kinds, in their order."""
+    return [name for name in names if (m := Z_COLUMN.match(name)) and m["kind"] in kinds]
+
+
+def named_bio_nuisance(names: Iterable[str]) -> bool:
+    """Whether z columns among `names` carry the legacy bio/nuisance names (z_mu_n_07, z_mu_b_20)."""
+    return any((m := Z_COLUMN.match(name)) and m["part"] for name in names)
+
+
+__all__ = [
+    "KINDS",
+    "Z_COLUMN",
+    "flat_name",
+    "z_columns",
+    "bio_nuisance_name",
+    "flat_z_mu",
+    "z_columns_in",
+    "named_bio_nuisance",
+]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from morphlake.common.zcolumns import z_columns
+from morphlake.common.zcolumns import flat_z_mu, z_columns
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake, read_part
 
@@ -49,10 +47,7 @@ def read_partition(lake: Lake, model_name: str, experiment: str) -> pa.Table | N
 
 
 def partition_dim(table: pa.Table) -> int:
-    return sum(1 for c in table.column_names if c.startswith("z_mu_"))
-
-
-Z_MU = re.compile(r"^z_mu_\d+$")
+    return len(flat_z_mu(table.column_names))
 
 
 def model_latent_dim(lake: Lake, model_name: str) -> int | None:
@@ -60,7 +55,7 @@ def model_latent_dim(lake: Lake, model_name: str) -> int | None:
     the model has none yet. Partitions of one model that disagree are an error naming both."""
     found: dict[int, str] = {}  # width -> the first partition holding it
     for path in sorted(lake.partition_dir("embeddings", model_name=model_name).glob(f"experiment_date=*/{PART_FILE}")):
-        width = sum(1 for name in pq.read_schema(path).names if Z_MU.match(name))
+        width = len(flat_z_mu(pq.read_schema(path).names))
         found.setdefault(width, lake.relative(path.parent))
     if len(found) > 1:
         (a, where_a), (b, where_b) = list(found.items())[:2]

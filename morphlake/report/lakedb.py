@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from morphlake.common.sqltext import literal, path_glob
+from morphlake.common.zcolumns import flat_z_mu
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake
 
@@ -79,4 +80,4 @@ def require_model(lake: Lake, model_name: str) -> None:
 
 def z_mu_columns(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
     names = [r[0] for r in con.execute(f"describe select * from {view}").fetchall()]
-    return sorted((n for n in names if n.startswith("z_mu_") and n[5:].isdigit()), key=lambda n: int(n[5:]))
+    return flat_z_mu(names)

@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from morphlake.common.sqltext import path_glob
+from morphlake.common.zcolumns import flat_z_mu
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake
 from morphlake.report.lakedb import embeddings_glob, has_files, parquet, partition_files, require_model
@@ -89,7 +90,7 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     files = partition_files(lake, "embeddings", model_name)
     scan = pl.scan_parquet(files, glob=False, hive_partitioning=False, missing_columns="insert", extra_columns="ignore")
     names = scan.collect_schema().names()
-    zs = sorted((c for c in names if c.startswith("z_mu_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
+    zs = flat_z_mu(names)
     others = similarities(scan, zs, query_vector(scan, zs, snip_id, model_name, glob), snip_id)
     zero_norm = scan.select(pl.all_horizontal([pl.col(z) == 0 for z in zs]).sum())
     if not has_files(lake, "df02"):

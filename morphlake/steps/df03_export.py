@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from morphlake.common.progress import step_progress
 from morphlake.common.sqltext import glob_literal
+from morphlake.common.zcolumns import named_bio_nuisance
 from morphlake.errors import MorphlakeError
 from morphlake.lake.builds import DF03, SCHEMA
 from morphlake.lake.faults import crash_point
@@ -76,8 +77,8 @@ def write_schema_file(schema: pa.Schema, path: Path, *, model_name: str) -> None
     """df03's columns without rows, and in its metadata the model and z naming the export holds (the df03 view
     reads the export only when they are the ones its vars ask for), and where z_sigma went."""
     # (with no nuisance dims, floor(D * zn_frac) = 0, bio/nuisance names are all z_mu_b_NN)
-    bio = any(name.startswith(("z_mu_n_", "z_mu_b_")) for name in schema.names)
-    metadata = {"model_name": model_name, "z_schema": "bio_nuisance" if bio else "flat", "z_sigma": Z_SIGMA_NOTE}
+    z_schema = "bio_nuisance" if named_bio_nuisance(schema.names) else "flat"
+    metadata = {"model_name": model_name, "z_schema": z_schema, "z_sigma": Z_SIGMA_NOTE}
     pq.write_table(schema.empty_table().replace_schema_metadata(metadata), path, compression=COMPRESSION)
 
 

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from morphlake.common.frames import polars_frame
 from morphlake.common.skipped import some
+from morphlake.common.zcolumns import flat_z_mu, z_columns_in
 from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
@@ -98,7 +99,7 @@ def _stage_latents(
 def _note_zero_norm(table: pa.Table, experiment: str, record: RunRecord) -> None:
     """All-zero z_mu rows of a store file are kept (they are the lab's) and said: the run record's `zero_norm`, a
     warning naming some. Cosine similarity is undefined for them; `neighbours` leaves them out."""
-    zs = [c for c in table.column_names if c.startswith("z_mu_")]
+    zs = flat_z_mu(table.column_names)
     zero = polars_frame(table.select(["snip_id", *zs])).filter(pl.all_horizontal([pl.col(z) == 0 for z in zs]))
     if zero.height:
         record.set("zero_norm", {**record.data.get("zero_norm", {}), experiment: zero.height})
@@ -117,7 +118,7 @@ def _store_rows_already_embedded(existing: pa.Table | None, store: pa.Table) -> 
     holds, as float32): `build06 --generate-missing-latents` wrote the store file from those rows."""
     if existing is None or existing.num_rows == 0:
         return set()
-    zs = [c for c in store.column_names if c.startswith(("z_mu_", "z_sigma_")) and store[c].null_count < store.num_rows]
+    zs = [c for c in z_columns_in(store.column_names) if store[c].null_count < store.num_rows]
     if not zs or any(c not in existing.column_names for c in zs):
         return set()
     old = polars_frame(existing.select(["snip_id", *zs]))
