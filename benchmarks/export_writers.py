@@ -31,47 +31,31 @@ MORPHLAKE = str(Path(sys.executable).parent / "morphlake")
 
 
 def df03_like(rows: int, z_columns: int):
-    """A df03-shaped Arrow table: 26 metadata columns, then `z_columns` float32 columns."""
+    """A df03-shaped Arrow table: the benchmarks' df02 (19 columns, `rows` // 100 snips per experiment), 7 columns of
+    provenance, then `z_columns` float32 columns (z_mu, then z_sigma)."""
     import numpy as np
+    import polars as pl
     import pyarrow as pa
 
+    from benchmarks.legacy_root import df02_frame
+
     rng = np.random.default_rng(0)
-    i = np.arange(rows)
-    exp = np.char.add("2024", np.char.zfill((i * EXPERIMENTS // rows).astype(str), 5))
-    embryo = np.char.add(np.char.add(exp, "_A01_e"), np.char.zfill((i % 1000 // 10).astype(str), 3))
-    text = lambda values: pa.array(values, pa.string())  # noqa: E731
-    columns = {
-        "snip_id": text(np.char.add(np.char.add(embryo, "_t"), np.char.zfill((i % 100).astype(str), 4))),
-        "embryo_id": text(embryo),
-        "experiment_date": text(exp),
-        "well": text(np.full(rows, "A01")),
-        "time_int": pa.array(i % 100),
-        "Time Rel (s)": pa.array((i % 100) * 1800.0),
-        "predicted_stage_hpf": pa.array(24 + (i % 100) * 0.5),
-        "surface_area_um": pa.array(rng.normal(1.8e5, 1.5e4, rows)),
-        "short_pert_name": text(np.where(i % 2 == 0, "wt", "atf6")),
-        "phenotype": text(np.where(i % 2 == 0, "wt", "atf6_mutant")),
-        "control_flag": pa.array(i % 2 == 0),
-        "temperature": pa.array(np.full(rows, 28.5)),
-        "medium": text(np.full(rows, "E3")),
-        "use_embryo_flag": pa.array(i % 50 != 0),
-        "length_um": pa.array(rng.normal(2500, 30, rows).round(1)),
-        "width_um": pa.array(rng.normal(480, 20, rows).round(1)),
-        "master_perturbation": text(np.full(rows, "wt")),
-        "microscope": text(np.full(rows, "YX1")),
-        "start_age_hpf": pa.array(np.full(rows, 24.0)),
-        "model_name": text(np.full(rows, "20241107_ds_sweep01_optimum")),
-        "embedding_source": text(np.where(i % 2 == 0, "legacy_csv", "onnx")),
-        "encoder_weights": text(np.full(rows, "trained")),
-        "model_sha256": text(np.full(rows, "0" * 64)),
-        "image_fingerprint": text(np.char.zfill(i.astype(str), 16)),
-        "embed_options": pa.nulls(rows, pa.string()),
-        "embedding_run_id": text(np.full(rows, "20261204T000000.000Z-embed-000000")),
-    }
+    source = pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("legacy_csv")).otherwise(pl.lit("onnx"))
+    frame = df02_frame(rows, rng, max(1, rows // EXPERIMENTS)).with_columns(
+        model_name=pl.lit("20241107_ds_sweep01_optimum"),
+        embedding_source=source,
+        encoder_weights=pl.lit("trained"),
+        model_sha256=pl.lit("0" * 64),
+        image_fingerprint=pl.int_range(pl.len()).cast(pl.String).str.zfill(16),
+        embed_options=pl.lit(None, pl.String),
+        embedding_run_id=pl.lit("20261204T000000.000Z-embed-000000"),
+    )
     z = rng.standard_normal((rows, z_columns), dtype=np.float32)
-    for j in range(z_columns):
-        columns[f"z_mu_{j:02d}" if j < 100 else f"z_sigma_{j - 100:02d}"] = pa.array(z[:, j])
-    return pa.table(columns)
+    names = [f"z_mu_{j:02d}" if j < 100 else f"z_sigma_{j - 100:02d}" for j in range(z_columns)]
+    table = pl.concat([frame, pl.DataFrame(z, schema=names)], how="horizontal").to_arrow()
+    # as DuckDB hands the export its rows: strings as `string`, not Polars' `large_string`
+    strings = [pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(strings))
 
 
 def write_alone(writer: str, rows: int, z_columns: int, out: Path) -> dict:

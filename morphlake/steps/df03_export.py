@@ -27,9 +27,10 @@ from morphlake.lake.layout import PART_FILE, write_part
 # partitioning, Polars on the folder), so the export holds partitions only.
 #
 # DuckDB runs the join (int_df03) into Arrow, one run of experiments at a time; pyarrow writes the run's experiments,
-# one file each, on writer threads. On 1M rows x 126 columns pyarrow's writer was 4.6x as fast as DuckDB's partitioned
-# COPY; from a lake, where DuckDB's join is most of the time, this export was ~15% faster than that COPY for ~70 MB
-# more (benchmarks/README.md, "df03 at every size"). Memory is bounded by one run, whatever the lake's size.
+# one file each, on writer threads. On 1M rows x 126 columns pyarrow's writer was 4.8x as fast as DuckDB's partitioned
+# COPY; from a lake, where DuckDB's join is most of the time, this export was ~5% faster than that COPY for ~130 MiB
+# more, and its files are sorted (benchmarks/README.md, "df03 at every size"). Memory is bounded by one run, whatever
+# the lake's size.
 
 SOURCE = "int_df03"  # the dbt model the export copies
 CHUNK_ROWS = 100_000  # rows per run: bounds memory, and each query scans only its experiments' files
@@ -37,8 +38,7 @@ BATCH_ROWS = 65_536
 COMPRESSION = "snappy"  # the export is read often and whole: snappy decodes fastest, and floats barely compress
 Z_SIGMA_NOTE = (
     "not in df03: the log-variances are in the warehouse's df03_z_sigma (join on snip_id, experiment_date, "
-    "embedding_run_id) and in "
-    "the lake's embeddings table (z_sigma_NN)"
+    "embedding_run_id) and in the lake's embeddings table (z_sigma_NN)"
 )
 
 
