@@ -128,8 +128,9 @@ class Encoder:
                 "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or run on the CPU",
             )
         self.info = self._describe()
-        self._binding: ort.IOBinding | None = None
-        self._bound_shape: tuple[int, ...]  # set with the binding (_run_bound)
+        self._binding: ort.IOBinding | None = None  # IO binding, made on the first bound run (_run_bound)
+        self._input: ort.OrtValue | None = None  # the device copy of the last host batch, reused while its shape holds
+        self._outputs: dict[str, ort.OrtValue] = {}  # z_mu and z_logvar on the device, reused while the batch holds
 
     def _describe(self) -> EncoderInfo:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -219,24 +220,38 @@ class Encoder:
         """Whether batches may run side by side from several threads (IO binding on CUDA is single-threaded)."""
         return self.provider != CUDA
 
-    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 [N,1,288,128] -> (z_mu, z_logvar) float32 [N, latent_dim]."""
-        if self.provider != CUDA:
+    def run(self, pixels: np.ndarray | ort.OrtValue) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 [N,1,288,128] -> (z_mu, z_logvar) float32 [N, latent_dim]. `pixels` may already lie on the
+        encoder's device (an OrtValue: --decode gpu's resized batch), where it is bound, never copied."""
+        if self.provider != CUDA and not isinstance(pixels, ort.OrtValue):
             mu, logvar = self.session.run([MU_NAME, LOGVAR_NAME], {INPUT_NAME: pixels})
             return mu, logvar
         return self._run_bound(pixels)
 
-    def _run_bound(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # IO binding: copy the batch to the GPU once, keep outputs on the device until read back.
-        if self._binding is None or self._bound_shape != pixels.shape:
-            self._binding = self.session.io_binding()
-            self._input = ort.OrtValue.ortvalue_from_numpy(pixels, "cuda", 0)
-            self._binding.bind_ortvalue_input(INPUT_NAME, self._input)
-            for name in (MU_NAME, LOGVAR_NAME):
-                self._binding.bind_output(name, "cuda", 0)
-            self._bound_shape = pixels.shape
+    def _run_bound(self, pixels: np.ndarray | ort.OrtValue) -> tuple[np.ndarray, np.ndarray]:
+        # IO binding: a host batch is copied into one device buffer reused from batch to batch; the outputs are
+        # written into device buffers reused the same way, and read back once.
+        device = "cuda" if self.provider == CUDA else "cpu"
+        if isinstance(pixels, ort.OrtValue):
+            value, shape = pixels, tuple(pixels.shape())
         else:
-            self._input.update_inplace(pixels)
+            shape = pixels.shape
+            if self._input is None or tuple(self._input.shape()) != shape:
+                self._input = ort.OrtValue.ortvalue_from_numpy(pixels, device, 0)
+            else:
+                self._input.update_inplace(pixels)
+            value = self._input
+        if self._binding is None:
+            self._binding = self.session.io_binding()
+        self._binding.bind_ortvalue_input(INPUT_NAME, value)
+        if not self._outputs or tuple(self._outputs[MU_NAME].shape())[0] != shape[0]:
+            dim = self.info.latent_dim
+            self._outputs = {
+                name: ort.OrtValue.ortvalue_from_shape_and_type([shape[0], dim], np.float32, device, 0)
+                for name in (MU_NAME, LOGVAR_NAME)
+            }
+            for name, output in self._outputs.items():
+                self._binding.bind_ortvalue_output(name, output)
         self.session.run_with_iobinding(self._binding)
-        mu, logvar = self._binding.copy_outputs_to_cpu()
-        return mu, logvar
+        # numpy() of a host buffer may be a view of it; the next batch overwrites these buffers.
+        return np.array(self._outputs[MU_NAME].numpy()), np.array(self._outputs[LOGVAR_NAME].numpy())

@@ -48,6 +48,32 @@ class SnipProblem(Exception):
     """A snip that cannot be embedded; the message says why."""
 
 
+def opened_snip(data: bytes) -> Image.Image:
+    """One encoded snip, opened (its header read, its pixels not yet) and checked as every decode path checks it:
+    readable, not a decompression bomb, a mode the legacy conversion handles, the 9:4 shape of 576x256."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise SnipProblem(f"oversized image (decompression bomb?): {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SnipProblem(f"not a readable image ({exc})") from None
+    try:
+        _check_opened(image)
+    except SnipProblem:
+        image.close()
+        raise
+    return image
+
+
+def _check_opened(image: Image.Image) -> None:
+    w, h = image.size
+    if w * h > MAX_PIXELS:
+        raise SnipProblem(f"oversized image {w}x{h} (more than {MAX_PIXELS} pixels; decompression bomb?)")
+    _check_mode(image.mode, image.format)
+    if abs((h / w) / ASPECT - 1) > ASPECT_TOLERANCE:
+        raise SnipProblem(f"image is {h}x{w} (HxW); snips must have the 9:4 shape of 576x256")
+
+
 def decode_snip(data: bytes, reduced: bool = False) -> np.ndarray:
     """Legacy preprocessing of one encoded image -> uint8 [288, 128].
 
@@ -58,31 +84,24 @@ def decode_snip(data: bytes, reduced: bool = False) -> np.ndarray:
     resizing with BILINEAR; faster, and not bit-identical to the legacy path (benchmarks/embed.py reports
     the drift). Colour JPEGs always take the legacy path.
     """
+    with opened_snip(data) as image:
+        return legacy_pixels(image, reduced=reduced)
+
+
+def legacy_pixels(image: Image.Image, *, reduced: bool = False) -> np.ndarray:
+    """An opened, checked snip (opened_snip) -> uint8 [288, 128], as legacy code preprocesses it."""
+    # Only for "L": draft("L") on a colour JPEG makes libjpeg keep its Y channel, which differs from
+    # Pillow's convert("L") wherever the decoded RGB clips (measured: up to 64 grey levels).
+    if reduced and image.format == "JPEG" and image.mode == "L" and _exact_reduction(*image.size):
+        image.draft("L", (INPUT_WIDTH, INPUT_HEIGHT))
     try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise SnipProblem(f"oversized image (decompression bomb?): {exc}") from None
+        image.load()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise SnipProblem(f"not a readable image ({exc})") from None
-    with image:
-        w, h = image.size
-        if w * h > MAX_PIXELS:
-            raise SnipProblem(f"oversized image {w}x{h} (more than {MAX_PIXELS} pixels; decompression bomb?)")
-        _check_mode(image.mode, image.format)
-        if abs((h / w) / ASPECT - 1) > ASPECT_TOLERANCE:
-            raise SnipProblem(f"image is {h}x{w} (HxW); snips must have the 9:4 shape of 576x256")
-        # Only for "L": draft("L") on a colour JPEG makes libjpeg keep its Y channel, which differs from
-        # Pillow's convert("L") wherever the decoded RGB clips (measured: up to 64 grey levels).
-        if reduced and image.format == "JPEG" and image.mode == "L" and _exact_reduction(w, h):
-            image.draft("L", (INPUT_WIDTH, INPUT_HEIGHT))
-        try:
-            image.load()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise SnipProblem(f"image data is damaged or truncated ({exc})") from None
-        gray = image if image.mode == "L" else image.convert("L")
-        if gray.size != (INPUT_WIDTH, INPUT_HEIGHT):
-            gray = gray.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.Resampling.BILINEAR)
-        return np.asarray(gray, dtype=np.uint8)
+        raise SnipProblem(f"image data is damaged or truncated ({exc})") from None
+    gray = image if image.mode == "L" else image.convert("L")
+    if gray.size != (INPUT_WIDTH, INPUT_HEIGHT):
+        gray = gray.resize((INPUT_WIDTH, INPUT_HEIGHT), Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)
 
 
 def _check_mode(mode: str, fmt: str | None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from morphlake.embed.gpu_decode import GpuDecoder, PreparedBatch, prepare_chunk
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import DecodedBatch, SnipRef, chunks, decode_batches, decode_chunk, ordered_map
 
@@ -52,19 +53,44 @@ def embed_decoded(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) ->
     )
 
 
+def embed_prepared(batch: PreparedBatch, encoder: Encoder, gpu: GpuDecoder, waited: float = 0.0) -> EmbeddedBatch:
+    """--decode gpu: decode the batch's JPEGs on the GPU, resize them there and run the encoder on the result."""
+    start = time.perf_counter()
+    pixels = gpu.pixels(batch)
+    if batch.n:
+        mu, logvar = encoder.run(pixels)
+        mu, logvar = mu[: batch.n], logvar[: batch.n]
+    else:
+        mu = logvar = np.zeros((0, encoder.info.latent_dim), np.float32)
+    elapsed = time.perf_counter() - start
+    return EmbeddedBatch(batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited, elapsed)
+
+
 def embed_snips(
-    snips: Iterable[SnipRef], encoder: Encoder, batch_size: int = 64, workers: int | None = None, reduced: bool = False
+    snips: Iterable[SnipRef],
+    encoder: Encoder,
+    batch_size: int = 64,
+    workers: int | None = None,
+    reduced: bool = False,
+    *,
+    gpu_decoder: GpuDecoder | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Embedded batches in input order; every batch runs at the same size (the last one is padded).
 
     On the CPU each of `workers` threads decodes a batch and runs the encoder on it, so decode and
     inference share the cores without handing batches between threads (onnxruntime and Pillow both
     release the GIL). On CUDA the threads only decode, and this thread feeds the GPU through IO binding.
+    With `gpu_decoder` (--decode gpu) the threads read and check the snips, and this thread decodes the
+    batch's JPEGs on the GPU, resizes them there and runs the encoder on the device's pixels.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     workers = workers or default_workers(feeding_gpu=not encoder.concurrent)
-    if encoder.concurrent:
+    if gpu_decoder is not None:
+        prepared = ordered_map(lambda chunk: prepare_chunk(chunk, batch_size), chunks(snips, batch_size), workers)
+        for batch, waited in _waited(prepared):
+            yield embed_prepared(batch, encoder, gpu_decoder, waited)
+    elif encoder.concurrent:
         jobs = ordered_map(
             lambda chunk: embed_decoded(decode_chunk(chunk, batch_size, reduced), encoder),
             chunks(snips, batch_size),

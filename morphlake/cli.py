@@ -268,11 +268,14 @@ def ingest(root, data_root, model_name, scan_images, retire_missing, experiments
 )
 @click.option(
     "--decode",
-    type=click.Choice(["legacy", "reduced"]),
+    type=click.Choice(["legacy", "reduced", "gpu"]),
     default="legacy",
     show_default=True,
     help="reduced: JPEG snips that are an exact 2x/4x/8x of 288x128 decode straight to that size "
-    "(faster; small drift from the legacy BILINEAR resize, recorded in embed_options).",
+    "(faster; small drift from the legacy BILINEAR resize). gpu: grey JPEG snips decode on the GPU "
+    "(nvImageCodec, the gpu-decode extra; --device cuda) and resize there as Pillow does; other snips decode "
+    "on the CPU. Both are recorded in embed_options, and each run first checks them against the legacy decode "
+    "on up to 128 of its snips, refusing them below --min-cosine.",
 )
 @click.option(
     "--precision",
@@ -289,8 +292,8 @@ def ingest(root, data_root, model_name, scan_images, retire_missing, experiments
     type=click.FloatRange(-1.0, 1.0),
     default=0.99,
     show_default=True,
-    help="Smallest cosine between a --precision copy's z_mu and fp32's, on the snips the run checks it on, "
-    "that the run accepts (the figure goes into the run record).",
+    help="Smallest cosine between a --precision copy's z_mu and fp32's (or a --decode's and the legacy decode's), "
+    "on the snips the run checks it on, that the run accepts (the figure goes into the run record).",
 )
 @click.option(
     "--engine",

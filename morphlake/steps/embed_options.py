@@ -8,7 +8,7 @@ from morphlake.embed.model import DEVICES
 from morphlake.embed.precision import PRECISIONS
 from morphlake.errors import MorphlakeError
 
-DECODES = ("legacy", "reduced")
+DECODES = ("legacy", "reduced", "gpu")
 ENGINES = ("local", "ray")
 # Batch sizes when --batch-size is not given. The CPU's: each thread encodes its own batch, and 64 measured best
 # (benchmarks/embed.py's sweep). The GPU's: one stream of batches keeps the GPU busy only when each is large; 256 is
@@ -25,6 +25,15 @@ def refuse_int8_on_gpu(precision: str, *, why: str) -> None:
             f"--precision int8 on the GPU ({why}): onnxruntime has no int8 convolution kernels on CUDA, so it would "
             "run slower than fp32 there, or on the CPU",
             "use --precision fp16 on GPUs; int8 is for CPUs (--device cpu)",
+        )
+
+
+def refuse_gpu_decode_without_gpu(decode: str, *, why: str) -> None:
+    """--decode gpu decodes on the encoder's GPU: without one it is refused, never run on the CPU."""
+    if decode == "gpu":
+        raise MorphlakeError(
+            f"--decode gpu decodes JPEG snips on the GPU, and there is none here ({why})",
+            "run on a GPU host with --device cuda (or auto), or use --decode reduced, the fast decode for CPUs",
         )
 
 
@@ -55,6 +64,8 @@ class EmbedOptions:
         _one_of("engine", self.engine, ENGINES)
         if self.device == "cuda":
             refuse_int8_on_gpu(self.precision, why="--device cuda")
+        if self.device == "cpu":
+            refuse_gpu_decode_without_gpu(self.decode, why="--device cpu")
         if self.ray_address and self.engine != "ray":
             raise MorphlakeError(
                 f"a Ray address ({self.ray_address}) was given to the {self.engine} engine", "add --engine ray"
@@ -75,6 +86,11 @@ class EmbedOptions:
     @property
     def reduced_decode(self) -> bool:
         return self.decode == "reduced"
+
+    @property
+    def checked_decode(self) -> bool:
+        """Whether the run's decode differs from the legacy one, so a run checks it against that first."""
+        return self.decode != "legacy"
 
     @property
     def driver_device(self) -> str:

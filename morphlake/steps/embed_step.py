@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ import pyarrow.parquet as pq
 from morphlake.common.progress import step_progress
 from morphlake.common.zcolumns import z_columns
 from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
+from morphlake.embed.gpu_decode import GpuDecoder
+from morphlake.embed.model import CUDA
 from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
@@ -28,8 +32,9 @@ from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
 from morphlake.lake.snip_ledger import available
+from morphlake.steps.decode_check import CHECK_SNIPS, check_decode
 from morphlake.steps.derived_encoder import VERIFY_SNIPS, LoadedEncoder, load_encoder, verify
-from morphlake.steps.embed_options import EmbedOptions
+from morphlake.steps.embed_options import EmbedOptions, refuse_gpu_decode_without_gpu
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")
@@ -188,6 +193,7 @@ def run_embed(
             )
         value = options.value(loaded.run.info.precision)
         describe_encoder(run.record, loaded, options, value)
+        refuse_gpu_decode_off_gpu(loaded.run, options)
         with run.record.timed("plan"):
             plans = plan_embedding(lake, loaded.run.info, experiments, value)
         total = sum(t.num_rows for t in plans.values())
@@ -195,6 +201,16 @@ def run_embed(
         run.record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
         with embed_engine(run.record, loaded.run, options, total) as engine:
+            if options.checked_decode and total:
+                with run.record.timed("check_decode"):
+                    run.record.data["embed_options"]["decode_check"] = check_decode(
+                        loaded.run,
+                        list(itertools.islice(_refs(plans), CHECK_SNIPS)),
+                        decode=options.decode,
+                        batch_size=engine.batch_size,
+                        min_cosine=options.min_cosine,
+                        gpu_decoder=engine.gpu_decoder,
+                    )
             if loaded.derived and total:
                 with run.record.timed("verify_copy"):
                     todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
@@ -209,7 +225,7 @@ def run_embed(
             writer = PartitionWriter(
                 run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
             )
-            batches = engine(plans)
+            batches = engine.batches(plans)
             run.skip(embed_batches(run.record, loaded.run, batches, writer, total=total, allow_partial=allow_partial))
     return run.result
 
@@ -258,21 +274,68 @@ def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOpt
     )
 
 
+# For the suite and the GPU check's smoke run only: --decode gpu runs nvImageCodec's CPU backend and the resize graph
+# on the CPU, so the path is tested where there is no GPU (the run record's engine says so).
+GPU_DECODE_ON_CPU = "MORPHLAKE_GPU_DECODE_ON_CPU"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What embed_engine yields: `batches(plans)` yields EmbeddedBatch; the batch size the encoder runs; the GPU
+    decoder of --decode gpu, when it runs in this process."""
+
+    batches: Callable[[dict[str, pa.Table]], Iterator[EmbeddedBatch]]
+    batch_size: int
+    gpu_decoder: GpuDecoder | None = None
+
+
+def refuse_gpu_decode_off_gpu(encoder: Encoder, options: EmbedOptions) -> None:
+    """--decode gpu where the encoder did not open on a GPU (--device auto on a host without one) is refused before
+    the run plans anything; with --engine ray, before the cluster is joined."""
+    if options.engine == "ray" and options.decode == "gpu":
+        raise MorphlakeError(
+            "--decode gpu runs with the local engine only, for now",
+            "embed with --engine local on the GPU host, or use --decode legacy or reduced with --engine ray",
+        )
+    if encoder.provider != CUDA and os.environ.get(GPU_DECODE_ON_CPU) != "1":
+        refuse_gpu_decode_without_gpu(
+            options.decode, why=f"--device {options.device} opened the encoder on {encoder.provider}"
+        )
+
+
+def gpu_decoder_for(encoder: Encoder, options: EmbedOptions, *, slots: int) -> GpuDecoder | None:
+    """The GPU decoder of --decode gpu (None for the other decodes), on the encoder's device."""
+    if options.decode != "gpu":
+        return None
+    return GpuDecoder(slots=slots, device="cuda" if encoder.provider == CUDA else "cpu")
+
+
 @contextmanager
-def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Callable]:
-    """`with embed_engine(...) as engine:` then `engine(plans)` yields EmbeddedBatch: embed_snips in this process
-    (local), or Ray Data on a cluster (ray); the run record's `engine` says which ran where."""
+def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Engine]:
+    """`with embed_engine(...) as engine:` then `engine.batches(plans)` yields EmbeddedBatch: embed_snips in this
+    process (local), or Ray Data on a cluster (ray); the run record's `engine` says which ran where."""
     if options.engine == "ray":
         from morphlake.steps.embed_ray import ray_engine
 
-        with ray_engine(record, encoder, options, total) as engine:
-            yield engine
+        with ray_engine(record, encoder, options, total) as batches:
+            yield Engine(batches, options.batch_for(gpu=False))
         return
     gpu = not encoder.concurrent  # on CUDA the threads only decode, for the one thread that feeds the GPU
     workers, batch_size = options.workers or default_workers(feeding_gpu=gpu), options.batch_for(gpu=gpu)
-    record.set("engine", {"name": "local", "nodes": 1, "workers": workers, "batch_size": batch_size})
+    decoder = gpu_decoder_for(encoder, options, slots=batch_size)
+    engine = {"name": "local", "nodes": 1, "workers": workers, "batch_size": batch_size}
+    if decoder is not None:
+        engine["jpeg_decode"] = {"by": "nvImageCodec", "on": decoder.device, "resize_on": decoder.provider}
+    record.set("engine", engine)
     log.info("%d decode thread(s), batches of %d on %s", workers, batch_size, encoder.provider)
-    yield lambda plans: embed_snips(_refs(plans), encoder, batch_size, workers, reduced=options.reduced_decode)
+    if decoder is not None:
+        log.info("grey JPEG snips decoded by nvImageCodec on %s, resized on %s", decoder.device, decoder.provider)
+
+    def batches(plans: dict[str, pa.Table]) -> Iterator[EmbeddedBatch]:
+        refs = _refs(plans)
+        return embed_snips(refs, encoder, batch_size, workers, reduced=options.reduced_decode, gpu_decoder=decoder)
+
+    yield Engine(batches, batch_size, decoder)
 
 
 def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:

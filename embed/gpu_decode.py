@@ -1,0 +1,215 @@
+"""--decode gpu: grey JPEG snips decoded by nvImageCodec on the GPU and resized there (embed.resize_graph, Pillow's
+BILINEAR bit for bit), handed to the encoder without leaving the device; every other snip takes the legacy decode.
+
+The CPU threads read, check and fingerprint each batch (prepare_chunk) and decode on the CPU what the GPU does not
+take: PNGs, colour JPEGs (nvJPEG's grey is the Y channel, not Pillow's convert("L")), JPEGs without their end
+marker (Pillow refuses truncated files; nvJPEG would decode them grey), and sizes other than the batch's commonest
+one (one resize graph per batch). The thread that feeds the GPU then decodes the batch's JPEGs in one nvImageCodec
+call and runs the resize graph (GpuDecoder.pixels). nvJPEG's IDCT is not libjpeg-turbo's, so a run checks this
+decode against the legacy one on its own snips before it embeds (morphlake.steps.decode_check).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import functools
+import importlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from morphlake.common.extras import install_hint
+from morphlake.embed import resize_graph as graph
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
+from morphlake.embed.errors import DeviceUnavailable
+from morphlake.embed.model import CPU, CUDA
+from morphlake.embed.reader import DecodedBatch, SnipProblem, SnipRef, fingerprint, legacy_pixels, opened_snip
+
+EXTRA = "gpu-decode"
+JPEG_END = b"\xff\xd9"
+
+
+@dataclass
+class PreparedBatch(DecodedBatch):
+    """A batch read and checked on a CPU thread: rows [0, n) are its snips; `jpegs` maps a row to the encoded grey
+    JPEG the GPU decodes (its pixels row is zero until then), every other row is decoded already."""
+
+    jpegs: dict[int, bytes] = field(default_factory=dict)
+    jpeg_size: tuple[int, int] = (0, 0)  # (height, width) of every JPEG in `jpegs`
+
+
+def prepare_chunk(chunk: list[SnipRef], batch_size: int) -> PreparedBatch:
+    """Read, check (as the legacy decode checks) and fingerprint one batch; decode on this thread what the GPU
+    does not take. Unreadable snips become failures, as in decode_chunk."""
+    start = time.perf_counter()
+    batch = PreparedBatch([], [], np.zeros((batch_size, 1, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
+    candidates: dict[int, tuple[bytes, tuple[int, int]]] = {}
+    for ref in chunk:
+        try:
+            with open(ref.path, "rb") as handle:
+                data = handle.read()
+            with opened_snip(data) as image:
+                if image.format == "JPEG" and image.mode == "L" and data.rstrip(b"\0").endswith(JPEG_END):
+                    candidates[batch.n] = (data, (image.height, image.width))
+                else:
+                    batch.pixels[batch.n, 0] = legacy_pixels(image)
+        except SnipProblem as exc:
+            batch.failures.append((ref, str(exc)))
+            continue
+        except OSError as exc:
+            batch.failures.append((ref, f"cannot read file ({exc.strerror or exc})"))
+            continue
+        batch.refs.append(ref)
+        batch.fingerprints.append(fingerprint(data))
+    if candidates:
+        batch.jpeg_size = collections.Counter(size for _, size in candidates.values()).most_common(1)[0][0]
+    for row, (data, size) in candidates.items():
+        if size == batch.jpeg_size:
+            batch.jpegs[row] = data
+        else:
+            _decode_on_cpu(batch, row, data)
+    batch.decode_s = time.perf_counter() - start
+    return batch
+
+
+def _decode_on_cpu(batch: PreparedBatch, row: int, data: bytes) -> bool:
+    """Decode one row the legacy way; a snip that fails becomes a failure (its row is dropped by `compact`)."""
+    try:
+        with opened_snip(data) as image:
+            batch.pixels[row, 0] = legacy_pixels(image)
+        return True
+    except SnipProblem as exc:
+        batch.failures.append((batch.refs[row], str(exc)))
+        return False
+
+
+def compact(batch: PreparedBatch, dropped: list[int]) -> list[int]:
+    """Remove the rows in `dropped` from the batch's refs and fingerprints; returns the rows kept, in order."""
+    kept = [r for r in range(batch.n) if r not in set(dropped)]
+    batch.refs = [batch.refs[r] for r in kept]
+    batch.fingerprints = [batch.fingerprints[r] for r in kept]
+    return kept
+
+
+def nvimgcodec_module():
+    """The nvImageCodec module, or DeviceUnavailable naming the extra that installs it."""
+    try:
+        nvimgcodec = importlib.import_module("nvidia.nvimgcodec")
+    except ImportError:
+        raise DeviceUnavailable(
+            "decoding on the GPU needs nvImageCodec (the nvidia-nvimgcodec-cu13 package), which is not installed",
+            f"{install_hint(EXTRA)}; or decode on the CPU",
+        ) from None
+    return nvimgcodec
+
+
+@functools.cache
+def _cuda_runtime() -> ctypes.CDLL:
+    # onnxruntime-gpu has loaded the CUDA runtime (embed.model preloads it); dlopen finds it by its soname.
+    for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    raise DeviceUnavailable(
+        "decoding on the GPU: the CUDA runtime (libcudart), to wait for nvImageCodec's decode, is not loaded",
+        "install the CUDA 13 runtime onnxruntime-gpu uses (pip install nvidia-cuda-runtime), or decode on the CPU",
+    )
+
+
+def _wait_for_stream(stream: int) -> None:
+    status = _cuda_runtime().cudaStreamSynchronize(ctypes.c_void_p(stream))
+    if status:
+        raise DeviceUnavailable(f"CUDA failed while decoding on the GPU (cudaStreamSynchronize: error {status})")
+
+
+class GpuDecoder:
+    """nvImageCodec and the resize graph on one device. On "cuda" the pixels stay on the GPU; "cpu" runs the same
+    code with nvImageCodec's CPU backend and onnxruntime's CPU provider (how the suite checks it without a GPU)."""
+
+    def __init__(self, *, slots: int, device: str = "cuda"):
+        nvimgcodec = nvimgcodec_module()
+        self.slots, self.on_gpu = slots, device == "cuda"
+        self.params = nvimgcodec.DecodeParams(
+            color_spec=nvimgcodec.ColorSpec.GRAY, allow_any_depth=False, apply_exif_orientation=False
+        )
+        if self.on_gpu:
+            self.decoder = nvimgcodec.Decoder(device_id=0)
+        else:
+            cpu_only = nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY
+            self.decoder = nvimgcodec.Decoder(device_id=cpu_only, backends=[nvimgcodec.Backend(nvimgcodec.CPU_ONLY)])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        providers = [(CUDA, {"device_id": 0}), CPU] if self.on_gpu else [CPU]
+        self.session = ort.InferenceSession(graph.resize_model(slots).SerializeToString(), options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        if self.on_gpu and self.provider != CUDA:
+            raise DeviceUnavailable(
+                f"decoding on the GPU: onnxruntime opened the resize graph on {self.provider}, not CUDA",
+                "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or decode on the CPU",
+            )
+        self.device = "cuda" if self.on_gpu else "cpu"
+        self._weights: dict[tuple[int, int, int], tuple[ort.OrtValue, ort.OrtValue]] = {}
+        self._in_use: dict = {}  # the last batch's decoded images, alive until the next batch (kernels may still read)
+
+    def pixels(self, batch: PreparedBatch) -> ort.OrtValue | np.ndarray:
+        """The batch's pixels, uint8 [slots, 1, 288, 128]: an OrtValue on the decoder's device (the GPU's memory on
+        CUDA), or the host array when no row came from a JPEG. A JPEG nvImageCodec cannot decode is decoded the
+        legacy way (or becomes a failure, and its row leaves the batch)."""
+        rows = sorted(batch.jpegs)
+        images = self.decoder.decode([batch.jpegs[r] for r in rows], params=self.params) if rows else []
+        if self.on_gpu and rows:
+            _wait_for_stream(0)  # the decode ran on the default stream; onnxruntime reads on its own
+        decoded = {row: image for row, image in zip(rows, images) if image is not None}
+        dropped = [r for r in rows if r not in decoded and not _decode_on_cpu(batch, r, batch.jpegs[r])]
+        if dropped:
+            kept = compact(batch, dropped)
+            batch.pixels[: len(kept)] = batch.pixels[kept]
+            batch.pixels[len(kept) :] = 0
+            decoded = {kept.index(r): image for r, image in decoded.items()}
+        self._in_use = decoded
+        return self._resized(batch, decoded) if decoded else batch.pixels
+
+    def _resized(self, batch: PreparedBatch, decoded: dict) -> ort.OrtValue | np.ndarray:
+        binding = self.session.io_binding()
+        first = next(iter(decoded.values()))
+        pitch = None
+        for slot in range(self.slots):
+            pitch = self._bind_image(binding, graph.image_name(slot), decoded.get(slot, first))
+        rows_weights, columns_weights = self._weights_for(batch.jpeg_size, pitch)
+        binding.bind_ortvalue_input(graph.ROWS_NAME, rows_weights)
+        binding.bind_ortvalue_input(graph.COLUMNS_NAME, columns_weights)
+        from_images = np.zeros((self.slots, 1, 1, 1), bool)
+        from_images[list(decoded)] = True
+        binding.bind_cpu_input(graph.CPU_ROWS_NAME, batch.pixels)
+        binding.bind_cpu_input(graph.FROM_IMAGES_NAME, from_images)
+        binding.bind_output(graph.OUTPUT_NAME, self.device, 0)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
+
+    def _bind_image(self, binding: ort.IOBinding, name: str, image) -> int:
+        """Bind one decoded image (HWC, one channel) where it lies, rows padded to its pitch; returns the pitch."""
+        if self.on_gpu:
+            face = image.__cuda_array_interface__
+            height, width, _ = face["shape"]
+            pitch = face["strides"][0] if face.get("strides") else width
+            binding.bind_input(name, "cuda", 0, np.uint8, [height, pitch], face["data"][0])
+            return pitch
+        pixels = np.ascontiguousarray(np.asarray(image)[..., 0])
+        binding.bind_cpu_input(name, pixels)
+        return pixels.shape[1]
+
+    def _weights_for(self, size: tuple[int, int], pitch: int) -> tuple[ort.OrtValue, ort.OrtValue]:
+        key = (*size, pitch)
+        if key not in self._weights:
+            height, width = size
+            rows = graph.bilinear_weights(height, INPUT_HEIGHT)
+            columns = graph.column_weights(width, pitch)
+            self._weights[key] = (
+                ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(rows), self.device, 0),
+                ort.OrtValue.ortvalue_from_numpy(columns, self.device, 0),
+            )
+        return self._weights[key]

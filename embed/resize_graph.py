@@ -1,0 +1,105 @@
+"""Pillow's BILINEAR resize of grey snips to the model input, as an ONNX graph that runs where the encoder runs.
+
+Pillow resizes an 8-bit image in two passes, the vertical one first (Pillow 13; the suite checks it against the
+installed Pillow), each a weighted sum over the taps of a triangle filter stretched over the scale, with weights
+rounded to 22-bit fixed point and each pass rounded back to 8 bits. Written as two dense matrices of those weights
+(float64, where every product and sum is exact), the graph gives Pillow's pixels bit for bit, on any provider.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
+
+PRECISION_BITS = 22  # Pillow's fixed point for 8-bit resampling (32 - 8 - 2)
+OUTPUT_NAME = "pixels"
+ROWS_NAME, COLUMNS_NAME = "rows_weights", "columns_weights"
+CPU_ROWS_NAME, FROM_IMAGES_NAME = "cpu_rows", "from_images"
+OPSET = 17
+
+
+def image_name(slot: int) -> str:
+    return f"image_{slot}"
+
+
+@functools.lru_cache(maxsize=16)
+def bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's BILINEAR weights from `in_size` samples to `out_size`, [out_size, in_size] float64, each row a
+    sampled triangle of half-width max(scale, 1) around the output sample's centre, normalised, in fixed point."""
+    scale = in_size / out_size
+    support = max(scale, 1.0)
+    weights = np.zeros((out_size, in_size))
+    for out in range(out_size):
+        centre = (out + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        last = min(int(centre + support + 0.5), in_size)
+        taps = np.arange(first, last)
+        tent = np.clip(1 - np.abs((taps - centre + 0.5) / support), 0, None)
+        if tent.sum():
+            tent = tent / tent.sum()
+        # Pillow rounds each weight half away from zero to PRECISION_BITS (the weights here are never negative).
+        weights[out, first:last] = np.floor(0.5 + tent * (1 << PRECISION_BITS))
+    weights /= 1 << PRECISION_BITS
+    weights.setflags(write=False)  # cached: shared by every caller
+    return weights
+
+
+def column_weights(width: int, pitch: int) -> np.ndarray:
+    """The horizontal pass's [pitch, 128] matrix: rows past the image's width (a decoder's row padding) weigh 0."""
+    weights = np.zeros((pitch, INPUT_WIDTH))
+    weights[:width] = bilinear_weights(width, INPUT_WIDTH).T
+    return weights
+
+
+def resize_model(slots: int):
+    """The graph for a batch of `slots` rows: inputs image_0 .. image_{slots-1} (uint8 [h, pitch], one size in a
+    batch), rows_weights [288, h] and columns_weights [pitch, 128] (float64), cpu_rows (uint8 [slots, 1, 288, 128],
+    rows decoded elsewhere) and from_images (bool [slots, 1, 1, 1]); output pixels, uint8 [slots, 1, 288, 128]:
+    the resized image where from_images is true, else the cpu row."""
+    from onnx import TensorProto, helper  # only --decode gpu builds this graph; the embed path loads no onnx
+
+    def rounded(source: str, target: str) -> list:
+        # Each pass ends as Pillow's does: + 0.5, floor (its arithmetic shift), clipped to 0..255.
+        return [
+            helper.make_node("Add", [source, "half"], [f"{target}_plus_half"]),
+            helper.make_node("Floor", [f"{target}_plus_half"], [f"{target}_floor"]),
+            helper.make_node("Max", [f"{target}_floor", "zero"], [f"{target}_low"]),
+            helper.make_node("Min", [f"{target}_low", "top"], [target]),
+        ]
+
+    stacked = [helper.make_node("Unsqueeze", [image_name(s), "axis0"], [f"stacked_{s}"]) for s in range(slots)]
+    nodes = [
+        *stacked,
+        helper.make_node("Concat", [f"stacked_{s}" for s in range(slots)], ["images"], axis=0),
+        helper.make_node("Cast", ["images"], ["images_f64"], to=TensorProto.DOUBLE),
+        helper.make_node("MatMul", [ROWS_NAME, "images_f64"], ["vertical_sum"]),  # [288, h] @ [n, h, pitch]
+        *rounded("vertical_sum", "vertical"),
+        helper.make_node("MatMul", ["vertical", COLUMNS_NAME], ["horizontal_sum"]),  # @ [pitch, 128]
+        *rounded("horizontal_sum", "horizontal"),
+        helper.make_node("Cast", ["horizontal"], ["resized_u8"], to=TensorProto.UINT8),
+        helper.make_node("Unsqueeze", ["resized_u8", "axis1"], ["resized"]),
+        helper.make_node("Where", [FROM_IMAGES_NAME, "resized", CPU_ROWS_NAME], [OUTPUT_NAME]),
+    ]
+    constants = [
+        helper.make_tensor("axis0", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("half", TensorProto.DOUBLE, [], [0.5]),
+        helper.make_tensor("zero", TensorProto.DOUBLE, [], [0.0]),
+        helper.make_tensor("top", TensorProto.DOUBLE, [], [255.0]),
+    ]
+    u8, f64 = TensorProto.UINT8, TensorProto.DOUBLE
+    inputs = [
+        *(helper.make_tensor_value_info(image_name(s), u8, ["height", "pitch"]) for s in range(slots)),
+        helper.make_tensor_value_info(ROWS_NAME, f64, [INPUT_HEIGHT, "height"]),
+        helper.make_tensor_value_info(COLUMNS_NAME, f64, ["pitch", INPUT_WIDTH]),
+        helper.make_tensor_value_info(CPU_ROWS_NAME, u8, [slots, 1, INPUT_HEIGHT, INPUT_WIDTH]),
+        helper.make_tensor_value_info(FROM_IMAGES_NAME, TensorProto.BOOL, [slots, 1, 1, 1]),
+    ]
+    output = helper.make_tensor_value_info(OUTPUT_NAME, u8, [slots, 1, INPUT_HEIGHT, INPUT_WIDTH])
+    graph = helper.make_graph(nodes, "snip_resize", inputs, [output], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="morphlake")
+    model.ir_version = 8
+    return model
