@@ -32,6 +32,7 @@ import numpy as np
 from benchmarks.common import peak_of, seconds
 from morphlake.common.fingerprint import fingerprint_file
 from morphlake.embed.reader import SnipRef, chunks, decode_chunk, ordered_map
+from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
 
 MODEL = "gpu_check"
 PER_EXPERIMENT = 2500
@@ -231,6 +232,39 @@ def decode_alone(refs: list[SnipRef], *, threads: list[int], reduced: bool) -> l
     return rows
 
 
+def gpu_decode_alone(refs: list[SnipRef], *, device: str, threads: int, slots: int) -> dict:
+    """`--decode gpu` alone: the CPU threads read and check, nvImageCodec decodes the JPEGs and the resize graph runs
+    on `device` (pixels left there); img/s, and how its pixels differ from the legacy decode's on the same snips."""
+    from morphlake.embed.errors import DeviceUnavailable
+    from morphlake.embed.gpu_decode import GpuDecoder, prepare_chunk
+
+    try:
+        decoder = GpuDecoder(slots=slots, device=device)
+    except DeviceUnavailable as exc:
+        return {"measured": False, "why": str(exc)}
+    work = list(chunks(refs, slots))
+
+    def run() -> list:
+        return [decoder.pixels(b) for b in ordered_map(lambda c: prepare_chunk(c, slots), work, threads)]
+
+    run()  # warm-up: nvImageCodec's and the graph's first allocations
+    spent = seconds(run)
+    sample = work[0]
+    fast = decoder.pixels(prepare_chunk(sample, slots))
+    fast = fast.numpy() if hasattr(fast, "numpy") else fast
+    plain = decode_chunk(sample, slots).pixels
+    differ = np.abs(fast.astype(int) - plain.astype(int))
+    return {
+        "measured": True,
+        "device": decoder.device,
+        "resize_provider": decoder.provider,
+        "threads": threads,
+        "slots": slots,
+        "img_s": len(refs) / spent,
+        "vs_legacy_pixels": {"max_abs": int(differ.max()), "share_differing": float((differ > 0).mean())},
+    }
+
+
 def thread_counts(cores: int) -> list[int]:
     counts = sorted({1, 2, 4, 8, cores // 2, cores, 2 * cores} - {0})
     return [c for c in counts if c <= 2 * cores]
@@ -339,6 +373,7 @@ def markdown(result: dict) -> str:
         "| decode alone | threads | img/s |",
         "|---|---|---|",
         *(f"| {r['decode']} | {r['threads']} | {r['img_s']:,.0f} |" for r in result["decode"]),
+        gpu_decode_row(result["gpu_decode"]),
         "",
         f"| whole `morphlake embed` ({result['snips']} snips) | img/s | loop img/s | × legacy (2 workers) | "
         "× legacy (every core) | share of the decode bound | GPU busy | GPU peak MiB | host peak MiB |",
@@ -358,6 +393,17 @@ def markdown(result: dict) -> str:
         *(f"| PyTorch eager on {r['device']} | {r['workers']} | {r['img_s']:,.0f} |" for r in result["legacy"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def gpu_decode_row(gpu: dict) -> str:
+    if not gpu["measured"]:
+        return f"| gpu (not measured: {gpu['why'].splitlines()[0]}) | | |"
+    drift = gpu["vs_legacy_pixels"]
+    return (
+        f"| gpu: nvImageCodec on {gpu['device']}, resize on {gpu['resize_provider']} (pixels vs legacy: largest "
+        f"difference {drift['max_abs']}, {drift['share_differing']:.1%} differ) | {gpu['threads']} | "
+        f"{gpu['img_s']:,.0f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -403,7 +449,9 @@ def run_check(plan: Plan, work: Path) -> dict:
     decode_refs = refs[: plan.decode_snips]
     result["decode"] = decode_alone(decode_refs, threads=thread_counts(cores), reduced=False)
     result["decode"] += decode_alone(decode_refs, threads=[cores], reduced=True)
-    result["gpu_decode"] = "not measured: `--decode gpu` (nvImageCodec) is not built yet (issue 25)"
+    if plan.device != "cuda":  # the smoke run: nvImageCodec's CPU backend through the same code
+        os.environ[GPU_DECODE_ON_CPU] = "1"
+    result["gpu_decode"] = gpu_decode_alone(decode_refs, device=plan.device, threads=cores, slots=plan.batches[-1])
     bound = max(r["img_s"] for r in result["decode"] if r["decode"] == "legacy")
     legacy_refs = refs[: plan.legacy_snips]
     result["legacy"] = [
@@ -411,6 +459,8 @@ def run_check(plan: Plan, work: Path) -> dict:
         legacy(legacy_refs, device=plan.device, workers=cores),
     ]
     variants = [[], ["--precision", "fp16"], ["--decode", "reduced", "--precision", "fp16"]]
+    if result["gpu_decode"]["measured"]:
+        variants += [["--decode", "gpu"], ["--decode", "gpu", "--precision", "fp16"]]
     result["commands"] = []
     for extra in variants:
         run = whole_command(template, work, paths["fp32"], plan, extra)

@@ -274,8 +274,8 @@ def ingest(root, data_root, model_name, scan_images, retire_missing, experiments
     help="reduced: JPEG snips that are an exact 2x/4x/8x of 288x128 decode straight to that size "
     "(faster; small drift from the legacy BILINEAR resize). gpu: grey JPEG snips decode on the GPU "
     "(nvImageCodec, the gpu-decode extra; --device cuda) and resize there as Pillow does; other snips decode "
-    "on the CPU. Both are recorded in embed_options, and each run first checks them against the legacy decode "
-    "on up to 128 of its snips, refusing them below --min-cosine.",
+    "on the CPU; each run first checks it against the legacy decode on up to 128 of its snips and refuses it "
+    "below --min-cosine. Both are recorded in embed_options.",
 )
 @click.option(
     "--precision",

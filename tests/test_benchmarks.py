@@ -109,7 +109,16 @@ def test_gpu_check_runs_in_smoke_mode_where_no_gpu_is(tmp_path):
     assert {(r["precision"], r["batch"]) for r in result["encoder"]} == {("fp32", 8), ("fp16", 8)}
     assert {r["decode"] for r in result["decode"]} == {"legacy", "reduced"}
     assert [r["workers"] for r in result["legacy"]][0] == 2
+    gpu = result["gpu_decode"]  # nvImageCodec's CPU backend here: the legacy pixels, through the GPU's code
+    assert gpu["measured"] and gpu["device"] == "cpu" and gpu["img_s"] > 0 and gpu["vs_legacy_pixels"]["max_abs"] == 0
     runs = {run["options"]: run for run in result["commands"]}
-    assert set(runs) == {"legacy-faithful", "--precision fp16", "--decode reduced --precision fp16"}
+    assert set(runs) == {
+        "legacy-faithful",
+        "--precision fp16",
+        "--decode reduced --precision fp16",
+        "--decode gpu",
+        "--decode gpu --precision fp16",
+    }
+    assert runs["--decode gpu"]["engine"]["jpeg_decode"]["on"] == "cpu"
     assert all(run["provider"] == "CPUExecutionProvider" and run["img_s"] > 0 for run in runs.values())
     assert runs["--precision fp16"]["engine"]["batch_size"] == 64  # the CPU's batch: no GPU here

@@ -16,7 +16,7 @@ from morphlake.embed.gpu_decode import GpuDecoder, nvimgcodec_module, prepare_ch
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import SnipRef, decode_chunk
 from morphlake.embed.runner import embed_snips
-from morphlake.steps.embed_step import GPU_DECODE_ON_CPU
+from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
 
 pytest.importorskip("nvidia.nvimgcodec")  # the dev extra installs it; its CPU backend needs no GPU
 SIZES = [(576, 256), (1152, 512), (580, 258), (288, 128), (600, 266)]
@@ -144,14 +144,27 @@ def test_embed_decode_gpu_runs_checks_and_records_on_the_cpu_backend(cli, ingest
     assert record["engine"]["jpeg_decode"] == {"by": "nvImageCodec", "on": "cpu", "resize_on": "CPUExecutionProvider"}
 
 
-def test_a_decode_that_drifts_below_the_bound_is_refused_and_nothing_is_embedded(cli, ingested, encoder_path):
-    result = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "reduced", "--min-cosine", "1")
+def test_a_gpu_decode_that_drifts_below_the_bound_is_refused_and_nothing_is_embedded(
+    cli, ingested, encoder_path, monkeypatch
+):
+    import onnxruntime as ort
+
+    from morphlake.embed import gpu_decode
+
+    real = gpu_decode.GpuDecoder._resized
+
+    def inverted(self, batch, decoded):  # a decoder that gets every pixel wrong
+        return ort.OrtValue.ortvalue_from_numpy(255 - real(self, batch, decoded).numpy())
+
+    monkeypatch.setattr(gpu_decode.GpuDecoder, "_resized", inverted)
+    monkeypatch.setenv(GPU_DECODE_ON_CPU, "1")
+    result = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "gpu")
     assert result.exit_code == 1
-    assert "--decode reduced drifts from the legacy decode on this run's snips: smallest cosine" in result.stderr
-    assert "embed with --decode legacy" in result.stderr
-    assert not (ingested / "embeddings").exists() or embeddings(ingested).filter(source="onnx").height == 0
-    good = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "reduced")
-    assert good.exit_code == 0 and 0.99 < last_record(ingested)["embed_options"]["decode_check"]["min_cosine"] < 1
+    assert "--decode gpu drifts from the legacy decode on this run's snips: smallest cosine" in result.stderr
+    assert "on 8 snips, below the bound 0.99" in result.stderr and "embed with --decode legacy" in result.stderr
+    assert (
+        not list((ingested / "embeddings").rglob("*.parquet")) or embeddings(ingested).filter(source="onnx").is_empty()
+    )
 
 
 def test_decode_gpu_is_refused_without_a_gpu_the_extra_or_with_ray(cli, ingested, encoder_path, monkeypatch):

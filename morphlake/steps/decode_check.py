@@ -1,5 +1,5 @@
-"""Before a run whose decode is not the legacy one embeds anything: its decode against the legacy decode, through
-the same encoder, on the first snips it embeds; refused below --min-cosine, the figures in the run record."""
+"""Before a --decode gpu run embeds anything: its decode against the legacy decode, through the same encoder, on the
+first snips it embeds; refused below --min-cosine, the figures in the run record."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def check_decode(
     min_cosine: float,
     gpu_decoder: GpuDecoder | None = None,
 ) -> dict:
-    """Embed up to CHECK_SNIPS of `todo` decoded both ways (`decode` is "reduced", or "gpu" with its decoder) and
-    compare z_mu snip by snip; raise below `min_cosine`, else return the figures."""
+    """Embed up to CHECK_SNIPS of `todo` decoded both ways (the legacy decode, and `decode`: "gpu" with its decoder,
+    or "reduced") and compare z_mu snip by snip; raise below `min_cosine`, else return the figures."""
     legacy: dict[str, np.ndarray] = {}
     run: dict[str, np.ndarray] = {}
     for chunk in chunks(todo[:CHECK_SNIPS], batch_size):

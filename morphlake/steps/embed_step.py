@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -274,11 +273,6 @@ def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOpt
     )
 
 
-# For the suite and the GPU check's smoke run only: --decode gpu runs nvImageCodec's CPU backend and the resize graph
-# on the CPU, so the path is tested where there is no GPU (the run record's engine says so).
-GPU_DECODE_ON_CPU = "MORPHLAKE_GPU_DECODE_ON_CPU"
-
-
 @dataclass(frozen=True)
 class Engine:
     """What embed_engine yields: `batches(plans)` yields EmbeddedBatch; the batch size the encoder runs; the GPU
@@ -297,7 +291,7 @@ def refuse_gpu_decode_off_gpu(encoder: Encoder, options: EmbedOptions) -> None:
             "--decode gpu runs with the local engine only, for now",
             "embed with --engine local on the GPU host, or use --decode legacy or reduced with --engine ray",
         )
-    if encoder.provider != CUDA and os.environ.get(GPU_DECODE_ON_CPU) != "1":
+    if encoder.provider != CUDA:
         refuse_gpu_decode_without_gpu(
             options.decode, why=f"--device {options.device} opened the encoder on {encoder.provider}"
         )
