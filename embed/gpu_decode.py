@@ -173,13 +173,16 @@ class GpuDecoder:
         self._in_use = decoded
         return self._resized(batch, decoded) if decoded else batch.pixels
 
-    def _resized(self, batch: PreparedBatch, decoded: dict) -> ort.OrtValue | np.ndarray:
+    def _resized(self, batch: PreparedBatch, decoded: dict) -> ort.OrtValue:
         binding = self.session.io_binding()
-        first = next(iter(decoded.values()))
-        pitch = None
-        for slot in range(self.slots):
-            pitch = self._bind_image(binding, graph.image_name(slot), decoded.get(slot, first))
-        rows_weights, columns_weights = self._weights_for(batch.jpeg_size, pitch)
+        first = next(iter(decoded.values()))  # bound to the slots of rows decoded elsewhere (not read: from_images)
+        pitches = {self._bind_image(binding, graph.image_name(s), decoded.get(s, first)) for s in range(self.slots)}
+        if len(pitches) > 1:  # one graph input shape per batch; nvImageCodec pads rows of one size alike
+            raise DeviceUnavailable(
+                f"decoding on the GPU: images of one size came back with row pitches {sorted(pitches)}",
+                "decode on the CPU, and report this nvImageCodec version",
+            )
+        rows_weights, columns_weights = self._weights_for(batch.jpeg_size, pitches.pop())
         binding.bind_ortvalue_input(graph.ROWS_NAME, rows_weights)
         binding.bind_ortvalue_input(graph.COLUMNS_NAME, columns_weights)
         from_images = np.zeros((self.slots, 1, 1, 1), bool)

@@ -325,11 +325,11 @@ def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, tot
     if decoder is not None:
         log.info("grey JPEG snips decoded by nvImageCodec on %s, resized on %s", decoder.device, decoder.provider)
 
-    def batches(plans: dict[str, pa.Table]) -> Iterator[EmbeddedBatch]:
+    def local_batches(plans: dict[str, pa.Table]) -> Iterator[EmbeddedBatch]:
         refs = _refs(plans)
         return embed_snips(refs, encoder, batch_size, workers, reduced=options.reduced_decode, gpu_decoder=decoder)
 
-    yield Engine(batches, batch_size, decoder)
+    yield Engine(local_batches, batch_size, decoder)
 
 
 def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:
