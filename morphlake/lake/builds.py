@@ -9,12 +9,12 @@ from pathlib import Path
 
 from morphlake.lake.faults import crash_point
 from morphlake.lake.files import fsync_dir
-from morphlake.lake.layout import Lake
+from morphlake.lake.layout import WAREHOUSE_FILE, Lake
 from morphlake.lake.runs import write_json_atomic
 
 CURRENT = "current"
 MANIFEST = "build.json"
-WAREHOUSE = "warehouse.duckdb"
+WAREHOUSE = WAREHOUSE_FILE
 DF03 = "df03"
 REMOVING = ".removing-"  # a build folder renamed out of the way, being deleted
 SCHEMA = "df03_schema.parquet"  # df03's columns, no rows: beside the export, never in it (steps/df03_export.py)
@@ -25,7 +25,7 @@ class Builds:
 
     def __init__(self, lake: Lake):
         self.lake = lake
-        self.dir = lake.root / "builds"
+        self.dir = lake.builds_dir
 
     def path(self, build_id: str) -> Path:
         return self.dir / build_id
@@ -56,12 +56,7 @@ class Builds:
     def make_current(self, build_id: str) -> None:
         """Make `build_id` current: its files made durable, then one rename of the `current` symlink."""
         os.sync()  # every file and folder of the build (hard links included) on disk before it can be current
-        tmp = self.dir / f".{CURRENT}.tmp{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        os.symlink(build_id, tmp)
-        crash_point("build-switch")
-        os.replace(tmp, self.dir / CURRENT)
-        fsync_dir(self.dir)
+        _link_atomically(self.dir / CURRENT, Path(build_id), crash_before="build-switch")
         crash_point("build-switched")
 
     def tidy(self) -> list[str]:
@@ -94,11 +89,10 @@ class Builds:
     def _public_links(self) -> None:
         """<lake>/warehouse.duckdb and <lake>/exports/df03 as links through builds/current (once per lake; a lake
         from before snapshots has a plain file and folder there, replaced here)."""
-        links = {
-            self.lake.warehouse: Path("builds") / CURRENT / WAREHOUSE,
-            self.lake.df03_export: Path("..") / "builds" / CURRENT / DF03,
-        }
-        for public, target in links.items():
+        current = self.dir / CURRENT
+        links = {self.lake.warehouse: current / WAREHOUSE, self.lake.df03_export: current / DF03}
+        for public, inside in links.items():
+            target = Path(os.path.relpath(inside, public.parent))  # relative: the lake can be moved or mounted
             if public.is_symlink() and Path(os.readlink(public)) == target:
                 continue
             public.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +101,15 @@ class Builds:
                 # public export until the next morphlake build, which links it first thing, and never a wrong one)
                 os.replace(public, self.dir / f".retired-{public.name}-{os.getpid()}")
                 crash_point("build-retired")
-            tmp = public.with_name(f".{public.name}.tmp{os.getpid()}")
-            tmp.unlink(missing_ok=True)
-            os.symlink(target, tmp)
-            os.replace(tmp, public)
-            fsync_dir(public.parent)
+            _link_atomically(public, target)
+
+
+def _link_atomically(link: Path, target: Path, *, crash_before: str | None = None) -> None:
+    """Point `link` at `target` in one rename (readers see the old target or the new one, never none), durably."""
+    tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    if crash_before:
+        crash_point(crash_before)
+    os.replace(tmp, link)
+    fsync_dir(link.parent)

@@ -18,6 +18,7 @@ ROW_GROUP_ROWS = 131_072  # rows per Parquet row group the lake writes: DuckDB r
 # characters a lake path cannot hold: dbt-duckdb reads the warehouse path as a URL (? and #), and DuckDB's globs,
 # which read the lake's Parquet, cannot match a backslash literally
 UNBUILDABLE = "?#\\"
+WAREHOUSE_FILE = "warehouse.duckdb"  # at the lake's root (a link) and in each build folder under the same name
 TABLES = {
     "df02": ("raw", "df02"),
     "train": ("raw", "train"),
@@ -107,7 +108,13 @@ class Lake:
 
     @property
     def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        """The warehouse readers open: a link to the current build's (lake.builds)."""
+        return self.root / WAREHOUSE_FILE
+
+    @property
+    def builds_dir(self) -> Path:
+        """<lake>/builds/: one folder per build snapshot and the `current` link (lake.builds)."""
+        return self.root / "builds"
 
     @property
     def dbt_target(self) -> Path:

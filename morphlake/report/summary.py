@@ -34,7 +34,7 @@ def describe_df03(lake: Lake) -> str:
         ).fetchall()
     totals = [sum(r[i] for r in coverage) for i in range(1, 5)]
     lines = [
-        f"df03: {rows} rows — view df03 in {lake.warehouse}; Parquet in {lake.root / 'exports' / 'df03'}/",
+        f"df03: {rows} rows — view df03 in {lake.warehouse}; Parquet in {lake.df03_export}/",
         f"coverage: {coverage_text(totals[1], totals[0])} df02 rows have an embedding; "
         f"usable rows (use_embryo_flag): {coverage_text(totals[3], totals[2])}",
     ]
