@@ -64,19 +64,27 @@ def prepare_chunk(chunk: list[SnipRef], batch_size: int) -> PreparedBatch:
             continue
         batch.refs.append(ref)
         batch.fingerprints.append(fingerprint(data))
-    if candidates:
-        batch.jpeg_size = collections.Counter(size for _, size in candidates.values()).most_common(1)[0][0]
-    for row, (data, size) in candidates.items():
-        if size == batch.jpeg_size:
-            batch.jpegs[row] = data
-        else:
-            _decode_on_cpu(batch, row, data)
+    hand_to_gpu(batch, candidates)
     batch.decode_s = time.perf_counter() - start
     return batch
 
 
+def hand_to_gpu(batch: PreparedBatch, candidates: dict[int, tuple[bytes, tuple[int, int]]]) -> None:
+    """Rows whose grey JPEG (bytes, (height, width)) the GPU may decode: those of the batch's commonest size go to
+    it (one resize graph input shape per batch); the others are decoded here, the legacy way."""
+    if candidates:
+        batch.jpeg_size = collections.Counter(size for _, size in candidates.values()).most_common(1)[0][0]
+    failed = []
+    for row, (data, size) in candidates.items():
+        if size == batch.jpeg_size:
+            batch.jpegs[row] = data
+        elif not _decode_on_cpu(batch, row, data):
+            failed.append(row)
+    drop_rows(batch, failed)
+
+
 def _decode_on_cpu(batch: PreparedBatch, row: int, data: bytes) -> bool:
-    """Decode one row the legacy way; a snip that fails becomes a failure (its row is dropped by `compact`)."""
+    """Decode one row the legacy way; a snip that fails becomes a failure (the caller drops its row)."""
     try:
         with opened_snip(data) as image:
             batch.pixels[row, 0] = legacy_pixels(image)
@@ -86,12 +94,19 @@ def _decode_on_cpu(batch: PreparedBatch, row: int, data: bytes) -> bool:
         return False
 
 
-def compact(batch: PreparedBatch, dropped: list[int]) -> list[int]:
-    """Remove the rows in `dropped` from the batch's refs and fingerprints; returns the rows kept, in order."""
-    kept = [r for r in range(batch.n) if r not in set(dropped)]
-    batch.refs = [batch.refs[r] for r in kept]
-    batch.fingerprints = [batch.fingerprints[r] for r in kept]
-    return kept
+def drop_rows(batch: PreparedBatch, dropped: list[int]) -> dict[int, int]:
+    """Remove the rows of snips that failed: the rows below move up (refs, fingerprints, pixels, jpegs), as in a
+    batch where they never were. Returns old row -> new row for the rows kept."""
+    gone = set(dropped)
+    kept = [row for row in range(batch.n) if row not in gone]
+    moved = {old: new for new, old in enumerate(kept)}
+    if gone:
+        batch.refs = [batch.refs[r] for r in kept]
+        batch.fingerprints = [batch.fingerprints[r] for r in kept]
+        batch.pixels[: len(kept)] = batch.pixels[kept]
+        batch.pixels[len(kept) :] = 0
+        batch.jpegs = {moved[r]: data for r, data in batch.jpegs.items() if r in moved}
+    return moved
 
 
 def nvimgcodec_module():
@@ -164,12 +179,9 @@ class GpuDecoder:
         if self.on_gpu and rows:
             _wait_for_stream(0)  # the decode ran on the default stream; onnxruntime reads on its own
         decoded = {row: image for row, image in zip(rows, images) if image is not None}
-        dropped = [r for r in rows if r not in decoded and not _decode_on_cpu(batch, r, batch.jpegs[r])]
-        if dropped:
-            kept = compact(batch, dropped)
-            batch.pixels[: len(kept)] = batch.pixels[kept]
-            batch.pixels[len(kept) :] = 0
-            decoded = {kept.index(r): image for r, image in decoded.items()}
+        failed = [r for r in rows if r not in decoded and not _decode_on_cpu(batch, r, batch.jpegs[r])]
+        moved = drop_rows(batch, failed)
+        decoded = {moved[r]: image for r, image in decoded.items()}
         self._in_use = decoded
         return self._resized(batch, decoded) if decoded else batch.pixels
 

@@ -13,6 +13,7 @@ from conftest import lake_files
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.embed.errors import EncoderFileError
 from morphlake.ingest.ledger import SNIP_SUBDIR
+from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover
 EXP_PART = f"embeddings/model_name={DEFAULT_MODEL_NAME}/experiment_date={EXP}"
@@ -33,10 +34,16 @@ def partitions(lake):
 
 @pytest.mark.parametrize(
     "options",
-    [[], pytest.param(["--decode", "reduced", "--precision", "int8"], marks=pytest.mark.slow)],
-    ids=["fp32", "reduced-int8"],
+    [[], pytest.param(["--decode", "reduced", "--precision", "int8"], marks=pytest.mark.slow), ["--decode", "gpu"]],
+    ids=["fp32", "reduced-int8", "gpu-decode"],
 )
-def test_ray_engine_writes_the_local_engines_lake(cli, ingested, encoder_path, tmp_path, ray_address, options):
+def test_ray_engine_writes_the_local_engines_lake(
+    cli, ingested, encoder_path, tmp_path, ray_address, options, monkeypatch
+):
+    """--decode gpu on nvImageCodec's CPU backend (tests/test_gpu_decode.py): the actors decode, the check runs in a
+    task where they run."""
+    if "gpu" in options:
+        monkeypatch.setenv(GPU_DECODE_ON_CPU, "1")
     other = tmp_path / "lake-ray"
     shutil.copytree(ingested, other)
     common = ["embed", "--model", encoder_path, "--batch-size", "3", *options]
@@ -56,6 +63,9 @@ def test_ray_engine_writes_the_local_engines_lake(cli, ingested, encoder_path, t
     assert engine["name"] == "ray" and engine["nodes"] == 1 and engine["device"] == "cpu"
     assert engine["actor_pool"] == 2 and 1 <= engine["actors"] <= 2 and engine["providers"] == ["CPUExecutionProvider"]
     assert ray["counts"]["embedded"] == 8 and ray["counts"]["images_per_s"] > 0
+    if "gpu" in options:
+        assert engine["jpeg_decode"] == {"by": "nvImageCodec", "on": "cpu"}
+        assert ray["embed_options"]["decode_check"]["snips"] == 8  # and equal to the local engine's (above)
 
 
 def test_ray_engine_is_incremental_per_experiment(cli, ingested, encoder_path, ray_address):
@@ -142,7 +152,7 @@ def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, en
     from morphlake.embed import Encoder
     from morphlake.lake.layout import Lake
     from morphlake.steps.embed_options import EmbedOptions
-    from morphlake.steps.embed_ray import RayRun, stream
+    from morphlake.steps.embed_ray import RayRun, actor_arguments, stream
     from morphlake.steps.embed_step import plan_embedding
 
     encoder = Encoder(encoder_path, device="cpu")
@@ -150,7 +160,8 @@ def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, en
     encoder.info.sha256 = "0" * 64  # as if the nodes saw another file at the model's path
     run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, 1, {"CPU": 2}, batch_size=64)
     with pytest.raises(EncoderFileError, match="is not the encoder the driver loaded") as raised:
-        list(stream(plans, encoder, EmbedOptions(engine="ray"), run))
+        options = EmbedOptions(engine="ray")
+        list(stream(plans, options, run, actor=actor_arguments(encoder, options, run)))
     assert "keep the model and the lake on storage every node sees" in raised.value.hint
 
 

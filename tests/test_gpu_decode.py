@@ -167,14 +167,14 @@ def test_a_gpu_decode_that_drifts_below_the_bound_is_refused_and_nothing_is_embe
     )
 
 
-def test_decode_gpu_is_refused_without_a_gpu_the_extra_or_with_ray(cli, ingested, encoder_path, monkeypatch):
+def test_decode_gpu_is_refused_without_a_gpu_or_the_extra(cli, ingested, encoder_path, monkeypatch, ray_address):
     asked = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "gpu", "--device", "cpu")
     assert asked.exit_code == 1 and "--decode gpu decodes JPEG snips on the GPU, and there is none here" in asked.stderr
     auto = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "gpu")
     assert auto.exit_code == 1 and "(--device auto opened the encoder on CPUExecutionProvider)" in auto.stderr
     assert "snip(s) to embed" not in auto.output  # refused before the run plans anything
     ray = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "gpu", "--engine", "ray")
-    assert ray.exit_code == 1 and "--decode gpu runs with the local engine only" in ray.stderr
+    assert ray.exit_code == 1 and "there is none here (the encoder actors on the Ray instance" in ray.stderr
 
     monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", None)  # the extra not installed
     with pytest.raises(DeviceUnavailable, match="needs nvImageCodec") as missing:
@@ -183,3 +183,23 @@ def test_decode_gpu_is_refused_without_a_gpu_the_extra_or_with_ray(cli, ingested
     monkeypatch.setenv(GPU_DECODE_ON_CPU, "1")
     result = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "gpu")
     assert result.exit_code == 1 and "gpu-decode extra" in result.stderr
+
+
+def test_a_snip_of_another_size_that_fails_on_the_cpu_leaves_the_batch(tmp_path, monkeypatch):
+    """Rows of a size the batch's GPU graph does not take are decoded on the CPU as they are handed out; one that
+    fails there leaves the batch, and the rows below move up."""
+    from morphlake.embed import gpu_decode
+    from morphlake.embed.reader import SnipProblem
+
+    refs = snip_files(tmp_path)
+    mixed = [refs[6], refs[0], refs[1]]  # the large grey JPEG first, then two of the common size
+
+    def damaged(image):
+        raise SnipProblem("image data is damaged or truncated (broken data stream)")
+
+    monkeypatch.setattr(gpu_decode, "legacy_pixels", damaged)
+    batch = prepare_chunk(mixed, 4)
+    assert [r.snip_id for r in batch.refs] == ["grey0.jpg", "grey1.jpg"] and sorted(batch.jpegs) == [0, 1]
+    assert [r.snip_id for r, _ in batch.failures] == ["large.jpg"] and len(batch.fingerprints) == 2
+    pixels = GpuDecoder(slots=4, device="cpu").pixels(batch).numpy()
+    assert np.array_equal(pixels[:2], decode_chunk(refs[:2], 2).pixels) and not pixels[2:].any()

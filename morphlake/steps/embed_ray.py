@@ -11,7 +11,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -20,13 +20,16 @@ import pyarrow as pa
 
 from morphlake.common.errors import HintedError
 from morphlake.common.extras import install_hint
-from morphlake.embed import EmbeddedBatch, Encoder
+from morphlake.embed import EmbeddedBatch, Encoder, SnipRef
 from morphlake.embed.columns import decode_columns, embedded_batch, encode_columns
 from morphlake.embed.errors import EncoderFileError
+from morphlake.embed.gpu_decode import GpuDecoder
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import ENV_VARS, crash_point
 from morphlake.lake.runs import RunRecord
-from morphlake.steps.embed_options import EmbedOptions, refuse_int8_on_gpu
+from morphlake.steps.decode_check import check_decode
+from morphlake.steps.embed_engine import Engine
+from morphlake.steps.embed_options import EmbedOptions, refuse_gpu_decode_without_gpu, refuse_int8_on_gpu
 
 log = logging.getLogger("morphlake")
 MAX_BATCHES_PER_BLOCK = 16  # input blocks of whole batches (never straddled): few Ray tasks on big runs ...
@@ -166,16 +169,21 @@ def _where() -> dict[str, str]:
     return {"node": context.get_node_id(), "actor": context.get_actor_id() or ""}
 
 
-def decode_stage(batch: dict[str, np.ndarray], *, reduced: bool) -> dict[str, np.ndarray]:
+def decode_stage(batch: dict[str, np.ndarray], *, reduced: bool, gpu: bool) -> dict[str, np.ndarray]:
     crash_point("ray-decode")
-    return {**decode_columns(batch, reduced=reduced), "decode_node": np.full(len(batch["path"]), _where()["node"])}
+    columns = decode_columns(batch, reduced=reduced, gpu=gpu)
+    return {**columns, "decode_node": np.full(len(batch["path"]), _where()["node"])}
 
 
 class EncoderActor:
-    """Loads the ONNX session once and embeds the batches sent to it; checks it runs the driver's file."""
+    """Loads the ONNX session once and embeds the batches sent to it; checks it runs the driver's file. With
+    `gpu_decode` (the device: --decode gpu) it decodes the batches' JPEGs there first."""
 
-    def __init__(self, *, path: str, sha256: str, device: str, threads: int, batch_size: int):
+    def __init__(
+        self, *, path: str, sha256: str, device: str, threads: int, batch_size: int, gpu_decode: str | None = None
+    ):
         self.encoder = Encoder(path, device=device, threads=threads)
+        self.gpu_decoder = GpuDecoder(slots=batch_size, device=gpu_decode) if gpu_decode else None
         self.where = _where()
         if self.encoder.info.sha256 != sha256:
             raise EncoderFileError(
@@ -187,7 +195,7 @@ class EncoderActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         crash_point("ray-encode")
-        out = encode_columns(self.encoder, batch, batch_size=self.batch_size)
+        out = encode_columns(self.encoder, batch, batch_size=self.batch_size, gpu_decoder=self.gpu_decoder)
         n = len(out["snip_id"])
         out["decode_node"] = batch["decode_node"]
         for key, value in {**self.where, "provider": self.encoder.provider}.items():
@@ -205,6 +213,7 @@ class RayRun:
     actors: int
     resources: dict
     batch_size: int
+    gpu_decode: str | None = None  # --decode gpu: the device the actors decode JPEGs on
     nodes_seen: set = field(default_factory=set)
     actors_seen: set = field(default_factory=set)
     providers: set = field(default_factory=set)
@@ -225,6 +234,7 @@ class RayRun:
             "nodes": len(self.nodes_seen),
             "actors": len(self.actors_seen),
             "providers": sorted(self.providers),
+            **({"jpeg_decode": {"by": "nvImageCodec", "on": self.gpu_decode}} if self.gpu_decode else {}),
         }
 
 
@@ -248,7 +258,19 @@ def _original_error(exc: BaseException | None) -> HintedError | None:
     return None
 
 
-def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, run: RayRun) -> Iterator[EmbeddedBatch]:
+def actor_arguments(encoder: Encoder, options: EmbedOptions, run: RayRun) -> dict:
+    """What each encoder actor is made with."""
+    return {
+        "path": str(encoder.path.absolute()),
+        "sha256": encoder.info.sha256,
+        "device": run.device,
+        "threads": options.threads,
+        "batch_size": run.batch_size,
+        "gpu_decode": run.gpu_decode,
+    }
+
+
+def stream(plans: dict[str, pa.Table], options: EmbedOptions, run: RayRun, *, actor: dict) -> Iterator[EmbeddedBatch]:
     """Decode (CPU tasks) -> encode (actor pool) -> the driver, batch by batch in plan order."""
     import ray
 
@@ -259,20 +281,14 @@ def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, 
     dataset = ray.data.from_arrow(plan_blocks(plans, run.batch_size, run.actors))
     decoded = dataset.map_batches(
         decode_stage,  # type: ignore[arg-type]  # Ray types fn as taking the batch alone; fn_kwargs passes the rest
-        fn_kwargs={"reduced": options.reduced_decode},
+        fn_kwargs={"reduced": options.reduced_decode, "gpu": run.gpu_decode is not None},
         batch_size=run.batch_size,
         batch_format="numpy",
         num_cpus=1,
     )
     embedded = decoded.map_batches(
         EncoderActor,
-        fn_constructor_kwargs={
-            "path": str(encoder.path.absolute()),
-            "sha256": encoder.info.sha256,
-            "device": run.device,
-            "threads": options.threads,
-            "batch_size": run.batch_size,
-        },
+        fn_constructor_kwargs=actor,
         batch_size=run.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=run.actors),
@@ -297,13 +313,40 @@ def stream(plans: dict[str, pa.Table], encoder: Encoder, options: EmbedOptions, 
         yield embedded_batch(columns, waited=time.perf_counter() - start)
 
 
+def decode_check_task(todo: list[SnipRef], actor: dict, decode: str, min_cosine: float) -> dict:
+    """--decode gpu checked where the actors decode: an encoder actor's encoder and decoder, in a task of its own.
+    (Positional: Ray types a remote function's arguments by their positions.)"""
+    encoder = EncoderActor(**actor)
+    return check_decode(
+        encoder.encoder,
+        todo,
+        decode=decode,
+        batch_size=actor["batch_size"],
+        min_cosine=min_cosine,
+        gpu_decoder=encoder.gpu_decoder,
+    )
+
+
+def check_remotely(todo: list[SnipRef], *, actor: dict, options: EmbedOptions, run: RayRun) -> dict:
+    import ray
+
+    task = ray.remote(decode_check_task).options(**run.remote_args, max_retries=0)
+    try:
+        return ray.get(task.remote(todo, actor, options.decode, options.min_cosine))
+    except Exception as exc:
+        raise _original_error(exc) or MorphlakeError(
+            f"the ray engine could not check --decode {options.decode}: {type(exc).__name__}",
+            f"the Ray logs (/tmp/ray/session_latest/logs on each node) say more ({CLUSTER_HINT})",
+        ) from exc
+
+
 @contextmanager
-def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Callable]:
-    """`with ray_engine(...) as batches:` then `batches(plans)` streams EmbeddedBatch as embed_snips does.
+def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Engine]:
+    """`with ray_engine(...) as engine:` then `engine.batches(plans)` streams EmbeddedBatch as embed_snips does.
     Joins (or starts) Ray only when there is something to embed; the run record's `engine` says where it ran."""
     if not total:
         record.set("engine", {"name": "ray", "nodes": 0, "actors": 0})
-        yield lambda plans: iter(())
+        yield Engine(lambda plans: iter(()), lambda todo: {})
         return
     ray = import_ray()
     with connected(options.ray_address) as where:
@@ -313,10 +356,17 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
         device, remote_args, actors = actor_pool(options.device, resources, where, batches, options.workers)
         if device == "cuda":
             refuse_int8_on_gpu(encoder.info.precision, why=f"--device {options.device} on {where}, which has GPUs")
-        run = RayRun(where, device, remote_args, actors, resources, batch_size)
+        elif options.decode == "gpu":
+            refuse_gpu_decode_without_gpu(options.decode, why=f"the encoder actors on {where} run on the CPU")
+        gpu_decode = device if options.decode == "gpu" else None  # "cpu" only under the suite's GPU_DECODE_ON_CPU
+        run = RayRun(where, device, remote_args, actors, resources, batch_size, gpu_decode)
         log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
+        actor = actor_arguments(encoder, options, run)
         try:
-            yield lambda plans: stream(plans, encoder, options, run)
+            yield Engine(
+                lambda plans: stream(plans, options, run, actor=actor),
+                lambda todo: check_remotely(todo, actor=actor, options=options, run=run),
+            )
         finally:
             record.set("engine", run.to_dict())
             if run.providers:  # the actors ran the encoder; the driver's own copy (on its CPU) only planned

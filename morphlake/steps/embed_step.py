@@ -6,9 +6,8 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from morphlake.lake.runs import RunRecord
 from morphlake.lake.snip_ledger import available
 from morphlake.steps.decode_check import CHECK_SNIPS, check_decode
 from morphlake.steps.derived_encoder import VERIFY_SNIPS, LoadedEncoder, load_encoder, verify
+from morphlake.steps.embed_engine import Engine
 from morphlake.steps.embed_options import EmbedOptions, refuse_gpu_decode_without_gpu
 from morphlake.steps.lifecycle import RunResult, lake_run
 
@@ -202,14 +202,8 @@ def run_embed(
         with embed_engine(run.record, loaded.run, options, total) as engine:
             if options.checked_decode and total:
                 with run.record.timed("check_decode"):
-                    run.record.data["embed_options"]["decode_check"] = check_decode(
-                        loaded.run,
-                        list(itertools.islice(_refs(plans), CHECK_SNIPS)),
-                        decode=options.decode,
-                        batch_size=engine.batch_size,
-                        min_cosine=options.min_cosine,
-                        gpu_decoder=engine.gpu_decoder,
-                    )
+                    todo = list(itertools.islice(_refs(plans), CHECK_SNIPS))
+                    run.record.data["embed_options"]["decode_check"] = engine.check_decode(todo)
             if loaded.derived and total:
                 with run.record.timed("verify_copy"):
                     todo = list(itertools.islice(_refs(plans), 4 * VERIFY_SNIPS))
@@ -273,25 +267,10 @@ def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOpt
     )
 
 
-@dataclass(frozen=True)
-class Engine:
-    """What embed_engine yields: `batches(plans)` yields EmbeddedBatch; the batch size the encoder runs; the GPU
-    decoder of --decode gpu, when it runs in this process."""
-
-    batches: Callable[[dict[str, pa.Table]], Iterator[EmbeddedBatch]]
-    batch_size: int
-    gpu_decoder: GpuDecoder | None = None
-
-
 def refuse_gpu_decode_off_gpu(encoder: Encoder, options: EmbedOptions) -> None:
     """--decode gpu where the encoder did not open on a GPU (--device auto on a host without one) is refused before
-    the run plans anything; with --engine ray, before the cluster is joined."""
-    if options.engine == "ray" and options.decode == "gpu":
-        raise MorphlakeError(
-            "--decode gpu runs with the local engine only, for now",
-            "embed with --engine local on the GPU host, or use --decode legacy or reduced with --engine ray",
-        )
-    if encoder.provider != CUDA:
+    the run plans anything (with --engine ray, where the cluster has no GPU: embed_ray)."""
+    if options.engine == "local" and encoder.provider != CUDA:
         refuse_gpu_decode_without_gpu(
             options.decode, why=f"--device {options.device} opened the encoder on {encoder.provider}"
         )
@@ -311,16 +290,16 @@ def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, tot
     if options.engine == "ray":
         from morphlake.steps.embed_ray import ray_engine
 
-        with ray_engine(record, encoder, options, total) as batches:
-            yield Engine(batches, options.batch_for(gpu=False))
+        with ray_engine(record, encoder, options, total) as engine:
+            yield engine
         return
     gpu = not encoder.concurrent  # on CUDA the threads only decode, for the one thread that feeds the GPU
     workers, batch_size = options.workers or default_workers(feeding_gpu=gpu), options.batch_for(gpu=gpu)
     decoder = gpu_decoder_for(encoder, options, slots=batch_size)
-    engine = {"name": "local", "nodes": 1, "workers": workers, "batch_size": batch_size}
+    described: dict[str, object] = {"name": "local", "nodes": 1, "workers": workers, "batch_size": batch_size}
     if decoder is not None:
-        engine["jpeg_decode"] = {"by": "nvImageCodec", "on": decoder.device, "resize_on": decoder.provider}
-    record.set("engine", engine)
+        described["jpeg_decode"] = {"by": "nvImageCodec", "on": decoder.device, "resize_on": decoder.provider}
+    record.set("engine", described)
     log.info("%d decode thread(s), batches of %d on %s", workers, batch_size, encoder.provider)
     if decoder is not None:
         log.info("grey JPEG snips decoded by nvImageCodec on %s, resized on %s", decoder.device, decoder.provider)
@@ -329,7 +308,17 @@ def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, tot
         refs = _refs(plans)
         return embed_snips(refs, encoder, batch_size, workers, reduced=options.reduced_decode, gpu_decoder=decoder)
 
-    yield Engine(local_batches, batch_size, decoder)
+    def local_check(todo: list[SnipRef]) -> dict:
+        return check_decode(
+            encoder,
+            todo,
+            decode=options.decode,
+            batch_size=batch_size,
+            min_cosine=options.min_cosine,
+            gpu_decoder=decoder,
+        )
+
+    yield Engine(local_batches, local_check)
 
 
 def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:
