@@ -15,11 +15,13 @@ import collections
 import ctypes
 import functools
 import importlib
+import io
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
 from morphlake.common.extras import install_hint
 from morphlake.embed import resize_graph as graph
@@ -72,11 +74,12 @@ def prepare_chunk(chunk: list[SnipRef], batch_size: int) -> PreparedBatch:
 def hand_to_gpu(batch: PreparedBatch, candidates: dict[int, tuple[bytes, tuple[int, int]]]) -> None:
     """Rows whose grey JPEG (bytes, (height, width)) the GPU may decode: those of the batch's commonest size go to
     it (one resize graph input shape per batch); the others are decoded here, the legacy way."""
-    if candidates:
-        batch.jpeg_size = collections.Counter(size for _, size in candidates.values()).most_common(1)[0][0]
+    takes = [size for _, size in candidates.values() if graph.pillow_pass_order(*size)]  # resized as Pillow does
+    if takes:
+        batch.jpeg_size = collections.Counter(takes).most_common(1)[0][0]
     failed = []
     for row, (data, size) in candidates.items():
-        if size == batch.jpeg_size:
+        if takes and size == batch.jpeg_size:
             batch.jpegs[row] = data
         elif not _decode_on_cpu(batch, row, data):
             failed.append(row)
@@ -146,29 +149,30 @@ class GpuDecoder:
     code with nvImageCodec's CPU backend and onnxruntime's CPU provider (how the suite checks it without a GPU)."""
 
     def __init__(self, *, slots: int, device: str = "cuda"):
-        nvimgcodec = nvimgcodec_module()
         self.slots, self.on_gpu = slots, device == "cuda"
-        self.params = nvimgcodec.DecodeParams(
-            color_spec=nvimgcodec.ColorSpec.GRAY, allow_any_depth=False, apply_exif_orientation=False
-        )
-        if self.on_gpu:
-            self.decoder = nvimgcodec.Decoder(device_id=0)
-        else:
-            cpu_only = nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY
-            self.decoder = nvimgcodec.Decoder(device_id=cpu_only, backends=[nvimgcodec.Backend(nvimgcodec.CPU_ONLY)])
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        providers = [(CUDA, {"device_id": 0}), CPU] if self.on_gpu else [CPU]
-        self.session = ort.InferenceSession(graph.resize_model(slots).SerializeToString(), options, providers=providers)
-        self.provider = self.session.get_providers()[0]
+        self.device = "cuda" if self.on_gpu else "cpu"
+        self.decoder, self.params = _jpeg_decoder(on_gpu=self.on_gpu)
+        self._providers = [(CUDA, {"device_id": 0}), CPU] if self.on_gpu else [CPU]
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self.provider = self._session("vertical").get_providers()[0]
         if self.on_gpu and self.provider != CUDA:
             raise DeviceUnavailable(
                 f"decoding on the GPU: onnxruntime opened the resize graph on {self.provider}, not CUDA",
                 "check the CUDA and cuDNN libraries match this onnxruntime-gpu, or decode on the CPU",
             )
-        self.device = "cuda" if self.on_gpu else "cpu"
         self._weights: dict[tuple[int, int, int], tuple[ort.OrtValue, ort.OrtValue]] = {}
+        self._no_cpu_rows = ort.OrtValue.ortvalue_from_numpy(
+            np.zeros((slots, 1, INPUT_HEIGHT, INPUT_WIDTH), np.uint8), self.device, 0
+        )
         self._in_use: dict = {}  # the last batch's decoded images, alive until the next batch (kernels may still read)
+
+    def _session(self, order: str) -> ort.InferenceSession:
+        if order not in self._sessions:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            model = graph.resize_model(self.slots, order).SerializeToString()
+            self._sessions[order] = ort.InferenceSession(model, options, providers=self._providers)
+        return self._sessions[order]
 
     def pixels(self, batch: PreparedBatch) -> ort.OrtValue | np.ndarray:
         """The batch's pixels, uint8 [slots, 1, 288, 128]: an OrtValue on the decoder's device (the GPU's memory on
@@ -186,7 +190,8 @@ class GpuDecoder:
         return self._resized(batch, decoded) if decoded else batch.pixels
 
     def _resized(self, batch: PreparedBatch, decoded: dict) -> ort.OrtValue:
-        binding = self.session.io_binding()
+        order = graph.pillow_pass_order(*batch.jpeg_size)  # known: hand_to_gpu sends only sizes that have one
+        binding = self._session(order or "vertical").io_binding()
         first = next(iter(decoded.values()))  # bound to the slots of rows decoded elsewhere (not read: from_images)
         pitches = {self._bind_image(binding, graph.image_name(s), decoded.get(s, first)) for s in range(self.slots)}
         if len(pitches) > 1:  # one graph input shape per batch; nvImageCodec pads rows of one size alike
@@ -199,10 +204,13 @@ class GpuDecoder:
         binding.bind_ortvalue_input(graph.COLUMNS_NAME, columns_weights)
         from_images = np.zeros((self.slots, 1, 1, 1), bool)
         from_images[list(decoded)] = True
-        binding.bind_cpu_input(graph.CPU_ROWS_NAME, batch.pixels)
+        if len(decoded) < batch.n:  # some rows were decoded on the CPU: their pixels go to the device too
+            binding.bind_cpu_input(graph.CPU_ROWS_NAME, batch.pixels)
+        else:
+            binding.bind_ortvalue_input(graph.CPU_ROWS_NAME, self._no_cpu_rows)
         binding.bind_cpu_input(graph.FROM_IMAGES_NAME, from_images)
         binding.bind_output(graph.OUTPUT_NAME, self.device, 0)
-        self.session.run_with_iobinding(binding)
+        self._session(order or "vertical").run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
     def _bind_image(self, binding: ort.IOBinding, name: str, image) -> int:
@@ -211,6 +219,11 @@ class GpuDecoder:
             face = image.__cuda_array_interface__
             height, width, _ = face["shape"]
             pitch = face["strides"][0] if face.get("strides") else width
+            if image.capacity < height * pitch:  # the last row's padding may not be allocated: read no further
+                raise DeviceUnavailable(
+                    f"decoding on the GPU: an image of {height} rows of {pitch} bytes holds only {image.capacity}",
+                    "decode on the CPU, and report this nvImageCodec version",
+                )
             binding.bind_input(name, "cuda", 0, np.uint8, [height, pitch], face["data"][0])
             return pitch
         pixels = np.ascontiguousarray(np.asarray(image)[..., 0])
@@ -228,3 +241,32 @@ class GpuDecoder:
                 ort.OrtValue.ortvalue_from_numpy(columns, self.device, 0),
             )
         return self._weights[key]
+
+
+def _jpeg_decoder(*, on_gpu: bool):
+    """nvImageCodec's decoder and grey decode parameters. On the GPU its GPU backends only, checked on one tiny grey
+    JPEG to decode into device memory (without nvJPEG it would decode on the CPU, or not at all)."""
+    nvimgcodec = nvimgcodec_module()
+    params = nvimgcodec.DecodeParams(
+        color_spec=nvimgcodec.ColorSpec.GRAY, allow_any_depth=False, apply_exif_orientation=False
+    )
+    try:
+        if not on_gpu:
+            cpu_only = nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY
+            return nvimgcodec.Decoder(device_id=cpu_only, backends=[nvimgcodec.Backend(nvimgcodec.CPU_ONLY)]), params
+        kinds = (nvimgcodec.HW_GPU_ONLY, nvimgcodec.GPU_ONLY, nvimgcodec.HYBRID_CPU_GPU)
+        decoder = nvimgcodec.Decoder(device_id=0, backends=[nvimgcodec.Backend(kind) for kind in kinds])
+        probe = io.BytesIO()
+        Image.new("L", (INPUT_WIDTH, INPUT_HEIGHT), 128).save(probe, "JPEG")
+        image = decoder.decode([probe.getvalue()], params=params)[0]
+    except RuntimeError as exc:  # nvImageCodec raises RuntimeError for CUDA and library failures
+        raise DeviceUnavailable(
+            f"decoding on the GPU: nvImageCodec cannot start on this GPU ({exc})",
+            f"check the NVIDIA driver and CUDA 13 libraries; {install_hint(EXTRA)}; or decode on the CPU",
+        ) from None
+    if image is None or image.buffer_kind != nvimgcodec.ImageBufferKind.STRIDED_DEVICE:
+        raise DeviceUnavailable(
+            "decoding on the GPU: nvImageCodec has no GPU JPEG decoder here (its nvJPEG library is missing)",
+            f"{install_hint(EXTRA)} (it brings nvidia-nvjpeg); or decode on the CPU",
+        )
+    return decoder, params

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +132,7 @@ class Encoder:
         self._binding: ort.IOBinding | None = None  # IO binding, made on the first bound run (_run_bound)
         self._input: ort.OrtValue | None = None  # the device copy of the last host batch, reused while its shape holds
         self._outputs: dict[str, ort.OrtValue] = {}  # z_mu and z_logvar on the device, reused while the batch holds
+        self._bound = threading.Lock()  # one binding and one set of buffers: one bound run at a time
 
     def _describe(self) -> EncoderInfo:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -231,6 +233,10 @@ class Encoder:
     def _run_bound(self, pixels: np.ndarray | ort.OrtValue) -> tuple[np.ndarray, np.ndarray]:
         # IO binding: a host batch is copied into one device buffer reused from batch to batch; the outputs are
         # written into device buffers reused the same way, and read back once.
+        with self._bound:
+            return self._run_bound_locked(pixels)
+
+    def _run_bound_locked(self, pixels: np.ndarray | ort.OrtValue) -> tuple[np.ndarray, np.ndarray]:
         device = "cuda" if self.provider == CUDA else "cpu"
         if isinstance(pixels, ort.OrtValue):
             value, shape = pixels, tuple(pixels.shape())

@@ -1,9 +1,10 @@
 """Pillow's BILINEAR resize of grey snips to the model input, as an ONNX graph that runs where the encoder runs.
 
-Pillow resizes an 8-bit image in two passes, the vertical one first (Pillow 13; the suite checks it against the
-installed Pillow), each a weighted sum over the taps of a triangle filter stretched over the scale, with weights
-rounded to 22-bit fixed point and each pass rounded back to 8 bits. Written as two dense matrices of those weights
-(float64, where every product and sum is exact), the graph gives Pillow's pixels bit for bit, on any provider.
+Pillow resizes an 8-bit image in two passes, each a weighted sum over the taps of a triangle filter stretched over
+the scale, with weights rounded to 22-bit fixed point and each pass rounded back to 8 bits. Written as two dense
+matrices of those weights (float64, where every product and sum is exact), the graph gives Pillow's pixels bit for
+bit, on any provider. Which pass Pillow runs first depends on its version and on the size (Pillow 13: vertical
+first for 576x256, horizontal first below ~160 columns), so it is asked, once per size (pillow_pass_order).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from PIL import Image
 
 from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
 
@@ -19,6 +21,7 @@ OUTPUT_NAME = "pixels"
 ROWS_NAME, COLUMNS_NAME = "rows_weights", "columns_weights"
 CPU_ROWS_NAME, FROM_IMAGES_NAME = "cpu_rows", "from_images"
 OPSET = 17
+ORDERS = ("vertical", "horizontal")  # which pass runs first
 
 
 def image_name(slot: int) -> str:
@@ -54,11 +57,34 @@ def column_weights(width: int, pitch: int) -> np.ndarray:
     return weights
 
 
-def resize_model(slots: int):
+def _rounded(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(values + 0.5), 0, 255)
+
+
+def resized(image: np.ndarray, order: str) -> np.ndarray:
+    """The graph's arithmetic in numpy: one grey image, uint8 [h, w] -> [288, 128], passes in `order`."""
+    rows = bilinear_weights(image.shape[0], INPUT_HEIGHT)
+    columns = bilinear_weights(image.shape[1], INPUT_WIDTH).T
+    pixels = image.astype(np.float64)
+    if order == "vertical":
+        return _rounded(_rounded(rows @ pixels) @ columns).astype(np.uint8)
+    return _rounded(rows @ _rounded(pixels @ columns)).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def pillow_pass_order(height: int, width: int) -> str | None:
+    """The pass the installed Pillow runs first for images of this size, found by resizing noise both ways and
+    comparing with Pillow's own result; None when neither order gives Pillow's pixels (then the CPU decodes)."""
+    noise = np.random.default_rng(height * 100_003 + width).integers(0, 256, (height, width), dtype=np.uint8)
+    pillow = np.asarray(Image.fromarray(noise).resize((INPUT_WIDTH, INPUT_HEIGHT), Image.Resampling.BILINEAR))
+    return next((order for order in ORDERS if np.array_equal(resized(noise, order), pillow)), None)
+
+
+def resize_model(slots: int, order: str = "vertical"):
     """The graph for a batch of `slots` rows: inputs image_0 .. image_{slots-1} (uint8 [h, pitch], one size in a
     batch), rows_weights [288, h] and columns_weights [pitch, 128] (float64), cpu_rows (uint8 [slots, 1, 288, 128],
     rows decoded elsewhere) and from_images (bool [slots, 1, 1, 1]); output pixels, uint8 [slots, 1, 288, 128]:
-    the resized image where from_images is true, else the cpu row."""
+    the resized image where from_images is true, else the cpu row. `order`: the pass that runs first."""
     from onnx import TensorProto, helper  # only --decode gpu builds this graph; the embed path loads no onnx
 
     def rounded(source: str, target: str) -> list:
@@ -70,16 +96,28 @@ def resize_model(slots: int):
             helper.make_node("Min", [f"{target}_low", "top"], [target]),
         ]
 
+    def vertical(source: str) -> list:  # [288, h] @ [n, h, columns]
+        return [helper.make_node("MatMul", [ROWS_NAME, source], ["vertical_sum"]), *rounded("vertical_sum", "vertical")]
+
+    def horizontal(source: str) -> list:  # [n, rows, pitch] @ [pitch, 128]
+        return [
+            helper.make_node("MatMul", [source, COLUMNS_NAME], ["horizontal_sum"]),
+            *rounded("horizontal_sum", "horizontal"),
+        ]
+
+    passes = (
+        [*vertical("images_f64"), *horizontal("vertical")]
+        if order == "vertical"
+        else [*horizontal("images_f64"), *vertical("horizontal")]
+    )
+    last = "horizontal" if order == "vertical" else "vertical"
     stacked = [helper.make_node("Unsqueeze", [image_name(s), "axis0"], [f"stacked_{s}"]) for s in range(slots)]
     nodes = [
         *stacked,
         helper.make_node("Concat", [f"stacked_{s}" for s in range(slots)], ["images"], axis=0),
         helper.make_node("Cast", ["images"], ["images_f64"], to=TensorProto.DOUBLE),
-        helper.make_node("MatMul", [ROWS_NAME, "images_f64"], ["vertical_sum"]),  # [288, h] @ [n, h, pitch]
-        *rounded("vertical_sum", "vertical"),
-        helper.make_node("MatMul", ["vertical", COLUMNS_NAME], ["horizontal_sum"]),  # @ [pitch, 128]
-        *rounded("horizontal_sum", "horizontal"),
-        helper.make_node("Cast", ["horizontal"], ["resized_u8"], to=TensorProto.UINT8),
+        *passes,
+        helper.make_node("Cast", [last], ["resized_u8"], to=TensorProto.UINT8),
         helper.make_node("Unsqueeze", ["resized_u8", "axis1"], ["resized"]),
         helper.make_node("Where", [FROM_IMAGES_NAME, "resized", CPU_ROWS_NAME], [OUTPUT_NAME]),
     ]

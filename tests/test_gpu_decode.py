@@ -19,7 +19,7 @@ from morphlake.embed.runner import embed_snips
 from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
 
 pytest.importorskip("nvidia.nvimgcodec")  # the dev extra installs it; its CPU backend needs no GPU
-SIZES = [(576, 256), (1152, 512), (580, 258), (288, 128), (600, 266)]
+SIZES = [(576, 256), (1152, 512), (580, 258), (288, 128), (600, 266), (331, 150), (225, 100)]
 
 
 def noisy(shape, seed=0) -> np.ndarray:
@@ -28,10 +28,14 @@ def noisy(shape, seed=0) -> np.ndarray:
 
 @pytest.mark.parametrize("shape", SIZES)
 def test_the_resize_graph_is_pillows_bilinear_bit_for_bit(shape):
-    """Rows padded past the width (a GPU decoder's pitch) weigh nothing; cpu rows pass through where asked."""
+    """In the pass order the installed Pillow takes at that size (Pillow 13: horizontal first below ~160 columns);
+    rows padded past the width (a GPU decoder's pitch) weigh nothing; cpu rows pass through where asked."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(resize_graph.resize_model(3).SerializeToString(), providers=["CPUExecutionProvider"])
+    order = resize_graph.pillow_pass_order(*shape)
+    assert order in resize_graph.ORDERS
+    model = resize_graph.resize_model(3, order).SerializeToString()
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     images = [noisy(shape, seed) for seed in range(3)]
     pitch = shape[1] + 9
     feeds = {resize_graph.image_name(i): np.pad(a, ((0, 0), (0, 9)), constant_values=255) for i, a in enumerate(images)}
@@ -203,3 +207,40 @@ def test_a_snip_of_another_size_that_fails_on_the_cpu_leaves_the_batch(tmp_path,
     assert [r.snip_id for r, _ in batch.failures] == ["large.jpg"] and len(batch.fingerprints) == 2
     pixels = GpuDecoder(slots=4, device="cpu").pixels(batch).numpy()
     assert np.array_equal(pixels[:2], decode_chunk(refs[:2], 2).pixels) and not pixels[2:].any()
+
+
+def test_the_decode_check_pairs_each_snip_with_its_own_embedding_when_a_row_leaves(tmp_path, monkeypatch):
+    """A JPEG that fails on the GPU and on the CPU leaves the batch; the snips below it move up a row, and the
+    check still compares each snip with itself (identical decodes: cosine 1)."""
+    from morphlake.embed import gpu_decode
+    from morphlake.embed.reader import SnipProblem
+    from morphlake.steps.decode_check import check_decode
+
+    refs = snip_files(tmp_path)[:4]
+    encoder = Encoder(write_demo_encoder(tmp_path / "encoder.onnx", "gpu_decode"), device="cpu")
+    decoder = GpuDecoder(slots=4, device="cpu")
+    real_decode, real_pixels = decoder.decoder, gpu_decode.legacy_pixels
+
+    class RefusingTheSecond:
+        def decode(self, streams, params):
+            return [real_decode.decode([s], params=params)[0] if i != 1 else None for i, s in enumerate(streams)]
+
+    def legacy_refusing_the_second(image):
+        if image.size == (256, 576) and np.array_equal(np.asarray(image), np.asarray(Image.open(refs[1].path))):
+            raise SnipProblem("image data is damaged or truncated (broken data stream)")
+        return real_pixels(image)
+
+    decoder.decoder = RefusingTheSecond()
+    monkeypatch.setattr(gpu_decode, "legacy_pixels", legacy_refusing_the_second)
+    figures = check_decode(encoder, refs, decode="gpu", batch_size=4, min_cosine=0.99, gpu_decoder=decoder)
+    assert figures["snips"] == 3 and figures["identical"] == 3 and figures["min_cosine"] == 1.0
+
+
+def test_the_gpu_decoder_says_why_it_cannot_start_where_there_is_no_gpu():
+    from morphlake.embed.model import cuda_driver_present
+
+    if cuda_driver_present():
+        pytest.skip("a GPU is here")
+    with pytest.raises(DeviceUnavailable, match="nvImageCodec cannot start on this GPU") as raised:
+        GpuDecoder(slots=2, device="cuda")
+    assert "or decode on the CPU" in raised.value.hint

@@ -39,7 +39,8 @@ def check_decode(
         legacy |= _embedded(encoder, plain.refs, plain.pixels, plain.n)
         if gpu_decoder is not None:
             prepared = prepare_chunk(chunk, batch_size)
-            run |= _embedded(encoder, prepared.refs, gpu_decoder.pixels(prepared), prepared.n)
+            pixels = gpu_decoder.pixels(prepared)  # first: a row it cannot decode leaves prepared.refs
+            run |= _embedded(encoder, prepared.refs, pixels, prepared.n)
         else:
             fast = decode_chunk(chunk, batch_size, reduced=True)
             run |= _embedded(encoder, fast.refs, fast.pixels, fast.n)
