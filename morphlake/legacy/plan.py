@@ -17,6 +17,7 @@ from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.latents import list_latent_files
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
+from morphlake.lake import currency
 from morphlake.lake.data_root import DataRoot
 from morphlake.lake.layout import Lake
 from morphlake.lake.snip_ledger import available
@@ -206,13 +207,8 @@ def _embedded_rows(lake: Lake, model_name: str, experiment: str) -> pl.DataFrame
 def _current(rows: pl.DataFrame, ledger: pa.Table, sha256: str | None) -> set[str]:
     """Snips the embed step counts as current in an experiment without a store file: its legacy rows (ingest
     leaves them), and ONNX rows of this encoder file, legacy-faithful, whose image fingerprint is the ledger's."""
-    fingerprints = polars_frame(ledger.select(["snip_id", "fingerprint"]))
-    same_image = pl.col("image_fingerprint") == pl.col("fingerprint")
-    onnx = (pl.col("source") == "onnx") & (pl.col("model_sha256") == pl.lit(sha256, pl.String))
-    current = rows.join(fingerprints, on="snip_id", how="left").filter(
-        (pl.col("source") == "legacy_csv") | (onnx & pl.col("embed_options").is_null() & same_image)
-    )
-    return set(current["snip_id"].to_list())
+    fingerprints = dict(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
+    return currency.current_snips(rows.to_arrow(), fingerprints, sha256=sha256, options=None)
 
 
 def make_plan(opts: Build06Options) -> Plan:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from morphlake.common.sqltext import literal
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.ledger import IMAGE_GONE
+from morphlake.lake import currency
 from morphlake.lake.layout import TABLES, Lake
 from morphlake.lake.lock import lock_holder
 from morphlake.report.lakedb import connect, model_names, model_view, require_model, views, z_mu_columns
@@ -40,11 +41,11 @@ select
 from joined group by experiment_date order by experiment_date
 """
 
-STALE_SQL = """
+STALE_SQL = f"""
 select e.experiment_date, count(*) as stale
 from model_embeddings e
 join snips s on e.snip_id = s.snip_id and e.experiment_date = s.experiment_date
-where e.image_fingerprint is not null and s.fingerprint is not null and e.image_fingerprint <> s.fingerprint
+where {currency.IMAGE_CHANGED_SQL}
 group by 1 order by 1
 """
 

@@ -23,6 +23,7 @@ from morphlake.embed.runner import default_workers
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.errors import Skipped
 from morphlake.ingest.naming import check_segment
+from morphlake.lake import currency
 from morphlake.lake.arrays import numeric_array, string_array
 from morphlake.lake.embeddings_table import conform, merge, read_partition
 from morphlake.lake.faults import crash_point
@@ -64,21 +65,14 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
     path = lake.partition_file("embeddings", model_name=model_name, experiment_date=experiment)
     if not path.is_file():
         return ledger
-    keys = ["snip_id", "source", "model_sha256", "image_fingerprint", "embed_options"]
     with pq.ParquetFile(path) as part:
         present = set(part.schema_arrow.names)  # partitions written before embed_options existed lack it
-        existing = part.read(columns=[k for k in keys if k in present])
-    column = lambda k: existing[k].to_pylist() if k in present else [None] * existing.num_rows  # noqa: E731
-    done = {  # snip -> (source, image fingerprint) of its current row
-        snip: (source, fp)
-        for snip, source, sha, fp, opts in zip(*map(column, keys))
-        if source == "legacy_csv" or (sha == sha256 and (opts or "") == (options or ""))
-    }
-    todo = [
-        i
-        for i, (snip, fp) in enumerate(zip(ledger["snip_id"].to_pylist(), ledger["fingerprint"].to_pylist()))
-        if snip not in done or (done[snip][0] == "onnx" and done[snip][1] != fp)
-    ]
+        existing = part.read(columns=[k for k in currency.KEYS if k in present])
+    snips = ledger["snip_id"].to_pylist()
+    current = currency.current_snips(
+        existing, dict(zip(snips, ledger["fingerprint"].to_pylist())), sha256=sha256, options=options
+    )
+    todo = [i for i, snip in enumerate(snips) if snip not in current]
     return ledger.take(numeric_array(np.array(todo, np.int64)))
 
 

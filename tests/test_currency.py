@@ -1,0 +1,26 @@
+"""The one rule of which embeddings are current (morphlake.lake.currency), as embed, build06 and status use it."""
+
+import pyarrow as pa
+
+from morphlake.lake.currency import current_snips
+
+ROWS = {
+    "snip_id": ["legacy", "same", "other_options", "other_model", "image_changed", "image_gone"],
+    "source": ["legacy_csv", "onnx", "onnx", "onnx", "onnx", "onnx"],
+    "model_sha256": [None, "a", "a", "b", "a", "a"],
+    "image_fingerprint": [None, "f1", "f2", "f3", "old", "f5"],
+    "embed_options": [None, None, "decode=gpu", None, None, None],
+}
+LEDGER = {"legacy": "x", "same": "f1", "other_options": "f2", "other_model": "f3", "image_changed": "new"}
+
+
+def test_legacy_rows_and_onnx_rows_of_this_file_options_and_image_are_current():
+    table = pa.table(ROWS)
+    assert current_snips(table, LEDGER, sha256="a", options=None) == {"legacy", "same"}
+    assert current_snips(table, LEDGER, sha256="a", options="decode=gpu") == {"legacy", "other_options"}
+    assert current_snips(table, LEDGER, sha256=None, options=None) == {"legacy"}  # build06 without an encoder
+
+
+def test_a_partition_from_before_embed_options_counts_as_legacy_faithful():
+    table = pa.table({k: v for k, v in ROWS.items() if k != "embed_options"})
+    assert current_snips(table, LEDGER, sha256="a", options=None) == {"legacy", "same", "other_options"}
