@@ -62,6 +62,17 @@ def test_generated_macros_are_current():
     )
 
 
+def test_the_coverage_macro_is_the_one_coverage_query():
+    """dbt's df03_coverage counts with the query status and build06 run (morphlake.common.coverage)."""
+    from morphlake.common.coverage import dbt_macro
+
+    path = PROJECT / "macros" / "coverage.sql"
+    if os.environ.get("MORPHLAKE_WRITE_SCHEMAS"):
+        dbt_macros.write(path, dbt_macro())
+    assert path.read_text() == dbt_macro(), f"{path} is out of date; regenerate it: MORPHLAKE_WRITE_SCHEMAS=1 pytest"
+    assert "coverage_counts(" in (PROJECT / "models" / "marts" / "df03_coverage.sql").read_text()
+
+
 def test_df02_schema_is_the_declared_columns():
     assert DF02_SCHEMA.names == list(DF02_COLUMNS)
     assert set(duckdb_columns(DF02_SCHEMA).values()) <= {"varchar", "bigint", "double", "boolean"}

@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from morphlake.common import coverage
 from morphlake.common.frames import polars_frame
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.latents import Z_COLUMN
@@ -128,15 +129,13 @@ def train_sql(con: duckdb.DuckDBPyConnection, train_name: str, *, columns: list[
 
 
 def coverage_sql() -> str:
-    """Per experiment: df02 rows, rows in the legacy df03, usable rows and usable rows in it, by source."""
-    return (
-        "select o.experiment_date, count(*), count(l.snip_id), count(*) filter (where d.use_embryo_flag), "
-        "count(l.snip_id) filter (where d.use_embryo_flag), "
-        "count(*) filter (where l.embedding_source = 'legacy_csv'), "
-        "count(*) filter (where l.embedding_source = 'onnx') "
-        "from df02_order o join stg_df02 d using (snip_id, experiment_date) "
-        "left join legacy_rows l using (snip_id, experiment_date) group by 1 order by 1"
+    """Per experiment: df02 rows (of this run's df02), rows in the legacy df03, usable rows and usable rows in it,
+    by source: morphlake's one coverage query (morphlake.common.coverage) over these relations."""
+    df02 = (
+        "(select o.snip_id, o.experiment_date, d.use_embryo_flag "
+        "from df02_order o join stg_df02 d using (snip_id, experiment_date))"
     )
+    return coverage.coverage_sql(df02=df02, embeddings="legacy_rows", source="embedding_source")
 
 
 def missing_sql() -> str:

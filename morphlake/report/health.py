@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from morphlake.common.coverage import coverage_sql
 from morphlake.common.sqltext import literal
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.ledger import IMAGE_GONE
@@ -19,27 +20,7 @@ from morphlake.lake.layout import TABLES, Lake
 from morphlake.lake.lock import lock_holder
 from morphlake.report.lakedb import connect, model_names, model_view, require_model, views, z_mu_columns
 
-COVERAGE_SQL = """
-with df02 as (
-    select snip_id, experiment_date, coalesce(use_embryo_flag, false) as usable from df02
-),
-emb as (
-    select snip_id, experiment_date, source from model_embeddings
-),
-joined as (
-    select df02.experiment_date, df02.usable, emb.source, emb.snip_id is not null as embedded
-    from df02 left join emb on df02.snip_id = emb.snip_id and df02.experiment_date = emb.experiment_date
-)
-select
-    experiment_date,
-    count(*) as df02_rows,
-    count(*) filter (where embedded) as embedded,
-    count(*) filter (where usable) as usable_rows,
-    count(*) filter (where usable and embedded) as usable_embedded,
-    count(*) filter (where source = 'legacy_csv') as legacy_rows,
-    count(*) filter (where source = 'onnx') as onnx_rows
-from joined group by experiment_date order by experiment_date
-"""
+COVERAGE_SQL = coverage_sql(df02="df02", embeddings="model_embeddings")
 
 STALE_SQL = f"""
 select e.experiment_date, count(*) as stale

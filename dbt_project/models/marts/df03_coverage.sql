@@ -1,10 +1,7 @@
 {#- One row per experiment in df02: how many df02 rows, and how many usable rows (use_embryo_flag), have an
-    embedding of the chosen model, on df03's join (snip_id and experiment_date). -#}
-with df02 as (
-    select * from {{ ref('stg_df02') }}
-),
-
-embeddings as (
+    embedding of the chosen model, on df03's join (snip_id and experiment_date). The counts are morphlake's one
+    coverage query (macros/coverage.sql), which `morphlake status` and build06 run too. -#}
+with embeddings as (
     select
         snip_id,
         experiment_date,
@@ -13,34 +10,26 @@ embeddings as (
     where model_name = {{ sql_literal(var('model_name')) }}
 ),
 
-per_snip as (
-    select
-        df02.experiment_date,
-        embeddings.source,
-        coalesce(df02.use_embryo_flag, false) as usable,
-        embeddings.snip_id is not null as embedded
-    from df02
-    left join embeddings
-        on df02.snip_id = embeddings.snip_id and df02.experiment_date = embeddings.experiment_date
+counts as (
+    {{ coverage_counts(ref('stg_df02'), 'embeddings') }}
 ),
 
 final as (
     select
         experiment_date,
         {{ sql_literal(var('model_name')) }} as model_name,
-        count(*) as df02_rows,
-        count(*) filter (where embedded) as df03_rows,
-        round(count(*) filter (where embedded) / count(*), 4) as coverage_all,
-        count(*) filter (where usable) as usable_rows,
-        count(*) filter (where usable and embedded) as embedded_rows,
+        df02_rows,
+        embedded_rows as df03_rows,
+        round(embedded_rows / df02_rows, 4) as coverage_all,
+        usable_rows,
+        usable_embedded_rows as embedded_rows,
         case
-            when count(*) filter (where usable) = 0 then null
-            else round(count(*) filter (where usable and embedded) / count(*) filter (where usable), 4)
+            when usable_rows = 0 then null
+            else round(usable_embedded_rows / usable_rows, 4)
         end as coverage,
-        count(*) filter (where source = 'legacy_csv') as legacy_rows,
-        count(*) filter (where source = 'onnx') as onnx_rows
-    from per_snip
-    group by experiment_date
+        legacy_rows,
+        onnx_rows
+    from counts
 )
 
 select * from final
