@@ -59,14 +59,21 @@ def atomic_file(path: Path, *, replace: bool = True, scratch: Path | None = None
     that exists by then (a hard link fails where a rename would not), raising MorphlakeError. `scratch`: a
     folder for the temporary (used when it shares `path`'s filesystem).
     """
+    with atomic_path(path, replace=replace, scratch=scratch) as tmp, open(tmp, "wb") as handle:
+        yield handle
+
+
+@contextmanager
+def atomic_path(path: Path, *, replace: bool = True, scratch: Path | None = None) -> Iterator[Path]:
+    """`with atomic_path(path) as tmp:` — for writers that take a file name (DuckDB's COPY, a library's save):
+    whatever they write at `tmp` appears at `path` whole, or not at all, as with atomic_file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = _temporary(path, scratch)
     try:
-        with open(tmp, "wb") as handle:
-            yield handle
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         try:
             _into_place(tmp, path, replace=replace)

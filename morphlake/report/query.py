@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ import duckdb
 
 from morphlake.common.sqltext import literal
 from morphlake.errors import MorphlakeError
+from morphlake.lake.files import atomic_path
 from morphlake.lake.layout import Lake
 from morphlake.report.lakedb import connect, views
 
@@ -67,19 +67,13 @@ def write(relation: duckdb.DuckDBPyRelation, output: Path) -> int:
     """CSV or Parquet by the file's suffix, written beside it first and renamed: never a half file. Returns the
     rows written (counted in the file: the query runs once)."""
     kind = output_kind(output)
-    output = Path(output).absolute()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(Path(output).absolute()) as partial:
         if kind == "csv":
             relation.write_csv(str(partial), header=True)
         else:
             relation.write_parquet(str(partial))
         reader = "read_csv(?, header = true)" if kind == "csv" else "read_parquet(?)"
         rows = duckdb.connect().execute(f"select count(*) from {reader}", [str(partial)]).fetchall()[0][0]
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     return rows
 
 
