@@ -116,7 +116,7 @@ def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     import duckdb
 
     from morphlake.common.peak_memory import PhasePeaks
-    from morphlake.steps.df03_export import CHUNK_ROWS, experiment_rows, export_df03, export_groups
+    from morphlake.steps.build.df03_export import CHUNK_ROWS, experiment_rows, export_df03, export_groups
 
     copy = out.parent / f"{out.name}.duckdb"
     shutil.copy(warehouse, copy)

@@ -32,7 +32,7 @@ import numpy as np
 from benchmarks.common import peak_of, seconds
 from morphlake.common.fingerprint import fingerprint_file
 from morphlake.embed.reader import SnipRef, chunks, decode_chunk, ordered_map
-from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
+from morphlake.steps.embed.options import GPU_DECODE_ON_CPU
 
 MODEL = "gpu_check"
 PER_EXPERIMENT = 2500

@@ -6,7 +6,7 @@ take: PNGs, colour JPEGs (nvJPEG's grey is the Y channel, not Pillow's convert("
 marker (Pillow refuses truncated files; nvJPEG would decode them grey), and sizes other than the batch's commonest
 one (one resize graph per batch). The thread that feeds the GPU then decodes the batch's JPEGs in one nvImageCodec
 call and runs the resize graph (GpuDecoder.pixels). nvJPEG's IDCT is not libjpeg-turbo's, so a run checks this
-decode against the legacy one on its own snips before it embeds (morphlake.steps.decode_check).
+decode against the legacy one on its own snips before it embeds (morphlake.steps.embed.decode_check).
 """
 
 from __future__ import annotations

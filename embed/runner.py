@@ -53,7 +53,7 @@ def embed_decoded(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) ->
     )
 
 
-def embed_prepared(batch: PreparedBatch, encoder: Encoder, gpu: GpuDecoder, waited: float = 0.0) -> EmbeddedBatch:
+def embed_prepared(batch: PreparedBatch, encoder: Encoder, gpu: GpuDecoder, *, waited: float = 0.0) -> EmbeddedBatch:
     """--decode gpu: decode the batch's JPEGs on the GPU, resize them there and run the encoder on the result."""
     start = time.perf_counter()
     pixels = gpu.pixels(batch)
@@ -89,7 +89,7 @@ def embed_snips(
     if gpu_decoder is not None:
         prepared = ordered_map(lambda chunk: prepare_chunk(chunk, batch_size), chunks(snips, batch_size), workers)
         for batch, waited in _waited(prepared):
-            yield embed_prepared(batch, encoder, gpu_decoder, waited)
+            yield embed_prepared(batch, encoder, gpu_decoder, waited=waited)
     elif encoder.concurrent:
         jobs = ordered_map(
             lambda chunk: embed_decoded(decode_chunk(chunk, batch_size, reduced), encoder),

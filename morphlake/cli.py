@@ -134,7 +134,7 @@ def main(quiet: bool) -> None:
     help="Number of experiments.",
 )
 @click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True)
-def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
+def demo(*, root, lake, seed, embryos, timepoints, n_experiments, model_name):
     """Make a synthetic data root and run the whole pipeline on it.
 
     \b
@@ -144,7 +144,7 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
     from morphlake.demo.data_root import DemoSpec, make_demo_root
     from morphlake.demo.pipeline import run_demo_pipeline
     from morphlake.lake.files import refuse_inside
-    from morphlake.steps.build_step import find_project
+    from morphlake.steps.build.step import find_project
 
     find_project()  # before writing anything: the build at the end needs the dbt project
     root = refuse_inside(Lake.at(lake).root, root, option="--root")
@@ -195,7 +195,7 @@ def demo(root, lake, seed, embryos, timepoints, n_experiments, model_name):
 @experiments_option
 @lake_option
 @partial_option
-def ingest(root, data_root, model_name, scan_images, retire_missing, experiments, lake, allow_partial):
+def ingest(*, root, data_root, model_name, scan_images, retire_missing, experiments, lake, allow_partial):
     """Bring df02, training metadata, the snip ledger and the legacy latent store into the lake.
 
     df02 is taken whole: without --experiments, experiments no longer in df02 leave raw/df02 (and so
@@ -314,6 +314,7 @@ def ingest(root, data_root, model_name, scan_images, retire_missing, experiments
 @lake_option
 @partial_option
 def embed(
+    *,
     model,
     device,
     batch_size,
@@ -338,8 +339,8 @@ def embed(
       morphlake embed --model demo-data/models/legacy/20241107_ds_sweep01_optimum/encoder.onnx --lake ./lake
       morphlake embed --model /shared/encoder.onnx --lake /shared/lake --engine ray --ray-address head:6379
     """
-    from morphlake.steps.embed_options import EmbedOptions
-    from morphlake.steps.embed_step import run_embed
+    from morphlake.steps.embed.options import EmbedOptions
+    from morphlake.steps.embed.step import run_embed
 
     the_lake = Lake.at(lake)
     options = EmbedOptions(
@@ -395,7 +396,7 @@ def embed(
     "install).",
 )
 @lake_option
-def build(model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
+def build(*, model_name, z_schema, coverage_threshold, coverage_severity, full, project_dir, lake):
     """Build the warehouse (dbt: staging views, df03, coverage, training join, tests) and the df03 Parquet export,
     published together; only what changed since the last build is redone (the run record says what and why).
 
@@ -403,7 +404,7 @@ def build(model_name, z_schema, coverage_threshold, coverage_severity, full, pro
     Example:
       morphlake build --lake ./lake --z-schema bio_nuisance
     """
-    from morphlake.steps.build_step import run_build
+    from morphlake.steps.build.step import run_build
 
     the_lake = Lake.at(lake)
     result = run_build(
@@ -478,7 +479,7 @@ def echo_problem(problem: dict, *, prefix: str = "  - ") -> None:
 )
 @click.option("--model-name", default=None, help="Model name stored in the file (default: the model folder's name).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def export_onnx(state_dict, config, output, model_name, overwrite):
+def export_onnx(*, state_dict, config, output, model_name, overwrite):
     """Export the legacy encoder to a verified, self-describing ONNX file (needs the `export` extra).
 
     \b
@@ -547,6 +548,7 @@ def export_onnx(state_dict, config, output, model_name, overwrite):
 )
 @lake_option
 def build06(
+    *,
     root,
     data_root,
     model_name,
@@ -611,7 +613,7 @@ def build06(
     show_default=True,
     help="Largest absolute z difference still counted as equal.",
 )
-def compare(old, new, key, tolerance):
+def compare(*, old, new, key, tolerance):
     """Compare two df03 or latent files (CSV or Parquet): rows only in one side, and per z column the
     largest absolute difference. Flat and bio/nuisance z names are matched by index. Values are compared at
     float32 when either file was written at float32 (Parquet: its columns' type; CSV: text of at most 9
@@ -635,7 +637,7 @@ def compare(old, new, key, tolerance):
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON, for scripts.")
 @click.option("--brief", is_flag=True, help="Leave out the per-experiment lines.")
 @lake_option
-def status(model_name, as_json, brief, lake):
+def status(*, model_name, as_json, brief, lake):
     """Show the lake: tables and rows; per model, the coverage of df02 overall and per experiment (legacy
     store / ONNX rows), stale embeddings (image changed since), experiments no longer in df02, the writer
     running now (pid, host, command, since when) and the last failed run with its error and hint.
@@ -678,7 +680,7 @@ def status(model_name, as_json, brief, lake):
     "--raw", is_flag=True, help="Query the raw lake (df02, train, snips, embeddings) even when a warehouse exists."
 )
 @lake_option
-def sql(query, output, max_rows, raw, lake):
+def sql(*, query, output, max_rows, raw, lake):
     """Run a SQL query (DuckDB) read-only against the lake's warehouse (df03, df03_coverage, train_embeddings,
     stg_* views), or against the raw lake (views df02, train, snips, embeddings) when there is no
     warehouse yet or with --raw. Prints a table; -o writes CSV or Parquet.
@@ -715,7 +717,7 @@ def sql(query, output, max_rows, raw, lake):
 @click.option("-k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="How many neighbours.")
 @click.option("--model-name", default=DEFAULT_MODEL_NAME, show_default=True, help="Whose embeddings.")
 @lake_option
-def neighbours(snip_id, k, model_name, lake):
+def neighbours(*, snip_id, k, model_name, lake):
     """The K snips nearest SNIP_ID by cosine similarity of z_mu, with their df02 metadata (the snips df03
     holds: the same answer as the README's df03 query, read from the embeddings Parquet).
 
@@ -782,7 +784,7 @@ def neighbours(snip_id, k, model_name, lake):
 @click.option("--zn-frac", type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Nuisance share of z.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
 @lake_option
-def report_command(model_name, output, method, sample, points, thumbnails, against, zn_frac, seed, lake):
+def report_command(*, model_name, output, method, sample, points, thumbnails, against, zn_frac, seed, lake):
     """Write one self-contained HTML page (opens offline) about a model's embeddings: coverage of df02 per
     experiment, an embedding map (PCA of z_mu, by perturbation and by stage; click a point for its snip),
     nuisance vs biological dimensions, legacy store vs ONNX agreement, and the run history.

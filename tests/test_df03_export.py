@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import morphlake.steps.df03_export as df03_export
+import morphlake.steps.build.df03_export as df03_export
 from morphlake.common.peak_memory import PhasePeaks
-from morphlake.steps.build_step import find_project
+from morphlake.steps.build.step import find_project
 
 
 def exported(lake: Path) -> dict[str, bytes]:

@@ -185,7 +185,7 @@ def test_a_copy_that_drifts_on_this_machine_is_refused_and_nothing_is_embedded(c
 
 def test_a_copy_is_checked_on_snips_held_out_from_its_calibration_when_the_run_has_them(cli, ingested):
     from morphlake.lake.layout import Lake
-    from morphlake.steps.derived_encoder import calibration_snips, verification_snips
+    from morphlake.steps.embed.derived_encoder import calibration_snips, verification_snips
 
     lake = Lake.at(ingested)
     calibrated = calibration_snips(lake)
@@ -210,8 +210,8 @@ def test_an_fp16_copy_is_checked_without_a_word_of_calibration(cli, ingested, en
 def test_int8_is_refused_on_the_gpu_with_the_fp16_hint(cli, ingested, encoder_path, monkeypatch):
     from morphlake.embed.model import CUDA
     from morphlake.lake.layout import Lake
-    from morphlake.steps import derived_encoder
-    from morphlake.steps.embed_options import EmbedOptions
+    from morphlake.steps.embed import derived_encoder
+    from morphlake.steps.embed.options import EmbedOptions
 
     asked = cli("embed", "--model", encoder_path, "--lake", ingested, "--device", "cuda", "--precision", "int8")
     assert asked.exit_code == 1 and "--precision int8 on the GPU (--device cuda)" in asked.stderr
@@ -237,7 +237,7 @@ def test_defaults_for_the_gpu_feed_it_from_every_core_in_large_batches(monkeypat
     import os
 
     from morphlake.embed.runner import default_workers
-    from morphlake.steps.embed_options import CPU_BATCH, GPU_BATCH, EmbedOptions
+    from morphlake.steps.embed.options import CPU_BATCH, GPU_BATCH, EmbedOptions
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert default_workers() == 8 and default_workers(feeding_gpu=True) == 16

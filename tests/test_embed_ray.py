@@ -13,7 +13,7 @@ from conftest import lake_files
 from morphlake import DEFAULT_MODEL_NAME
 from morphlake.embed.errors import EncoderFileError
 from morphlake.ingest.ledger import SNIP_SUBDIR
-from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
+from morphlake.steps.embed.options import GPU_DECODE_ON_CPU
 
 EXP = "20250305_24hpf_lmx1b"  # the experiment the legacy store does not cover
 EXP_PART = f"embeddings/model_name={DEFAULT_MODEL_NAME}/experiment_date={EXP}"
@@ -119,7 +119,7 @@ def test_cuda_on_a_cluster_without_gpu_is_refused(cli, ingested, encoder_path, r
 
 
 def test_an_actor_refuses_another_file_at_the_models_path(encoder_path, ray_address):
-    from morphlake.steps.embed_ray import EncoderActor
+    from morphlake.steps.embed.ray_engine import EncoderActor
 
     with pytest.raises(EncoderFileError, match="is not the encoder the driver loaded"):
         EncoderActor(path=str(encoder_path), sha256="0" * 64, device="cpu", threads=1, batch_size=4)
@@ -151,9 +151,9 @@ def test_ray_engine_starts_and_stops_its_own_local_instance(cli, ingested, encod
 def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, encoder_path, ray_address):
     from morphlake.embed import Encoder
     from morphlake.lake.layout import Lake
-    from morphlake.steps.embed_options import EmbedOptions
-    from morphlake.steps.embed_ray import RayRun, actor_arguments, stream
-    from morphlake.steps.embed_step import plan_embedding
+    from morphlake.steps.embed.options import EmbedOptions
+    from morphlake.steps.embed.plan import plan_embedding
+    from morphlake.steps.embed.ray_engine import RayRun, actor_arguments, stream
 
     encoder = Encoder(encoder_path, device="cpu")
     plans = plan_embedding(Lake.at(ingested), encoder.info, None, None)
@@ -179,7 +179,7 @@ def test_the_stderr_filter_drops_only_the_matching_lines(capfd):
     import os
     import re
 
-    from morphlake.steps.embed_ray import stderr_without
+    from morphlake.steps.embed.ray_engine import stderr_without
 
     with stderr_without(re.compile(rb"noise")):
         os.write(2, b"keep 1\nsome noise here\nkeep 2")  # the last line unfinished: still passed on

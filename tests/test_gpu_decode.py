@@ -16,7 +16,7 @@ from morphlake.embed.gpu_decode import GpuDecoder, nvimgcodec_module, prepare_ch
 from morphlake.embed.model import Encoder
 from morphlake.embed.reader import SnipRef, decode_chunk
 from morphlake.embed.runner import embed_snips
-from morphlake.steps.embed_options import GPU_DECODE_ON_CPU
+from morphlake.steps.embed.options import GPU_DECODE_ON_CPU
 
 pytest.importorskip("nvidia.nvimgcodec")  # the dev extra installs it; its CPU backend needs no GPU
 SIZES = [(576, 256), (1152, 512), (580, 258), (288, 128), (600, 266), (331, 150), (225, 100)]
@@ -214,7 +214,7 @@ def test_the_decode_check_pairs_each_snip_with_its_own_embedding_when_a_row_leav
     check still compares each snip with itself (identical decodes: cosine 1)."""
     from morphlake.embed import gpu_decode
     from morphlake.embed.reader import SnipProblem
-    from morphlake.steps.decode_check import check_decode
+    from morphlake.steps.embed.decode_check import check_decode
 
     refs = snip_files(tmp_path)[:4]
     encoder = Encoder(write_demo_encoder(tmp_path / "encoder.onnx", "gpu_decode"), device="cpu")

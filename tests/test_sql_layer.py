@@ -268,7 +268,7 @@ def test_a_build_that_raises_still_leaves_its_failed_record(embedded_lake, monke
     from dbt.cli.main import dbtRunner
 
     from morphlake.lake.layout import Lake
-    from morphlake.steps.build_step import run_build
+    from morphlake.steps.build.step import run_build
 
     def explode(self, args):
         raise RuntimeError("dbt blew up")
@@ -287,7 +287,7 @@ def test_a_checkout_project_that_the_build_does_not_use_is_said(tmp_path, monkey
     import logging
     import shutil
 
-    from morphlake.steps.build_step import find_project, warn_if_shadowed
+    from morphlake.steps.build.step import find_project, warn_if_shadowed
 
     used = find_project()
     here = tmp_path / "dbt_project"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from morphlake.lake.layout import Lake
 from morphlake.report.summary import describe_df03
-from morphlake.steps.build_step import run_build
-from morphlake.steps.embed_step import run_embed
+from morphlake.steps.build.step import run_build
+from morphlake.steps.embed.step import run_embed
 from morphlake.steps.ingest_step import run_ingest
 from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_FAILED
 

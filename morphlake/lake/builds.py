@@ -17,7 +17,7 @@ MANIFEST = "build.json"
 WAREHOUSE = WAREHOUSE_FILE
 DF03 = "df03"
 REMOVING = ".removing-"  # a build folder renamed out of the way, being deleted
-SCHEMA = "df03_schema.parquet"  # df03's columns, no rows: beside the export, never in it (steps/df03_export.py)
+SCHEMA = "df03_schema.parquet"  # df03's columns, no rows: beside the export, never in it (steps/build/df03_export.py)
 
 
 class Builds:

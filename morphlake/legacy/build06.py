@@ -36,8 +36,8 @@ from morphlake.legacy.outputs import (
 from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
 from morphlake.legacy.store import completed_store, store_naming, store_sql
 from morphlake.report.summary import coverage_text
-from morphlake.steps.build_step import run_build
-from morphlake.steps.embed_step import run_embed
+from morphlake.steps.build.step import run_build
+from morphlake.steps.embed.step import run_embed
 from morphlake.steps.ingest_step import run_ingest
 from morphlake.steps.lifecycle import EXIT_COMPLETE, RunResult, lake_run
 

@@ -25,7 +25,7 @@ from morphlake.report.lakedb import connect, require_model
 from morphlake.report.projection import project
 from morphlake.report.summary import command_name
 from morphlake.report.thumbnails import thumbnails
-from morphlake.steps.build_step import model_configs
+from morphlake.steps.build.step import model_configs
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from morphlake.lake.layout import Lake
 
 FULL, INCREMENTAL, UNCHANGED = "full", "incremental", "unchanged"
 RAW_TABLES = ("df02", "train", "snips", "embeddings")
-# morphlake's own code that shapes what a build writes: a change here rebuilds everything
-BUILD_CODE = ("build_step.py", "build_snapshot.py", "build_plan.py", "df03_export.py", "data_tests.py", "dbt_runner.py")
+# morphlake's own code that shapes what a build writes, every module of this package: a change here rebuilds
+# everything
+BUILD_CODE = Path(__file__).parent
 
 
 # A df03 partition depends on two input files only: the experiment's df02 partition and the model's embeddings
@@ -62,8 +63,7 @@ def project_digest(project: Path) -> str:
     """The dbt project's files (models, macros, project and profile), and morphlake's build code."""
     digest = hashlib.sha256()
     files = [p for p in sorted(project.rglob("*")) if p.is_file() and not _generated(project, p)]
-    here = Path(__file__).parent
-    for path in files + [here / name for name in BUILD_CODE]:
+    for path in files + sorted(BUILD_CODE.glob("*.py")):
         name = path.relative_to(project) if path.is_relative_to(project) else path.name
         digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

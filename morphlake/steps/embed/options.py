@@ -60,7 +60,7 @@ class EmbedOptions:
     decode: str = "legacy"
     precision: str = "fp32"
     min_cosine: float = MIN_COSINE
-    engine: str = "local"  # ray: Ray Data on a cluster (embed_ray), the same plan, encoder and lake
+    engine: str = "local"  # ray: Ray Data on a cluster (ray_engine), the same plan, encoder and lake
     ray_address: str | None = None  # None: a local Ray instance
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ from morphlake.lake.data_root import DataRoot
 from morphlake.lake.embeddings_table import model_latent_dim
 from morphlake.lake.layout import Lake
 from morphlake.lake.runs import library_versions
-from morphlake.steps.build_plan import (
+from morphlake.steps.build.plan import (
     UNCHANGED,
     compile_facts,
     definitions,
@@ -23,7 +23,7 @@ from morphlake.steps.build_plan import (
     plan_build,
     tested_inputs,
 )
-from morphlake.steps.build_snapshot import build_snapshot, published_changed
+from morphlake.steps.build.snapshot import build_snapshot, published_changed
 from morphlake.steps.lifecycle import RunResult, lake_run
 
 log = logging.getLogger("morphlake")

@@ -15,10 +15,10 @@ from morphlake.errors import MorphlakeError
 from morphlake.lake.builds import DF03, SCHEMA, WAREHOUSE, Builds
 from morphlake.lake.faults import crash_point
 from morphlake.lake.layout import Lake
-from morphlake.steps.build_plan import FULL, BuildPlan, export_files, file_state
-from morphlake.steps.data_tests import compiled_nodes, name_examples, refresh_tables, run_tests, scope_to
-from morphlake.steps.dbt_runner import counts_text, invoke_dbt, outcome, summarise
-from morphlake.steps.df03_export import SOURCE, export_df03, point_df03_at, view_reads
+from morphlake.steps.build.data_tests import compiled_nodes, name_examples, refresh_tables, run_tests, scope_to
+from morphlake.steps.build.dbt_runner import counts_text, invoke_dbt, outcome, summarise
+from morphlake.steps.build.df03_export import SOURCE, export_df03, point_df03_at, view_reads
+from morphlake.steps.build.plan import FULL, BuildPlan, export_files, file_state
 from morphlake.steps.lifecycle import LakeRun
 
 log = logging.getLogger("morphlake")

@@ -17,7 +17,7 @@ log = logging.getLogger("morphlake")
 CHECK_SNIPS = 128
 
 
-def _embedded(encoder: Encoder, refs: list[SnipRef], pixels, rows: int) -> dict[str, np.ndarray]:
+def _embedded(encoder: Encoder, refs: list[SnipRef], *, pixels, rows: int) -> dict[str, np.ndarray]:
     return dict(zip((r.snip_id for r in refs), encoder.run(pixels)[0][:rows])) if rows else {}
 
 
@@ -36,14 +36,14 @@ def check_decode(
     run: dict[str, np.ndarray] = {}
     for chunk in chunks(todo[:CHECK_SNIPS], batch_size):
         plain = decode_chunk(chunk, batch_size)
-        legacy |= _embedded(encoder, plain.refs, plain.pixels, plain.n)
+        legacy |= _embedded(encoder, plain.refs, pixels=plain.pixels, rows=plain.n)
         if gpu_decoder is not None:
             prepared = prepare_chunk(chunk, batch_size)
             pixels = gpu_decoder.pixels(prepared)  # first: a row it cannot decode leaves prepared.refs
-            run |= _embedded(encoder, prepared.refs, pixels, prepared.n)
+            run |= _embedded(encoder, prepared.refs, pixels=pixels, rows=prepared.n)
         else:
             fast = decode_chunk(chunk, batch_size, reduced=True)
-            run |= _embedded(encoder, fast.refs, fast.pixels, fast.n)
+            run |= _embedded(encoder, fast.refs, pixels=fast.pixels, rows=fast.n)
     both = [s for s in legacy if s in run]
     if not both:
         return {"snips": 0, "decode": decode, "note": "no readable snip to check the decode on (the run embeds none)"}

@@ -18,7 +18,7 @@ from morphlake.ingest.naming import check_segment
 from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.snip_ledger import available
-from morphlake.steps.embed_options import MIN_COSINE, refuse_int8_on_gpu
+from morphlake.steps.embed.options import MIN_COSINE, refuse_int8_on_gpu
 
 log = logging.getLogger("morphlake")
 CALIBRATION_SNIPS = 128

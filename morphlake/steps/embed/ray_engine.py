@@ -27,9 +27,9 @@ from morphlake.embed.gpu_decode import GpuDecoder
 from morphlake.errors import MorphlakeError
 from morphlake.lake.faults import ENV_VARS, crash_point
 from morphlake.lake.runs import RunRecord
-from morphlake.steps.decode_check import check_decode
-from morphlake.steps.embed_engine import Engine
-from morphlake.steps.embed_options import EmbedOptions, refuse_gpu_decode_without_gpu, refuse_int8_on_gpu
+from morphlake.steps.embed.decode_check import check_decode
+from morphlake.steps.embed.engine import Engine
+from morphlake.steps.embed.options import EmbedOptions, refuse_gpu_decode_without_gpu, refuse_int8_on_gpu
 
 log = logging.getLogger("morphlake")
 MAX_BATCHES_PER_BLOCK = 16  # input blocks of whole batches (never straddled): few Ray tasks on big runs ...
