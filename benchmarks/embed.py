@@ -42,7 +42,7 @@ def side_by_side(work, copies: int) -> float:
 
 
 def z_mu(refs, encoder, batch_size, workers, reduced=False) -> np.ndarray:
-    return np.concatenate([b.z_mu for b in embed_snips(refs, encoder, batch_size, workers, reduced)])
+    return np.concatenate([b.z_mu for b in embed_snips(refs, encoder, batch_size, workers=workers, reduced=reduced)])
 
 
 def per_kind_costs(folder: Path, encoder: Encoder, count: int, batch_size: int) -> list[list]:
@@ -136,19 +136,23 @@ def main() -> None:
             if provider != CPU:
                 r.add("bound", min(r.values["decode only (all cores)"][-1], r.values["model only (all cores)"][-1]))
             for name, (enc, red) in variants.items():
-                rate = r.add(name, n / seconds(lambda: list(embed_snips(refs, enc, bs, cores, red))))
+                rate = r.add(name, n / seconds(lambda: list(embed_snips(refs, enc, bs, workers=cores, reduced=red))))
                 if enc is one and not red:
                     r.add(f"share:{name}", rate / r.values["bound"][-1])
 
             if legacy is not None:
                 r.add("legacy PyTorch path", n / seconds(lambda: legacy_embed(legacy, paths)))
 
-        sweep_batch = {b: n / seconds(lambda: list(embed_snips(refs, one, b, cores))) for b in (8, 16, 32, 64, 128)}
+        sweep_batch = {
+            b: n / seconds(lambda: list(embed_snips(refs, one, b, workers=cores))) for b in (8, 16, 32, 64, 128)
+        }
         sweep_workers = {}
         for threads in (1, 2):
             enc = one if threads == 1 else Encoder(fp32, device=args.device, threads=threads)
             for workers in (1, 2, 3, 4):
-                sweep_workers[(workers, threads)] = n / seconds(lambda: list(embed_snips(refs, enc, bs, workers)))
+                sweep_workers[(workers, threads)] = n / seconds(
+                    lambda: list(embed_snips(refs, enc, bs, workers=workers))
+                )
 
     bound = r.median("bound")
     base = r.median("legacy PyTorch path") if legacy is not None else None

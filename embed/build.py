@@ -30,7 +30,7 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
 
 
 def _centre_on_background(
-    weights: dict[str, np.ndarray], spec: EncoderSpec, metadata: dict, background: int
+    weights: dict[str, np.ndarray], spec: EncoderSpec, metadata: dict, *, background: int
 ) -> dict[str, np.ndarray]:
     """Shift the head biases so a blank brightfield background (grey level `background`) encodes to z = 0.
 
@@ -54,13 +54,14 @@ def demo_encoder_weights(spec: EncoderSpec, seed: int, background: int = DEMO_BA
     """The weights a demo encoder file holds (seeded, then centred on a blank image of grey level `background`)."""
     if not 0 <= background <= 255:
         raise ValueError(f"background is a grey level from 0 to 255, not {background}")
-    return _centre_on_background(demo_weights(spec, seed), spec, demo_metadata(seed, "demo"), background)
+    return _centre_on_background(demo_weights(spec, seed), spec, demo_metadata(seed, "demo"), background=background)
 
 
 def write_demo_encoder(
     path: Path,
     model_name: str,
     seed: int = 0,
+    *,
     spec: EncoderSpec = EncoderSpec(),
     background: int = DEMO_BACKGROUND,
 ) -> Path:
@@ -73,7 +74,7 @@ def write_demo_encoder(
 
 
 def trained_encoder_model(
-    weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str, origin: str
+    weights: Mapping[str, np.ndarray], spec: EncoderSpec, model_name: str, *, origin: str
 ) -> onnx.ModelProto:
     """An encoder from real weights (see embed.export for loading them from encoder_reformatted.pt)."""
     meta = {"model_name": model_name, "weights": "trained", "weights_origin": origin}

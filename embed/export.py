@@ -75,7 +75,7 @@ class ExportedEncoder:
 
 
 def verify_against_torch(
-    onnx_path: Path, weights: dict[str, np.ndarray], spec: EncoderSpec, samples: int = 8, seed: int = 0
+    onnx_path: Path, weights: dict[str, np.ndarray], spec: EncoderSpec, *, samples: int = 8, seed: int = 0
 ) -> float:
     """Largest relative error of the ONNX outputs against the PyTorch reference on random images."""
     torch = torch_module()
@@ -99,7 +99,7 @@ def export_encoder(state_dict: Path, config: Path, *, model_name: str | None = N
     check_weights(weights, spec)
     name = model_name or state_dict.absolute().parent.name
     origin = f"{state_dict.absolute()} (sha256 {file_sha256(state_dict)})"
-    model = trained_encoder_model(weights, spec, name, origin)
+    model = trained_encoder_model(weights, spec, name, origin=origin)
     with tempfile.TemporaryDirectory(prefix="morphlake-export-") as scratch:  # onnxruntime loads from a file
         unverified = Path(scratch) / "encoder.onnx"
         onnx.save_model(model, str(unverified))

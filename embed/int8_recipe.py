@@ -57,7 +57,7 @@ def _fp32_convs(model: onnx.ModelProto) -> list[str]:
     ]
 
 
-def _activations(model: onnx.ModelProto, pixels: np.ndarray, names: list[str], reduce) -> list[np.ndarray]:
+def _activations(model: onnx.ModelProto, pixels: np.ndarray, names: list[str], *, reduce) -> list[np.ndarray]:
     """reduce(batch values, previous or None) folded over the fp32 tensors `names` on the pixels."""
     import onnxruntime as ort
 
@@ -123,7 +123,7 @@ def _equalize(model: onnx.ModelProto, calibration: np.ndarray) -> onnx.ModelProt
         model,
         calibration,
         [out for _, out, _ in links],
-        lambda v, m: v.max(axis=(0, 2, 3)) if m is None else np.maximum(m, v.max(axis=(0, 2, 3))),
+        reduce=lambda v, m: v.max(axis=(0, 2, 3)) if m is None else np.maximum(m, v.max(axis=(0, 2, 3))),
     )
     for (conv, _, consumers), reach in zip(links, maxima):
         if not reach.max() > 0:  # the layer's output is 0 on every calibration snip: nothing to balance
@@ -174,7 +174,9 @@ def _bias_correct(quantized: onnx.ModelProto, prepared: onnx.ModelProto, calibra
             f"{len(todo)} of the {quantized_convs} quantized convolutions can have their bias corrected"
         )
     inputs = [conv.input[0] for conv, _, _ in todo]
-    sums = _activations(prepared, calibration, inputs, lambda v, s: v.sum(0, np.float64) + (0 if s is None else s))
+    sums = _activations(
+        prepared, calibration, inputs, reduce=lambda v, s: v.sum(0, np.float64) + (0 if s is None else s)
+    )
     for (conv, (wq, ws, wz), (bq, bs, _)), total in zip(todo, sums):
         exact = numpy_helper.to_array(fp_inits[conv.input[1]]).astype(np.float64)
         shape = (-1,) + (1,) * (exact.ndim - 1)

@@ -176,7 +176,7 @@ def chunks(snips: Iterable[SnipRef], batch_size: int) -> Iterator[list[SnipRef]]
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int, prefetch: int | None = None, name: str = "decode"
+    fn: Callable[[T], R], items: Iterable[T], workers: int, *, prefetch: int | None = None, name: str = "decode"
 ) -> Iterator[R]:
     """fn over items in `workers` threads, results in input order, with a bounded number in flight."""
     if workers < 1:
@@ -196,11 +196,11 @@ def ordered_map(
 
 
 def decode_batches(
-    snips: Iterable[SnipRef], batch_size: int, workers: int, prefetch: int | None = None, reduced: bool = False
+    snips: Iterable[SnipRef], batch_size: int, workers: int, *, prefetch: int | None = None, reduced: bool = False
 ) -> Iterator[DecodedBatch]:
     """Batches in input order, decoded by `workers` threads with a bounded number in flight."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     return ordered_map(
-        lambda chunk: decode_chunk(chunk, batch_size, reduced), chunks(snips, batch_size), workers, prefetch
+        lambda chunk: decode_chunk(chunk, batch_size, reduced), chunks(snips, batch_size), workers, prefetch=prefetch
     )

@@ -87,37 +87,15 @@ def resize_model(slots: int, order: str = "vertical"):
     the resized image where from_images is true, else the cpu row. `order`: the pass that runs first."""
     from onnx import TensorProto, helper  # only --decode gpu builds this graph; the embed path loads no onnx
 
-    def rounded(source: str, target: str) -> list:
-        # Each pass ends as Pillow's does: + 0.5, floor (its arithmetic shift), clipped to 0..255.
-        return [
-            helper.make_node("Add", [source, "half"], [f"{target}_plus_half"]),
-            helper.make_node("Floor", [f"{target}_plus_half"], [f"{target}_floor"]),
-            helper.make_node("Max", [f"{target}_floor", "zero"], [f"{target}_low"]),
-            helper.make_node("Min", [f"{target}_low", "top"], [target]),
-        ]
-
-    def vertical(source: str) -> list:  # [288, h] @ [n, h, columns]
-        return [helper.make_node("MatMul", [ROWS_NAME, source], ["vertical_sum"]), *rounded("vertical_sum", "vertical")]
-
-    def horizontal(source: str) -> list:  # [n, rows, pitch] @ [pitch, 128]
-        return [
-            helper.make_node("MatMul", [source, COLUMNS_NAME], ["horizontal_sum"]),
-            *rounded("horizontal_sum", "horizontal"),
-        ]
-
-    passes = (
-        [*vertical("images_f64"), *horizontal("vertical")]
-        if order == "vertical"
-        else [*horizontal("images_f64"), *vertical("horizontal")]
-    )
-    last = "horizontal" if order == "vertical" else "vertical"
+    first, second = ("vertical", "horizontal") if order == "vertical" else ("horizontal", "vertical")
     stacked = [helper.make_node("Unsqueeze", [image_name(s), "axis0"], [f"stacked_{s}"]) for s in range(slots)]
     nodes = [
         *stacked,
         helper.make_node("Concat", [f"stacked_{s}" for s in range(slots)], ["images"], axis=0),
         helper.make_node("Cast", ["images"], ["images_f64"], to=TensorProto.DOUBLE),
-        *passes,
-        helper.make_node("Cast", [last], ["resized_u8"], to=TensorProto.UINT8),
+        *_pass(first, "images_f64"),
+        *_pass(second, first),
+        helper.make_node("Cast", [second], ["resized_u8"], to=TensorProto.UINT8),
         helper.make_node("Unsqueeze", ["resized_u8", "axis1"], ["resized"]),
         helper.make_node("Where", [FROM_IMAGES_NAME, "resized", CPU_ROWS_NAME], [OUTPUT_NAME]),
     ]
@@ -128,16 +106,37 @@ def resize_model(slots: int, order: str = "vertical"):
         helper.make_tensor("zero", TensorProto.DOUBLE, [], [0.0]),
         helper.make_tensor("top", TensorProto.DOUBLE, [], [255.0]),
     ]
+    output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.UINT8, [slots, 1, INPUT_HEIGHT, INPUT_WIDTH])
+    graph = helper.make_graph(nodes, "snip_resize", _inputs(slots), [output], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="morphlake")
+    model.ir_version = 8
+    return model
+
+
+def _pass(which: str, source: str) -> list:
+    """One pass, named `which` after its output: vertical [288, h] @ [n, h, columns], horizontal [n, rows, pitch] @
+    [pitch, 128]; it ends as Pillow's does: + 0.5, floor (its arithmetic shift), clipped to 0..255."""
+    from onnx import helper
+
+    total = f"{which}_sum"
+    operands = [ROWS_NAME, source] if which == "vertical" else [source, COLUMNS_NAME]
+    return [
+        helper.make_node("MatMul", operands, [total]),
+        helper.make_node("Add", [total, "half"], [f"{which}_plus_half"]),
+        helper.make_node("Floor", [f"{which}_plus_half"], [f"{which}_floor"]),
+        helper.make_node("Max", [f"{which}_floor", "zero"], [f"{which}_low"]),
+        helper.make_node("Min", [f"{which}_low", "top"], [which]),
+    ]
+
+
+def _inputs(slots: int) -> list:
+    from onnx import TensorProto, helper
+
     u8, f64 = TensorProto.UINT8, TensorProto.DOUBLE
-    inputs = [
+    return [
         *(helper.make_tensor_value_info(image_name(s), u8, ["height", "pitch"]) for s in range(slots)),
         helper.make_tensor_value_info(ROWS_NAME, f64, [INPUT_HEIGHT, "height"]),
         helper.make_tensor_value_info(COLUMNS_NAME, f64, ["pitch", INPUT_WIDTH]),
         helper.make_tensor_value_info(CPU_ROWS_NAME, u8, [slots, 1, INPUT_HEIGHT, INPUT_WIDTH]),
         helper.make_tensor_value_info(FROM_IMAGES_NAME, TensorProto.BOOL, [slots, 1, 1, 1]),
     ]
-    output = helper.make_tensor_value_info(OUTPUT_NAME, u8, [slots, 1, INPUT_HEIGHT, INPUT_WIDTH])
-    graph = helper.make_graph(nodes, "snip_resize", inputs, [output], constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="morphlake")
-    model.ir_version = 8
-    return model

@@ -70,9 +70,9 @@ def embed_snips(
     snips: Iterable[SnipRef],
     encoder: Encoder,
     batch_size: int = 64,
+    *,
     workers: int | None = None,
     reduced: bool = False,
-    *,
     gpu_decoder: GpuDecoder | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Embedded batches in input order; every batch runs at the same size (the last one is padded).

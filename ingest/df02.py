@@ -40,7 +40,7 @@ _DTYPE_WORDS: dict[DType, str] = {
 
 
 def read_metadata_table(
-    path: Path, what: str, declared: dict[str, DType], not_null: tuple[str, ...]
+    path: Path, what: str, declared: dict[str, DType], *, not_null: tuple[str, ...]
 ) -> tuple[pl.DataFrame, list[Skipped]]:
     """Read one metadata CSV: required columns present, typed, unique snip_id; bad rows -> Skipped."""
     raw = read_csv_strings(path, what)
@@ -86,7 +86,7 @@ def read_metadata_table(
 
 def read_df02(path: Path, experiments: list[str] | None = None, *, sort: bool = True) -> tuple[pa.Table, list[Skipped]]:
     """df02 -> (typed table sorted by experiment and snip_id, or in file order with sort=False; skipped rows)."""
-    frame, skipped = read_metadata_table(path, "df02", DF02_COLUMNS, NOT_NULL)
+    frame, skipped = read_metadata_table(path, "df02", DF02_COLUMNS, not_null=NOT_NULL)
     if experiments:
         known = set(frame["experiment_date"].to_list())
         unknown = [e for e in experiments if e not in known]
@@ -103,6 +103,8 @@ def read_df02(path: Path, experiments: list[str] | None = None, *, sort: bool = 
 def read_train(path: Path, train_name: str, *, sort: bool = True) -> tuple[pa.Table, list[Skipped]]:
     """Training metadata CSV -> (typed table with a train_name column, by snip_id or in file order; skipped rows)."""
     check_segment("training set name", train_name)
-    frame, skipped = read_metadata_table(path, f"train metadata {train_name!r}", {"snip_id": pl.String}, ("snip_id",))
+    frame, skipped = read_metadata_table(
+        path, f"train metadata {train_name!r}", {"snip_id": pl.String}, not_null=("snip_id",)
+    )
     frame = frame.with_columns(pl.lit(train_name).alias("train_name"))
     return to_arrow(frame.sort("snip_id") if sort else frame), skipped

@@ -151,6 +151,7 @@ def read_latent_store(
     data_root: Path,
     model_name: str,
     experiments: list[str] | None = None,
+    *,
     expected_dim: int | None = None,
     skip_bad_files: bool = False,
 ):

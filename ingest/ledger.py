@@ -60,8 +60,8 @@ def scan_snips(
     data_root: Path,
     experiment: str,
     known_snip_ids: set[str] | None = None,
-    previous: dict[str, dict] | None = None,
     *,
+    previous: dict[str, dict] | None = None,
     fingerprint: bool = True,
 ) -> tuple[pa.Table, list[Skipped]]:
     """Ledger rows for one experiment's snip folder, and the files left out (with reasons).
@@ -138,7 +138,7 @@ def scan_snips(
                 "fingerprint": old["fingerprint"] if reuse else fingerprint_file(real) if fingerprint else None,
             }
         )
-    rows += _carried(previous or {}, rows, skipped, known_snip_ids)
+    rows += _carried(previous or {}, rows, skipped, known=known_snip_ids)
     if orphans:
         log.info(
             "%s: %d image file(s) match no df02 row and are left out of the ledger: %s",
@@ -150,7 +150,9 @@ def scan_snips(
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
 
 
-def _carried(previous: dict[str, dict], rows: list[dict], skipped: list[Skipped], known: set[str] | None) -> list[dict]:
+def _carried(
+    previous: dict[str, dict], rows: list[dict], skipped: list[Skipped], *, known: set[str] | None
+) -> list[dict]:
     """The earlier ledger's rows of snips whose file is now gone or unreadable (df02 still listing them), kept and
     marked: their embeddings stay in the lake, and the ledger must keep saying which image they came from."""
     found = {row["snip_id"] for row in rows}

@@ -155,7 +155,7 @@ def demo(*, root, lake, seed, embryos, timepoints, n_experiments, model_name):
         f"experiments; legacy store covers {', '.join(summary['latent_store'])})"
     )
     code = run_demo_pipeline(
-        Lake.at(lake), Path(summary["root"]), model_name, Path(summary["encoder"]), echo=click.echo
+        Lake.at(lake), Path(summary["root"]), model_name, encoder=Path(summary["encoder"]), echo=click.echo
     )
     sys.exit(code)
 
@@ -628,7 +628,7 @@ def compare(*, old, new, key, tolerance):
     from morphlake.legacy.compare import describe
 
     result = run(old, new, key)
-    click.echo(describe(result, old, new, tolerance))
+    click.echo(describe(result, old, new, tolerance=tolerance))
     sys.exit(0 if result.equal(tolerance) else 1)
 
 

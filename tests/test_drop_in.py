@@ -439,7 +439,7 @@ def test_a_legacy_file_that_appears_meanwhile_is_not_replaced(tmp_path):
         duckdb.connect() as con,
         pytest.raises(InputError, match="appeared while morphlake was writing it; it was not replaced"),
     ):
-        write_csv_atomic(con, "select 1 as a", [], target, replace=False)
+        write_csv_atomic(con, "select 1 as a", [], path=target, replace=False)
     assert target.read_text() == "someone else's\n" and sorted(tmp_path.iterdir()) == [target]
 
 

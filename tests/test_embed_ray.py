@@ -156,7 +156,7 @@ def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, en
     from morphlake.steps.embed.ray_engine import RayRun, actor_arguments, stream
 
     encoder = Encoder(encoder_path, device="cpu")
-    plans = plan_embedding(Lake.at(ingested), encoder.info, None, None)
+    plans = plan_embedding(Lake.at(ingested), encoder.info, None, value=None)
     encoder.info.sha256 = "0" * 64  # as if the nodes saw another file at the model's path
     run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, 1, {"CPU": 2}, batch_size=64)
     with pytest.raises(EncoderFileError, match="is not the encoder the driver loaded") as raised:

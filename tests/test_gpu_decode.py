@@ -97,8 +97,8 @@ def test_the_decoder_gives_the_legacy_pixels_and_embeddings(tmp_path):
     batch = prepare_chunk(refs[:4], 4)
     assert np.array_equal(decoder.pixels(batch).numpy(), decode_chunk(refs[:4], 4).pixels)
 
-    legacy = list(embed_snips(refs, encoder, 4, 2))
-    fast = list(embed_snips(refs, encoder, 4, 2, gpu_decoder=decoder))
+    legacy = list(embed_snips(refs, encoder, 4, workers=2))
+    fast = list(embed_snips(refs, encoder, 4, workers=2, gpu_decoder=decoder))
     assert [[r.snip_id for r in b.refs] for b in fast] == [[r.snip_id for r in b.refs] for b in legacy]
     assert all(np.array_equal(a.z_mu, b.z_mu) and np.array_equal(a.z_logvar, b.z_logvar) for a, b in zip(legacy, fast))
     assert [f[0].snip_id for b in fast for f in b.failures] == ["cut", "junk"]

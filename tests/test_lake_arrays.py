@@ -29,10 +29,10 @@ def keyed(ids: list) -> pa.Table:
 
 
 def test_publish_check_names_repeated_and_missing_keys():
-    check_partition(keyed(["a", "b", "c"]), "p", "snip_id", 3)
+    check_partition(keyed(["a", "b", "c"]), "p", "snip_id", expected_rows=3)
     with pytest.raises(MorphlakeError, match="snip_id repeats: b"):
-        check_partition(keyed(["a", "b", "b"]), "p", "snip_id", 3)
+        check_partition(keyed(["a", "b", "b"]), "p", "snip_id", expected_rows=3)
     with pytest.raises(MorphlakeError, match="snip_id repeats: a"):
-        check_partition(keyed(["a", None, "a", None]), "p", "snip_id", 4)
+        check_partition(keyed(["a", None, "a", None]), "p", "snip_id", expected_rows=4)
     with pytest.raises(MorphlakeError, match="2 rows have no snip_id"):
-        check_partition(keyed(["a", None, None]), "p", "snip_id", 3)
+        check_partition(keyed(["a", None, None]), "p", "snip_id", expected_rows=3)

@@ -97,13 +97,13 @@ def z_table(mu: list, sigma: list) -> pa.Table:
 
 
 def test_publish_allows_null_z_sigma_but_not_nan_inf_or_null_z_mu():
-    check_partition(z_table([0.5, 1.0], [None, None]), "p", "snip_id", 2)
+    check_partition(z_table([0.5, 1.0], [None, None]), "p", "snip_id", expected_rows=2)
     with pytest.raises(MorphlakeError, match="column z_sigma_00 holds non-finite values"):
-        check_partition(z_table([0.5, 1.0], [None, math.nan]), "p", "snip_id", 2)
+        check_partition(z_table([0.5, 1.0], [None, math.nan]), "p", "snip_id", expected_rows=2)
     with pytest.raises(MorphlakeError, match="column z_sigma_00 holds non-finite values"):
-        check_partition(z_table([0.5, 1.0], [math.inf, 0.0]), "p", "snip_id", 2)
+        check_partition(z_table([0.5, 1.0], [math.inf, 0.0]), "p", "snip_id", expected_rows=2)
     with pytest.raises(MorphlakeError, match="column z_mu_00 holds non-finite or missing values"):
-        check_partition(z_table([0.5, None], [0.0, 0.0]), "p", "snip_id", 2)
+        check_partition(z_table([0.5, None], [0.0, 0.0]), "p", "snip_id", expected_rows=2)
 
 
 def write_partition(lake: Lake, experiment: str, dim: int) -> None:

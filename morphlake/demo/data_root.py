@@ -119,7 +119,7 @@ def make_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: i
     _check_root(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{root.name}-", dir=root.parent) as fresh:
-        summary = _write_demo_root(Path(fresh), spec, model_name, latent_dim)
+        summary = _write_demo_root(Path(fresh), spec, model_name, latent_dim=latent_dim)
         _move_in(Path(fresh), root)
     encoder = root / Path(summary.pop("encoder")).relative_to(fresh)
     return {"root": str(root), **summary, "encoder": str(encoder)}
@@ -143,7 +143,7 @@ def _move_in(fresh: Path, root: Path) -> None:
             path.unlink()
 
 
-def _write_demo_root(root: Path, spec: DemoSpec, model_name: str, latent_dim: int) -> dict:
+def _write_demo_root(root: Path, spec: DemoSpec, model_name: str, *, latent_dim: int) -> dict:
     """Every file of a demo root, written into the new folder `root`; returns the summary."""
     (root / MARKER).write_text("made by `morphlake demo`; safe to delete\n")
     rng = np.random.default_rng(spec.seed)
@@ -177,7 +177,7 @@ def _write_demo_root(root: Path, spec: DemoSpec, model_name: str, latent_dim: in
             indent=2,
         )
     )
-    covered = _write_latent_store(root, df02, model_name, encoder_path, encoder_spec)
+    covered = _write_latent_store(root, df02, model_name, encoder_path=encoder_path, spec=encoder_spec)
     return {
         "experiments": df02["experiment_date"].unique(maintain_order=True).to_list(),
         "snips": df02.height,
@@ -187,7 +187,7 @@ def _write_demo_root(root: Path, spec: DemoSpec, model_name: str, latent_dim: in
 
 
 def _write_latent_store(
-    root: Path, df02: pl.DataFrame, model_name: str, encoder_path: Path, spec: EncoderSpec
+    root: Path, df02: pl.DataFrame, model_name: str, *, encoder_path: Path, spec: EncoderSpec
 ) -> dict[str, int]:
     """Legacy store for the first two experiments (flat, then bio/nuisance names), made by the demo encoder.
 

@@ -13,7 +13,7 @@ from morphlake.steps.ingest_step import run_ingest
 from morphlake.steps.lifecycle import EXIT_COMPLETE, EXIT_FAILED
 
 
-def run_demo_pipeline(lake: Lake, root: Path, model_name: str, encoder: Path, echo: Callable[[str], None]) -> int:
+def run_demo_pipeline(lake: Lake, root: Path, model_name: str, *, encoder: Path, echo: Callable[[str], None]) -> int:
     """Run every step on a demo root; returns the worst exit code."""
     codes = []
     result = run_ingest(lake, root, root, model_name=model_name)

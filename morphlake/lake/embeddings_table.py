@@ -67,7 +67,7 @@ def model_latent_dim(lake: Lake, model_name: str) -> int | None:
     return next(iter(found), None)
 
 
-def merge(existing: pa.Table | None, new: pa.Table, replaces: pa.Array | list, where: str) -> pa.Table:
+def merge(existing: pa.Table | None, new: pa.Table, replaces: pa.Array | list, *, where: str) -> pa.Table:
     """existing minus rows whose snip_id is in `replaces`, plus `new`; sorted by snip_id."""
     dim = partition_dim(new)
     if existing is None or existing.num_rows == 0:

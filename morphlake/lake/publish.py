@@ -30,7 +30,7 @@ class Staged:
     rows: int
 
 
-def check_partition(data: pa.Table, what: str, unique: str | None, expected_rows: int | None) -> None:
+def check_partition(data: pa.Table, what: str, unique: str | None, *, expected_rows: int | None) -> None:
     """Raise MorphlakeError if keys repeat, z values are not finite, or the row count is off."""
     if expected_rows is not None and data.num_rows != expected_rows:
         raise MorphlakeError(
@@ -94,7 +94,7 @@ class Transaction:
         """Check and write one partition to the staging area (not yet visible in the lake)."""
         target = self.lake.partition_file(table, **keys)
         what = f"{table} partition {self.lake.relative(target.parent)}"
-        check_partition(data, what, unique, expected_rows)
+        check_partition(data, what, unique, expected_rows=expected_rows)
         staged = self.dir / target.relative_to(self.lake.root)
         staged.parent.mkdir(parents=True, exist_ok=True)
         write_part(data, staged)

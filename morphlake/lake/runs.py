@@ -117,7 +117,7 @@ class RunRecord:
     def set(self, key: str, value) -> None:
         self.data[key] = value
 
-    def finish(self, runs_dir: Path, outcome: str, error: str | None = None, skipped: list | None = None) -> Path:
+    def finish(self, runs_dir: Path, outcome: str, error: str | None = None, *, skipped: list | None = None) -> Path:
         """Write the record (and the partial manifest when items were skipped); return the record path."""
         self.data.update(
             outcome=outcome,

@@ -148,7 +148,7 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
     )
 
 
-def describe(result: Comparison, old: Path, new: Path, tolerance: float) -> str:
+def describe(result: Comparison, old: Path, new: Path, *, tolerance: float) -> str:
     lines = [
         f"OLD {old}: {result.old_rows} rows",
         f"NEW {new}: {result.new_rows} rows",

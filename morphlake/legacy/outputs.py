@@ -43,8 +43,8 @@ def write_csv_atomic(
     con: duckdb.DuckDBPyConnection,
     sql: str,
     params: list,
-    path: Path,
     *,
+    path: Path,
     replace: bool = True,
     scratch: Path | None = None,
 ) -> int:

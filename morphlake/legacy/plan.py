@@ -88,8 +88,10 @@ class LegacyOutputs:
         ]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
+    """What build06 will read, run and write (make_plan; `--dry-run` prints it)."""
+
     experiments: list[str]
     rows: dict[str, int]  # experiment -> df02 rows
     usable: dict[str, int]  # experiment -> df02 rows with use_embryo_flag
@@ -129,7 +131,7 @@ class Plan:
 
 
 def plan_outputs(
-    opts: Build06Options, experiments: list[str], without_store: list[str], gaps: dict[str, Path]
+    opts: Build06Options, experiments: list[str], without_store: list[str], *, gaps: dict[str, Path]
 ) -> LegacyOutputs:
     """The legacy files this run writes (and must not replace without --overwrite); `gaps`: the store files that
     lack df02 rows."""
@@ -245,7 +247,9 @@ def make_plan(opts: Build06Options) -> Plan:
             # fingerprints (a read of every image) only where ONNX rows must be compared with them
             embedded = _embedded_rows(opts.lake, opts.model_name, exp)
             hashed = bool((embedded["source"] == "onnx").any())
-            ledger, _ = scan_snips(opts.data_root, exp, known, previous_ledger(opts.lake, exp), fingerprint=hashed)
+            ledger, _ = scan_snips(
+                opts.data_root, exp, known, previous=previous_ledger(opts.lake, exp), fingerprint=hashed
+            )
             ledger = available(ledger)  # embed leaves out the snips whose image is gone
             current = _current(embedded, ledger, sha)
             imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
@@ -276,24 +280,26 @@ def make_plan(opts: Build06Options) -> Plan:
         }
     )
     return Plan(
-        experiments,
-        rows,
-        usable,
-        latent_files,
-        covered,
-        missing,
-        to_embed,
-        before,
-        encoder,
-        reads,
-        plan_outputs(opts, experiments, without_store, {e: latent_files[e] for e in missing if e in latent_files}),
-        order.to_arrow(),
-        frame.columns,
-        stored_table,
-        train_order,
-        train_columns,
-        skipped,
-        sha,
+        experiments=experiments,
+        rows=rows,
+        usable=usable,
+        latent_files=latent_files,
+        covered=covered,
+        missing=missing,
+        to_embed=to_embed,
+        embedded_before=before,
+        encoder=encoder,
+        reads=reads,
+        outputs=plan_outputs(
+            opts, experiments, without_store, gaps={e: latent_files[e] for e in missing if e in latent_files}
+        ),
+        df02_order=order.to_arrow(),
+        df02_columns=frame.columns,
+        stored=stored_table,
+        train_order=train_order,
+        train_columns=train_columns,
+        df02_skipped=skipped,
+        encoder_sha256=sha,
     )
 
 

@@ -142,7 +142,7 @@ class LegacyWriter:
 
     def _csv(self, sql_params: tuple[str, list], target: Path) -> None:
         self.outputs[str(target)] = write_csv_atomic(
-            self.con, *sql_params, target, replace=self.opts.overwrite, scratch=self.scratch
+            self.con, *sql_params, path=target, replace=self.opts.overwrite, scratch=self.scratch
         )
 
     def _store_files(self, experiments: list[str], progress) -> None:

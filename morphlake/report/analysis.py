@@ -114,7 +114,7 @@ def block_summary(sample: Sample, nuisance_dims: int) -> list[dict]:
         v = variance[lo:hi]
         weight = v.sum()
 
-        def explained(values: np.ndarray, v=v, weight=weight, lo=lo, hi=hi) -> float | None:
+        def explained(values: np.ndarray, v=v, weight=weight, *, lo=lo, hi=hi) -> float | None:
             part = values[lo:hi]
             return None if weight == 0 or np.isnan(part).all() else float(np.nansum(part * v) / weight)
 
@@ -141,13 +141,13 @@ class Agreement:
     worst: list[tuple]  # (snip_id, experiment_date, cosine, largest |difference|)
 
 
-def agreement_candidates(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str, width: int) -> list[str]:
+def agreement_candidates(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str, *, width: int) -> list[str]:
     """Other models of the same width whose ONNX rows cover some of this model's legacy-store snips."""
     found = []
     for other in model_names(lake):
         if other == model_name or not has_files(lake, "embeddings", other):
             continue
-        model_view(con, lake, other, "other_embeddings")
+        model_view(con, lake, other, name="other_embeddings")
         if len(z_mu_columns(con, "other_embeddings")) != width:
             continue
         overlap = con.execute(
@@ -160,16 +160,16 @@ def agreement_candidates(con: duckdb.DuckDBPyConnection, lake: Lake, model_name:
 
 
 def agreement(
-    con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str, against: str | None, *, worst: int = 20
+    con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str, *, against: str | None, worst: int = 20
 ) -> Agreement:
     """Cosine of z_mu between the model's legacy-store rows and the ONNX rows of model `against` (default: the
     other model of the same width with the most such snips), snip by snip."""
     zs = z_mu_columns(con, "model_embeddings")
-    candidates = agreement_candidates(con, lake, model_name, len(zs))
+    candidates = agreement_candidates(con, lake, model_name, width=len(zs))
     against = against or (candidates[0] if candidates else None)
     if against is None:
         return Agreement(None, candidates, 0, np.zeros(0), [])
-    model_view(con, lake, against, "other_embeddings")
+    model_view(con, lake, against, name="other_embeddings")
     dim = len(zs)
 
     def vector(alias: str) -> str:

@@ -31,7 +31,7 @@ def coverage_figure(experiments: list[dict]) -> go.Figure:
 
 
 def map_figure(
-    coords: np.ndarray, ids, experiments, perturbations, stages: np.ndarray, *, axes: tuple[str, str]
+    coords: np.ndarray, ids, experiments, *, perturbations, stages: np.ndarray, axes: tuple[str, str]
 ) -> go.Figure:
     """Two panels of the same 2-D map: coloured by perturbation (one trace each) and by stage (a colour scale).
     Hover shows snip, experiment, perturbation and stage; customdata[0] is the snip id for the click panel."""
@@ -77,7 +77,7 @@ def map_figure(
     return _layout(fig, 480, legend={"x": 0.0, "y": -0.15, "orientation": "h"})
 
 
-def dimensions_figure(spread: np.ndarray, stage_r2: np.ndarray, pert_eta2: np.ndarray, nuisance: int) -> go.Figure:
+def dimensions_figure(spread: np.ndarray, stage_r2: np.ndarray, pert_eta2: np.ndarray, *, nuisance: int) -> go.Figure:
     """Per z dimension: its spread over all embeddings, and the share of its variance stage and perturbation
     explain; the nuisance block is shaded."""
     dims = list(range(len(spread)))

@@ -60,7 +60,7 @@ def views(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
 
 
-def model_view(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str, name: str = "model_embeddings") -> bool:
+def model_view(con: duckdb.DuckDBPyConnection, lake: Lake, model_name: str, *, name: str = "model_embeddings") -> bool:
     """Create view `name` over one model's embeddings partitions (read alone: fast, one width); False when the
     model has none."""
     if not has_files(lake, "embeddings", model_name):

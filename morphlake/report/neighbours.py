@@ -33,7 +33,7 @@ def closest_ids(glob: str, snip_id: str, count: int = 3) -> list[str]:
     return [r[0] for r in rows]
 
 
-def query_vector(scan: pl.LazyFrame, zs: list[str], snip_id: str, model_name: str, glob: str) -> list[float]:
+def query_vector(scan: pl.LazyFrame, zs: list[str], snip_id: str, *, model_name: str, glob: str) -> list[float]:
     found = scan.filter(pl.col("snip_id") == snip_id).select(zs).head(1).collect()
     if found.height == 0:
         raise MorphlakeError(
@@ -52,7 +52,7 @@ def query_vector(scan: pl.LazyFrame, zs: list[str], snip_id: str, model_name: st
     return list(vector)
 
 
-def similarities(scan: pl.LazyFrame, zs: list[str], vector: list[float], snip_id: str) -> pl.LazyFrame:
+def similarities(scan: pl.LazyFrame, zs: list[str], vector: list[float], *, snip_id: str) -> pl.LazyFrame:
     """snip_id, experiment_date, source, similarity (cosine of z_mu with `vector`) of every other snip whose z_mu
     is not all zeros (a cosine with it is undefined: 0/0, which would otherwise rank first as NaN)."""
     norm = sum(v * v for v in vector) ** 0.5
@@ -91,7 +91,7 @@ def nearest(lake: Lake, snip_id: str, *, model_name: str, k: int = 10, candidate
     scan = pl.scan_parquet(files, glob=False, hive_partitioning=False, missing_columns="insert", extra_columns="ignore")
     names = scan.collect_schema().names()
     zs = flat_z_mu(names)
-    others = similarities(scan, zs, query_vector(scan, zs, snip_id, model_name, glob), snip_id)
+    others = similarities(scan, zs, query_vector(scan, zs, snip_id, model_name=model_name, glob=glob), snip_id=snip_id)
     zero_norm = scan.select(pl.all_horizontal([pl.col(z) == 0 for z in zs]).sum())
     if not has_files(lake, "df02"):
         top, zeros = pl.collect_all([others.top_k(k, by="similarity"), zero_norm])  # one scan of the files for both

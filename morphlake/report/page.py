@@ -156,8 +156,8 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
             coords[:n],
             sample.snip_id[:n],
             sample.experiment[:n],
-            sample.perturbation[:n],
-            sample.stage[:n],
+            perturbations=sample.perturbation[:n],
+            stages=sample.stage[:n],
             axes=axes,
         )
         page["charts"]["map"] = chart_html(fig, "map", extra_js=ON_CLICK)
@@ -165,9 +165,9 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
         spread = analysis.dimension_spread(con)
         r2 = analysis.stage_r2(sample.z, sample.stage)
         eta2 = analysis.group_eta2(sample.z, sample.perturbation)
-        page["charts"]["dims"] = chart_html(charts.dimensions_figure(spread, r2, eta2, nuisance), "dims")
+        page["charts"]["dims"] = chart_html(charts.dimensions_figure(spread, r2, eta2, nuisance=nuisance), "dims")
         page["blocks"] = analysis.block_summary(sample, nuisance)
-    agree = analysis.agreement(con, lake, options.model_name, options.against)
+    agree = analysis.agreement(con, lake, options.model_name, against=options.against)
     page["agreement"] = agree
     page["recipe"] = agreement_recipe(lake, options.model_name)
     if agree.count:

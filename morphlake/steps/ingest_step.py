@@ -51,6 +51,7 @@ def _stage_latents(
     txn: Transaction,
     lake: Lake,
     run_id: str,
+    *,
     model_name: str,
     data_root: Path,
     experiments: list[str],
@@ -83,7 +84,7 @@ def _stage_latents(
         kept = _store_rows_already_embedded(existing, new)
         if kept:  # a store file build06 generated from these rows: keep their provenance
             new = new.filter(pc.invert(pc.is_in(new["snip_id"], value_set=pa.array(sorted(kept), pa.string()))))
-        merged = merge(existing, new, new["snip_id"], where)
+        merged = merge(existing, new, new["snip_id"], where=where)
         txn.stage(
             "embeddings",
             {"model_name": model_name, "experiment_date": experiment},
@@ -144,8 +145,8 @@ def _scan_ledger(
     txn: Transaction,
     lake: Lake,
     data_root: Path,
-    exps: list[str],
     *,
+    exps: list[str],
     known: dict[str, set[str]],
     record: RunRecord,
     retire_missing: bool,
@@ -161,7 +162,7 @@ def _scan_ledger(
                 Skipped("snips", exp, str(snip_dir(data_root, exp)), "experiment has df02 rows but no snip folder")
             )
             continue
-        ledger, bad = scan_snips(data_root, exp, every, previous_ledger(lake, exp))
+        ledger, bad = scan_snips(data_root, exp, every, previous=previous_ledger(lake, exp))
         skipped += bad
         usable = available(ledger)
         readable = set(usable["snip_id"].to_pylist())
@@ -184,7 +185,7 @@ def _scan_ledger(
         if ids - found:
             _note_gone(exp, sorted(ids - found), record)
     record.count("snips", snips)
-    _retire_embeddings(txn, lake, retired, record)
+    _retire_embeddings(txn, lake, retired, record=record)
     return fingerprints, skipped
 
 
@@ -213,7 +214,7 @@ def _note_misplaced(exp: str, ids: set[str]) -> None:
         )
 
 
-def _retire_embeddings(txn: Transaction, lake: Lake, retired: dict[str, set[str]], record: RunRecord) -> None:
+def _retire_embeddings(txn: Transaction, lake: Lake, retired: dict[str, set[str]], *, record: RunRecord) -> None:
     """`ingest --retire-missing`: the ONNX embeddings (of every model) of df02 snips without a readable image in the
     ledger leave the lake, as their ledger rows do. Legacy-store rows stay: the store is the lab's, and the next
     ingest reads it again."""
@@ -236,7 +237,7 @@ def _retire_embeddings(txn: Transaction, lake: Lake, retired: dict[str, set[str]
         log.info("--retire-missing: %d ONNX embedding(s) of snips without a readable image removed", count)
 
 
-def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], record: RunRecord) -> None:
+def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], *, record: RunRecord) -> None:
     """df02 is a whole table: experiments no longer in it leave raw/df02 (and so df03); the other tables
     keep theirs (embeddings are expensive to remake), and `status` lists them as not in df02."""
     gone = [e for e in lake.partition_values("df02") if e not in exps]
@@ -299,7 +300,7 @@ def run_ingest(
                 txn.stage("train", {"train_name": name}, table, expected_rows=table.num_rows)
                 record.count(f"train_rows:{name}", table.num_rows)
         if not experiments:
-            _retire_gone_experiments(txn, lake, exps, record)
+            _retire_gone_experiments(txn, lake, exps, record=record)
         dirs = DataRoot.at(root, data_root)
         snips_mounted = dirs.snips.is_dir()
         if scan_images and not snips_mounted and not dirs.latent_embeddings.is_dir():
@@ -311,7 +312,7 @@ def run_ingest(
         if scan_images and snips_mounted:
             with record.timed("scan_snips"):
                 fingerprints, bad = _scan_ledger(
-                    txn, lake, data_root, exps, known=known, record=record, retire_missing=retire_missing
+                    txn, lake, data_root, exps=exps, known=known, record=record, retire_missing=retire_missing
                 )
             skipped += bad
         else:
@@ -320,7 +321,16 @@ def run_ingest(
             record.set("snips", f"not scanned: {why}")
             fingerprints = ledger_fingerprints(lake, exps)
         with record.timed("read_latents"):
-            skipped += _stage_latents(txn, lake, record.run_id, model_name, data_root, exps, fingerprints, record)
+            skipped += _stage_latents(
+                txn,
+                lake,
+                record.run_id,
+                model_name=model_name,
+                data_root=data_root,
+                experiments=exps,
+                fingerprints=fingerprints,
+                record=record,
+            )
         return skipped
 
     with lake_run(lake, "ingest", params, allow_partial=allow_partial) as run:

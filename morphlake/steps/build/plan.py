@@ -95,7 +95,7 @@ def compile_facts(lake: Lake, model_name: str) -> dict:
     return facts
 
 
-def definitions(project: Path, variables: dict, facts: dict, versions: dict) -> dict[str, str]:
+def definitions(project: Path, variables: dict, facts: dict, *, versions: dict) -> dict[str, str]:
     """Digests of everything that decides the compiled SQL, by part (so a build can say which part changed)."""
     parts: dict = {"project": project_digest(project), "vars": variables, "lake": facts, "versions": versions}
     return {

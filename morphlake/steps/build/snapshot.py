@@ -33,7 +33,7 @@ def stage_warehouse(lake: Lake, staged: Path) -> None:
 
 
 def build_snapshot(
-    run: LakeRun, builds: Builds, plan: BuildPlan, previous: dict | None, *, project: Path, variables: dict
+    run: LakeRun, builds: Builds, plan: BuildPlan, *, previous: dict | None, project: Path, variables: dict
 ) -> None:
     """Make the new build's folder, fill it, check it and make it current; on any failure before that, remove it
     and leave the published pair as it was."""

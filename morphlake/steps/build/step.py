@@ -77,7 +77,9 @@ def warn_if_shadowed(project: Path) -> None:
         )
 
 
-def dbt_vars(model_name: str, z_schema: str, coverage_threshold: float | None, coverage_severity: str | None) -> dict:
+def dbt_vars(
+    model_name: str, z_schema: str, coverage_threshold: float | None, *, coverage_severity: str | None
+) -> dict:
     if z_schema not in Z_SCHEMAS:
         raise MorphlakeError(f"--z-schema {z_schema!r} is not known", f"choose one of: {', '.join(Z_SCHEMAS)}")
     values: dict[str, str | float] = {"model_name": check_segment("model name", model_name), "z_schema": z_schema}
@@ -159,7 +161,7 @@ def run_build(
     project = find_project(project_dir)
     if project_dir is None:
         warn_if_shadowed(project)
-    variables = dbt_vars(model_name, z_schema, coverage_threshold, coverage_severity)
+    variables = dbt_vars(model_name, z_schema, coverage_threshold, coverage_severity=coverage_severity)
     params = {
         "model_name": model_name,
         "z_schema": z_schema,
@@ -182,7 +184,9 @@ def run_build(
         with run.record.timed("plan"):
             plan = plan_build(
                 previous,
-                definitions=definitions(project, variables, compile_facts(lake, model_name), library_versions()),
+                definitions=definitions(
+                    project, variables, compile_facts(lake, model_name), versions=library_versions()
+                ),
                 tested=tested_inputs(lake),
                 inputs=partition_inputs(lake, model_name),
                 force_full=forced,
@@ -193,5 +197,5 @@ def run_build(
             assert previous is not None  # an unchanged build is the previous one
             run.record.set("warehouse", f"unchanged: build {previous['build_id']} is current")
         else:
-            build_snapshot(run, builds, plan, previous, project=project, variables=variables)
+            build_snapshot(run, builds, plan, previous=previous, project=project, variables=variables)
     return run.result

@@ -47,13 +47,13 @@ def gpu_decoder_for(encoder: Encoder, options: EmbedOptions, *, slots: int) -> G
 
 
 @contextmanager
-def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Engine]:
+def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, *, total: int) -> Iterator[Engine]:
     """`with embed_engine(...) as engine:` then `engine.batches(plans)` yields EmbeddedBatch: embed_snips in this
     process (local), or Ray Data on a cluster (ray); the run record's `engine` says which ran where."""
     if options.engine == "ray":
         from morphlake.steps.embed.ray_engine import ray_engine
 
-        with ray_engine(record, encoder, options, total) as engine:
+        with ray_engine(record, encoder, options, total=total) as engine:
             yield engine
         return
     gpu = not encoder.concurrent  # on CUDA the threads only decode, for the one thread that feeds the GPU
@@ -69,7 +69,9 @@ def embed_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, tot
 
     def local_batches(plans: dict[str, pa.Table]) -> Iterator[EmbeddedBatch]:
         refs = snip_refs(plans)
-        return embed_snips(refs, encoder, batch_size, workers, reduced=options.reduced_decode, gpu_decoder=decoder)
+        return embed_snips(
+            refs, encoder, batch_size, workers=workers, reduced=options.reduced_decode, gpu_decoder=decoder
+        )
 
     def local_check(todo: list[SnipRef]) -> dict:
         return check_decode(

@@ -33,7 +33,9 @@ def ledger_experiments(lake: Lake, experiments: list[str] | None) -> list[str]:
     return found
 
 
-def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, options: str | None = None) -> pa.Table:
+def plan_experiment(
+    lake: Lake, experiment: str, model_name: str, *, sha256: str, options: str | None = None
+) -> pa.Table:
     """Ledger rows of one experiment that need embedding (of those whose image can be read). Legacy-store rows
     count as current, and ONNX rows of the same model file, embed options and image.
 
@@ -55,11 +57,11 @@ def plan_experiment(lake: Lake, experiment: str, model_name: str, sha256: str, o
     return ledger.take(numeric_array(np.array(todo, np.int64)))
 
 
-def plan_embedding(lake: Lake, info, experiments: list[str] | None, value: str | None) -> dict[str, pa.Table]:
+def plan_embedding(lake: Lake, info, experiments: list[str] | None, *, value: str | None) -> dict[str, pa.Table]:
     """Experiment -> its ledger rows that need embedding (experiments with none left out)."""
     plans = {}
     for exp in ledger_experiments(lake, experiments):
-        todo = plan_experiment(lake, exp, info.model_name, info.source_sha256, value)
+        todo = plan_experiment(lake, exp, info.model_name, sha256=info.source_sha256, options=value)
         if todo.num_rows:
             plans[exp] = todo
     return plans

@@ -127,7 +127,7 @@ def stderr_without(pattern: re.Pattern[bytes]) -> Iterator[None]:
 
 
 def actor_pool(
-    device: str, resources: dict, where: str, batches: int, most: int | None = None
+    device: str, resources: dict, where: str, *, batches: int, most: int | None = None
 ) -> tuple[str, dict, int]:
     """(the device each actor opens, its Ray resources, how many actors) for the cluster's resources. On CUDA one
     actor per GPU, and decoding runs in CPU tasks on every node's cores. On CPUs one actor per CPU: Ray Data fuses
@@ -341,7 +341,7 @@ def check_remotely(todo: list[SnipRef], *, actor: dict, options: EmbedOptions, r
 
 
 @contextmanager
-def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total: int) -> Iterator[Engine]:
+def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, *, total: int) -> Iterator[Engine]:
     """`with ray_engine(...) as engine:` then `engine.batches(plans)` streams EmbeddedBatch as embed_snips does.
     Joins (or starts) Ray only when there is something to embed; the run record's `engine` says where it ran."""
     if not total:
@@ -353,7 +353,9 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, total
         resources = ray.cluster_resources()
         batch_size = options.batch_for(gpu=int(resources.get("GPU", 0)) > 0 and options.device != "cpu")
         batches = -(-total // batch_size)
-        device, remote_args, actors = actor_pool(options.device, resources, where, batches, options.workers)
+        device, remote_args, actors = actor_pool(
+            options.device, resources, where, batches=batches, most=options.workers
+        )
         if device == "cuda":
             refuse_int8_on_gpu(encoder.info.precision, why=f"--device {options.device} on {where}, which has GPUs")
         elif options.decode == "gpu":

@@ -49,15 +49,15 @@ def run_embed(
                 lake, model, device=options.driver_device, threads=options.threads, precision=options.precision
             )
         value = options.value(loaded.run.info.precision)
-        describe_encoder(run.record, loaded, options, value)
+        describe_encoder(run.record, loaded, options, value=value)
         refuse_gpu_decode_off_gpu(loaded.run, options)
         with run.record.timed("plan"):
-            plans = plan_embedding(lake, loaded.run.info, experiments, value)
+            plans = plan_embedding(lake, loaded.run.info, experiments, value=value)
         total = sum(t.num_rows for t in plans.values())
         run.record.count("to_embed", total)
         run.record.set("experiments_to_embed", {e: t.num_rows for e, t in plans.items()})
         log.info("%d snip(s) to embed in %d experiment(s)", total, len(plans))
-        with embed_engine(run.record, loaded.run, options, total) as engine:
+        with embed_engine(run.record, loaded.run, options, total=total) as engine:
             if options.checked_decode and total:
                 with run.record.timed("check_decode"):
                     todo = list(itertools.islice(snip_refs(plans), CHECK_SNIPS))
@@ -74,14 +74,21 @@ def run_embed(
                         workers=options.workers,
                     )
             writer = PartitionWriter(
-                run.txn, lake, loaded.run, run.run_id, {e: t.num_rows for e, t in plans.items()}, value
+                run.txn,
+                lake,
+                loaded.run,
+                run_id=run.run_id,
+                expected={e: t.num_rows for e, t in plans.items()},
+                options=value,
             )
             batches = engine.batches(plans)
-            run.skip(embed_batches(run.record, loaded.run, batches, writer, total=total, allow_partial=allow_partial))
+            run.skip(
+                embed_batches(run.record, loaded.run, batches, writer=writer, total=total, allow_partial=allow_partial)
+            )
     return run.result
 
 
-def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOptions, value: str | None) -> None:
+def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOptions, *, value: str | None) -> None:
     """Say which encoder, weights, options and provider run, in the log and the run record."""
     encoder, info = loaded.run, loaded.run.info
     check_segment("model name", info.model_name)
@@ -129,8 +136,8 @@ def embed_batches(
     record: RunRecord,
     encoder: Encoder,
     batches: Iterable[EmbeddedBatch],
-    writer: PartitionWriter,
     *,
+    writer: PartitionWriter,
     total: int,
     allow_partial: bool,
 ) -> list[Skipped]:

@@ -31,6 +31,7 @@ class PartitionWriter:
         txn: Transaction,
         lake: Lake,
         encoder: Encoder,
+        *,
         run_id: str,
         expected: dict[str, int],
         options: str | None = None,
@@ -89,7 +90,7 @@ class PartitionWriter:
             return
         new = self._table(exp, parts)
         where = f"embeddings/model_name={self.info.model_name}/experiment_date={exp}"
-        merged = merge(read_partition(self.lake, self.info.model_name, exp), new, new["snip_id"], where)
+        merged = merge(read_partition(self.lake, self.info.model_name, exp), new, new["snip_id"], where=where)
         self.txn.stage(
             "embeddings",
             {"model_name": self.info.model_name, "experiment_date": exp},
