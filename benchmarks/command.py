@@ -123,9 +123,8 @@ def main() -> None:
             r.add("infer_1", infer_1)
             bound = r.add("bound", cores / (decode_1 + infer_1))
             for name, (enc, reduced) in pipeline.items():
-                rate = r.add(
-                    name, n / seconds(lambda: list(embed_snips(refs, enc, bs, workers=cores, reduced=reduced)))
-                )  # noqa: B023
+                embed = lambda: list(embed_snips(refs, enc, bs, workers=cores, reduced=reduced))  # noqa: B023, E731
+                rate = r.add(name, n / seconds(embed))
                 if name == "pipeline":
                     r.add("pipeline / bound", rate / bound)
             for name, extra in commands.items():

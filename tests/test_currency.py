@@ -24,3 +24,19 @@ def test_legacy_rows_and_onnx_rows_of_this_file_options_and_image_are_current():
 def test_a_partition_from_before_embed_options_counts_as_legacy_faithful():
     table = pa.table({k: v for k, v in ROWS.items() if k != "embed_options"})
     assert current_snips(table, LEDGER, sha256="a", options=None) == {"legacy", "same", "other_options"}
+
+
+def test_an_onnx_row_without_a_model_or_an_image_fingerprint_is_never_current():
+    """Nulls never match: a build06 run without an encoder (sha256 None) or a ledger row without a fingerprint
+    (build06 fingerprints only where ONNX rows exist) does not count such a row as current."""
+    table = pa.table(
+        {
+            "snip_id": ["no_model", "no_image"],
+            "source": ["onnx", "onnx"],
+            "model_sha256": [None, "a"],
+            "image_fingerprint": ["f", None],
+            "embed_options": [None, None],
+        }
+    )
+    assert current_snips(table, {"no_model": "f", "no_image": None}, sha256=None, options=None) == set()
+    assert current_snips(table, {"no_model": "f", "no_image": None}, sha256="a", options=None) == set()

@@ -301,3 +301,13 @@ def test_a_checkout_project_that_the_build_does_not_use_is_said(tmp_path, monkey
         model.write_text("-- edited\n" + model.read_text())
         warn_if_shadowed(used)
     assert "./dbt_project differs from it and is not used" in caplog.text and "--project-dir dbt_project" in caplog.text
+
+
+def test_the_project_is_found_from_any_folder(tmp_path, monkeypatch):
+    """The installed project (a wheel's package data, or the checkout's dbt_project/ for an editable install) is
+    found from the morphlake package, wherever the build's modules live in it: not only from the checkout's root."""
+    from morphlake.steps.build.step import find_project
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MORPHLAKE_DBT_PROJECT", raising=False)
+    assert (find_project() / "dbt_project.yml").is_file()

@@ -29,5 +29,12 @@ def current_snips(
         snip
         for snip, source, sha, image, opts in zip(*map(column, KEYS))
         if source == LEGACY
-        or (source == ONNX and sha == sha256 and (opts or "") == (options or "") and image == fingerprints.get(snip))
+        or (
+            source == ONNX
+            and sha is not None
+            and sha == sha256
+            and (opts or "") == (options or "")
+            and image is not None
+            and image == fingerprints.get(snip)
+        )
     }

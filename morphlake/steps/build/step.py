@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import morphlake
 from morphlake.errors import MorphlakeError
 from morphlake.ingest.naming import check_segment
 from morphlake.lake.builds import Builds
@@ -35,7 +36,7 @@ def find_project(project_dir: Path | None = None) -> Path:
     """The dbt project: --project-dir, $MORPHLAKE_DBT_PROJECT, the one installed with morphlake (package data:
     morphlake/dbt_project/ in a wheel), the checkout's dbt_project/ (an editable install), or dbt_project/ in the
     current folder."""
-    here = Path(__file__).resolve().parents[1]  # the morphlake package
+    here = Path(morphlake.__file__).resolve().parent  # the morphlake package, wherever this module lives in it
     candidates = [
         project_dir,
         os.environ.get("MORPHLAKE_DBT_PROJECT"),
