@@ -28,7 +28,7 @@ from morphlake.embed import resize_graph as graph
 from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH
 from morphlake.embed.errors import DeviceUnavailable
 from morphlake.embed.model import CPU, CUDA
-from morphlake.embed.reader import DecodedBatch, SnipProblem, SnipRef, fingerprint, legacy_pixels, opened_snip
+from morphlake.embed.reader import DecodedBatch, SnipProblem, SnipRef, legacy_pixels, opened_snip, read_into
 
 EXTRA = "gpu-decode"
 JPEG_END = b"\xff\xd9"
@@ -49,23 +49,15 @@ def prepare_chunk(chunk: list[SnipRef], batch_size: int) -> PreparedBatch:
     start = time.perf_counter()
     batch = PreparedBatch([], [], np.zeros((batch_size, 1, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
     candidates: dict[int, tuple[bytes, tuple[int, int]]] = {}
-    for ref in chunk:
-        try:
-            with open(ref.path, "rb") as handle:
-                data = handle.read()
-            with opened_snip(data) as image:
-                if image.format == "JPEG" and image.mode == "L" and data.rstrip(b"\0").endswith(JPEG_END):
-                    candidates[batch.n] = (data, (image.height, image.width))
-                else:
-                    batch.pixels[batch.n, 0] = legacy_pixels(image)
-        except SnipProblem as exc:
-            batch.failures.append((ref, str(exc)))
-            continue
-        except OSError as exc:
-            batch.failures.append((ref, f"cannot read file ({exc.strerror or exc})"))
-            continue
-        batch.refs.append(ref)
-        batch.fingerprints.append(fingerprint(data))
+
+    def prepare(row: int, data: bytes) -> None:
+        with opened_snip(data) as image:
+            if image.format == "JPEG" and image.mode == "L" and data.rstrip(b"\0").endswith(JPEG_END):
+                candidates[row] = (data, (image.height, image.width))
+            else:
+                batch.pixels[row, 0] = legacy_pixels(image)
+
+    read_into(batch, chunk, prepare)
     hand_to_gpu(batch, candidates)
     batch.decode_s = time.perf_counter() - start
     return batch
@@ -190,8 +182,9 @@ class GpuDecoder:
         return self._resized(batch, decoded) if decoded else batch.pixels
 
     def _resized(self, batch: PreparedBatch, decoded: dict) -> ort.OrtValue:
-        order = graph.pillow_pass_order(*batch.jpeg_size)  # known: hand_to_gpu sends only sizes that have one
-        binding = self._session(order or "vertical").io_binding()
+        # the order is known: hand_to_gpu sends only sizes that have one
+        session = self._session(graph.pillow_pass_order(*batch.jpeg_size) or "vertical")
+        binding = session.io_binding()
         first = next(iter(decoded.values()))  # bound to the slots of rows decoded elsewhere (not read: from_images)
         pitches = {self._bind_image(binding, graph.image_name(s), decoded.get(s, first)) for s in range(self.slots)}
         if len(pitches) > 1:  # one graph input shape per batch; nvImageCodec pads rows of one size alike
@@ -210,7 +203,7 @@ class GpuDecoder:
             binding.bind_ortvalue_input(graph.CPU_ROWS_NAME, self._no_cpu_rows)
         binding.bind_cpu_input(graph.FROM_IMAGES_NAME, from_images)
         binding.bind_output(graph.OUTPUT_NAME, self.device, 0)
-        self._session(order or "vertical").run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
     def _bind_image(self, binding: ort.IOBinding, name: str, image) -> int:

@@ -259,5 +259,7 @@ class Encoder:
             for name, output in self._outputs.items():
                 self._binding.bind_ortvalue_output(name, output)
         self.session.run_with_iobinding(self._binding)
-        # numpy() of a host buffer may be a view of it; the next batch overwrites these buffers.
-        return np.array(self._outputs[MU_NAME].numpy()), np.array(self._outputs[LOGVAR_NAME].numpy())
+        mu, logvar = self._outputs[MU_NAME].numpy(), self._outputs[LOGVAR_NAME].numpy()  # copied from a device
+        if device == "cpu":  # numpy() of a host buffer may be a view of it, which the next batch overwrites
+            mu, logvar = mu.copy(), logvar.copy()
+        return mu, logvar

@@ -33,6 +33,7 @@ REFUSED_MODES = {
 }
 T = TypeVar("T")
 R = TypeVar("R")
+B = TypeVar("B", bound="DecodedBatch")
 
 
 @dataclass(frozen=True)
@@ -144,14 +145,24 @@ class DecodedBatch:
 
 def decode_chunk(chunk: list[SnipRef], batch_size: int, reduced: bool = False) -> DecodedBatch:
     """Read and decode one batch of snips; unreadable ones become failures, not exceptions."""
+    batch = DecodedBatch([], [], np.zeros((batch_size, 1, INPUT_HEIGHT, INPUT_WIDTH), np.uint8))
+
+    def decode(row: int, data: bytes) -> None:
+        batch.pixels[row, 0] = decode_snip(data, reduced)
+
+    return read_into(batch, chunk, decode)
+
+
+def read_into(batch: B, chunk: list[SnipRef], place: Callable[[int, bytes], None]) -> B:
+    """Read each snip of `chunk` and `place(row, data)` it in the batch's next row (decode it there, or keep it for
+    a later decode); a snip that cannot be read, or that `place` refuses (SnipProblem), becomes a failure and takes
+    no row. Each snip placed gets its fingerprint; the batch's decode_s is the time taken."""
     start = time.perf_counter()
-    pixels = np.zeros((batch_size, 1, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
-    batch = DecodedBatch([], [], pixels)
     for ref in chunk:
         try:
             with open(ref.path, "rb") as handle:
                 data = handle.read()
-            pixels[batch.n, 0] = decode_snip(data, reduced)
+            place(batch.n, data)
         except SnipProblem as exc:
             batch.failures.append((ref, str(exc)))
             continue

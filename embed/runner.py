@@ -36,18 +36,19 @@ def default_workers(*, feeding_gpu: bool = False) -> int:
     return max(1, cores if feeding_gpu else min(8, cores))
 
 
-def _embed(encoder: Encoder, batch: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
-    if not batch.n:
+def _embed(encoder: Encoder, pixels, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder on a padded batch (host array or device OrtValue), keeping its first `rows` rows."""
+    if not rows:
         empty = np.zeros((0, encoder.info.latent_dim), np.float32)
         return empty, empty
-    mu, logvar = encoder.run(batch.pixels)
-    return mu[: batch.n], logvar[: batch.n]
+    mu, logvar = encoder.run(pixels)
+    return mu[:rows], logvar[:rows]
 
 
 def embed_decoded(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) -> EmbeddedBatch:
     """Run the encoder on one decoded batch (padding included) and keep the rows of its snips."""
     start = time.perf_counter()
-    mu, logvar = _embed(encoder, batch)
+    mu, logvar = _embed(encoder, batch.pixels, batch.n)
     return EmbeddedBatch(
         batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited, time.perf_counter() - start
     )
@@ -56,12 +57,8 @@ def embed_decoded(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) ->
 def embed_prepared(batch: PreparedBatch, encoder: Encoder, gpu: GpuDecoder, *, waited: float = 0.0) -> EmbeddedBatch:
     """--decode gpu: decode the batch's JPEGs on the GPU, resize them there and run the encoder on the result."""
     start = time.perf_counter()
-    pixels = gpu.pixels(batch)
-    if batch.n:
-        mu, logvar = encoder.run(pixels)
-        mu, logvar = mu[: batch.n], logvar[: batch.n]
-    else:
-        mu = logvar = np.zeros((0, encoder.info.latent_dim), np.float32)
+    pixels = gpu.pixels(batch)  # first: a row it cannot decode leaves the batch
+    mu, logvar = _embed(encoder, pixels, batch.n)
     elapsed = time.perf_counter() - start
     return EmbeddedBatch(batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited, elapsed)
 
