@@ -187,6 +187,7 @@ def test_decode_gpu_is_refused_without_a_gpu_or_the_extra(cli, ingested, encoder
     monkeypatch.setenv(GPU_DECODE_ON_CPU, "1")
     result = cli("embed", "--model", encoder_path, "--lake", ingested, "--decode", "gpu")
     assert result.exit_code == 1 and "gpu-decode extra" in result.stderr
+    assert "snip(s) to embed" not in result.output  # refused before the run plans anything
 
 
 def test_a_snip_of_another_size_that_fails_on_the_cpu_leaves_the_batch(tmp_path, monkeypatch):

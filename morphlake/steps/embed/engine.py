@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from morphlake.embed import EmbeddedBatch, Encoder, SnipRef, embed_snips
-from morphlake.embed.gpu_decode import GpuDecoder
+from morphlake.embed.gpu_decode import GpuDecoder, nvimgcodec_module
 from morphlake.embed.model import CUDA
 from morphlake.embed.runner import default_workers
 from morphlake.lake.runs import RunRecord
@@ -31,12 +31,15 @@ class Engine:
 
 
 def refuse_gpu_decode_off_gpu(encoder: Encoder, options: EmbedOptions) -> None:
-    """--decode gpu where the encoder did not open on a GPU (--device auto on a host without one) is refused before
-    the run plans anything (with --engine ray, where the cluster has no GPU: ray_engine)."""
-    if options.engine == "local" and encoder.provider != CUDA:
+    """--decode gpu where the encoder did not open on a GPU (--device auto on a host without one), or without
+    nvImageCodec, is refused before the run plans anything (with --engine ray, on the actors: ray_engine)."""
+    if options.engine != "local" or options.decode != "gpu":
+        return
+    if encoder.provider != CUDA:
         refuse_gpu_decode_without_gpu(
             options.decode, why=f"--device {options.device} opened the encoder on {encoder.provider}"
         )
+    nvimgcodec_module()  # the gpu-decode extra, or the error that names it
 
 
 def gpu_decoder_for(encoder: Encoder, options: EmbedOptions, *, slots: int) -> GpuDecoder | None:

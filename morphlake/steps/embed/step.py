@@ -48,9 +48,9 @@ def run_embed(
             loaded = load_encoder(
                 lake, model, device=options.driver_device, threads=options.threads, precision=options.precision
             )
+        refuse_gpu_decode_off_gpu(loaded.run, options)
         value = options.value(loaded.run.info.precision)
         describe_encoder(run.record, loaded, options, value=value)
-        refuse_gpu_decode_off_gpu(loaded.run, options)
         with run.record.timed("plan"):
             plans = plan_embedding(lake, loaded.run.info, experiments, value=value)
         total = sum(t.num_rows for t in plans.values())
@@ -124,7 +124,11 @@ def describe_encoder(record: RunRecord, loaded: LoadedEncoder, options: EmbedOpt
     )
     if value:
         log.info(
-            "embed options %s: not bit-identical to the legacy path (benchmarks/embed.py reports the drift)", value
+            "embed options %s: not bit-identical to the legacy path (%s)",
+            value,
+            "the run checks the GPU decode against the legacy one first"
+            if options.decode == "gpu"
+            else "benchmarks/embed.py reports the drift",
         )
     record.set(
         "provider",
