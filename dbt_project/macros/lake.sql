@@ -65,9 +65,12 @@
   {%- set build = env_var('MORPHLAKE_BUILD_DIR', '') or (lake_root() ~ '/builds/current') -%}
   {%- set schema_file = glob_escape(build) ~ '/df03_schema.parquet' -%}
   {%- set ns = namespace(matches=false) -%}
-  {%- if execute and run_query("select count(*) from glob(" ~ sql_literal(schema_file) ~ ")").columns[0].values()[0] | int > 0 -%}
+  {%- set count_query = "select count(*) from glob(" ~ sql_literal(schema_file) ~ ")" -%}
+  {%- if execute and run_query(count_query).columns[0].values()[0] | int > 0 -%}
     {%- set meta = {} -%}
-    {%- for key, value in run_query("select decode(key), decode(value) from parquet_kv_metadata(" ~ sql_literal(schema_file) ~ ")").rows -%}
+    {%- set meta_query = "select decode(key), decode(value) from parquet_kv_metadata("
+        ~ sql_literal(schema_file) ~ ")" -%}
+    {%- for key, value in run_query(meta_query).rows -%}
       {%- do meta.update({key: value}) -%}
     {%- endfor -%}
     {%- set ns.matches = meta.get('model_name') == var('model_name') and meta.get('z_schema') == z_schema -%}

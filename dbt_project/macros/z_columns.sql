@@ -15,7 +15,8 @@
   {%- set given = model_var('latent_dim') -%}
   {%- if given is none or given == 'auto' -%}{{ return(lake_latent_dim(var('model_name'))) }}{%- endif -%}
   {%- if given is not number or given | int != given or given < 1 -%}
-    {{ exceptions.raise_compiler_error("var latent_dim is '" ~ given ~ "'; give a whole number, {model: number, …} or auto") }}
+    {{ exceptions.raise_compiler_error(
+        "var latent_dim is '" ~ given ~ "'; give a whole number, {model: number, …} or auto") }}
   {%- endif -%}
   {{ return(given | int) }}
 {% endmacro %}
@@ -45,7 +46,8 @@
   {%- set given = model_var('zn_frac') -%}
   {%- if given is none -%}{{ return(0.2) }}{%- endif -%}
   {%- if given is not number or given < 0 or given > 1 -%}
-    {{ exceptions.raise_compiler_error("var zn_frac is '" ~ given ~ "'; give a share from 0 to 1, or {model: share, …}") }}
+    {{ exceptions.raise_compiler_error(
+        "var zn_frac is '" ~ given ~ "'; give a share from 0 to 1, or {model: share, …}") }}
   {%- endif -%}
   {{ return(given | float) }}
 {% endmacro %}
@@ -70,11 +72,13 @@
 {% macro resolve_z_schema(embeddings_relation) %}
   {%- set requested = var('z_schema') -%}
   {%- if requested not in ('auto', 'flat', 'bio_nuisance') -%}
-    {{ exceptions.raise_compiler_error("var z_schema is '" ~ requested ~ "'; choose one of: auto, flat, bio_nuisance") }}
+    {{ exceptions.raise_compiler_error(
+        "var z_schema is '" ~ requested ~ "'; choose one of: auto, flat, bio_nuisance") }}
   {%- endif -%}
   {%- if requested != 'auto' -%}{{ return(requested) }}{%- endif -%}
   {%- if not execute -%}{{ return('flat') }}{%- endif -%}
-  {%- set found = run_query("select count(*) from " ~ embeddings_relation ~ " where model_name = " ~ sql_literal(var('model_name')) ~ " and z_naming = 'bio_nuisance'") -%}
+  {%- set found = run_query("select count(*) from " ~ embeddings_relation
+      ~ " where model_name = " ~ sql_literal(var('model_name')) ~ " and z_naming = 'bio_nuisance'") -%}
   {{ return('bio_nuisance' if found.columns[0].values()[0] | int > 0 else 'flat') }}
 {% endmacro %}
 
@@ -87,7 +91,8 @@
   {%- for kind in kinds -%}
     {%- set last_kind = loop.last -%}
     {%- for i in range(dim) -%}
-      {{ alias }}.z_{{ kind }}_{{ '%02d' % i }} as {{ z_name(kind, i, z_schema, nuisance) }}{{ ",\n    " if not (last_kind and loop.last) }}
+      {%- set stored = alias ~ '.z_' ~ kind ~ '_' ~ '%02d' % i -%}
+      {{ stored }} as {{ z_name(kind, i, z_schema, nuisance) }}{{ ",\n    " if not (last_kind and loop.last) }}
     {%- endfor -%}
   {%- endfor -%}
 {% endmacro %}
@@ -97,7 +102,11 @@
 {% macro z_mu_vector(alias, z_schema='flat') %}
   {%- set dim = latent_dim() -%}
   {%- set nuisance = nuisance_dims(dim) -%}
-  [{%- for i in range(dim) -%}{{ alias }}.{{ z_name('mu', i, z_schema, nuisance) }}{{ ", " if not loop.last }}{%- endfor -%}]::FLOAT[{{ dim }}]
+  {%- set names = [] -%}
+  {%- for i in range(dim) -%}
+    {%- do names.append(alias ~ '.' ~ z_name('mu', i, z_schema, nuisance)) -%}
+  {%- endfor -%}
+  [{{ names | join(", ") }}]::FLOAT[{{ dim }}]
 {%- endmacro %}
 
 

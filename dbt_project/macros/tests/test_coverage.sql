@@ -1,7 +1,7 @@
 {#- Fails when the embedded share of usable rows is under threshold: over all experiments, or
     (per_experiment=true) with one row per experiment under it. -#}
 {% test coverage(model, usable_column, embedded_column, threshold=none, per_experiment=false) %}
-{%- set threshold = threshold if threshold is not none else var('coverage_threshold') -%}
+  {%- set threshold = threshold if threshold is not none else var('coverage_threshold') -%}
 
 with per_experiment as (
     select experiment_date, sum({{ usable_column }}) as usable, sum({{ embedded_column }}) as embedded

@@ -2,18 +2,18 @@
     Null is not non-finite (isfinite(null) is null, and unpivot drops nulls): a legacy store that kept only
     z_mu leaves z_sigma null. -#}
 {% test finite_values(model, prefix='z_', key='snip_id') %}
-{#- columns read with DESCRIBE: with a `where` config, model is a subquery, not a relation -#}
-{%- set columns = [] -%}
-{%- if execute -%}
-  {%- for name, dtype in run_query("select column_name, column_type from (describe select * from " ~ model ~ ")").rows -%}
-    {%- if name.startswith(prefix) and dtype | lower in ('float', 'double', 'real', 'float4', 'float8') -%}
-      {%- do columns.append(adapter.quote(name)) -%}
-    {%- endif -%}
-  {%- endfor -%}
-{%- endif -%}
-{%- if execute and columns | length == 0 -%}
-  {{ exceptions.raise_compiler_error("finite_values: " ~ model ~ " has no floating columns starting with '" ~ prefix ~ "'") }}
-{%- endif %}
+  {#- columns read with DESCRIBE: with a `where` config, model is a subquery, not a relation -#}
+  {%- set columns = [] -%}
+  {%- if execute -%}
+    {%- for name, dtype in run_query("select column_name, column_type from (describe select * from " ~ model ~ ")").rows -%}
+      {%- if name.startswith(prefix) and dtype | lower in ('float', 'double', 'real', 'float4', 'float8') -%}
+        {%- do columns.append(adapter.quote(name)) -%}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {%- if execute and columns | length == 0 -%}
+    {{ exceptions.raise_compiler_error("finite_values: " ~ model ~ " has no floating columns starting with '" ~ prefix ~ "'") }}
+  {%- endif -%}
 
 with offending_rows as (
     select {{ key }}, {{ columns | join(', ') }}
