@@ -1,14 +1,13 @@
-"""One source for each lake schema: the Python definitions feed the dbt project, and the two agree.
+"""One source for each lake schema: the registry (morphlake.lake.schemas) feeds the dbt project, and the two agree.
 
-dbt_project/macros/schemas.sql is generated from the Python schemas below and committed (a plain `dbt build`
-needs no morphlake). When a schema changes, regenerate it with
+The dbt files rendered from it are committed (a plain `dbt build` needs no morphlake). When a schema changes,
+regenerate them with
 
-    MORPHLAKE_WRITE_SCHEMAS=1 .venv/bin/pytest -q tests/test_schemas.py
+    .venv/bin/python -m morphlake.lake.dbt_files --write
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -17,60 +16,61 @@ import pyarrow as pa
 import pytest
 from plain_dbt import PROJECT, plain_dbt
 
-from morphlake.common import dbt_macros
-from morphlake.common.dbt_macros import MacroSchema, duckdb_columns
+from morphlake.common.dbt_macros import duckdb_columns
 from morphlake.ingest.df02 import DF02_COLUMNS, DF02_SCHEMA
 from morphlake.ingest.ledger import LEDGER_SCHEMA
+from morphlake.lake import dbt_files, schemas
 from morphlake.lake.embeddings_table import META_FIELDS, embeddings_schema
-
-GENERATED = PROJECT / "macros" / "schemas.sql"
-
-SCHEMAS = [
-    MacroSchema(
-        "df02_columns",
-        "df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA, typed by DF02_COLUMNS); "
-        "df02 keeps every other column of its CSV besides. stg_df02's empty relation, and df02's part of df03's "
-        "column contract.",
-        DF02_SCHEMA,
-    ),
-    MacroSchema(
-        "ledger_columns",
-        "The snip-image ledger, raw/snips (morphlake.ingest.ledger.LEDGER_SCHEMA). stg_snips' empty relation.",
-        LEDGER_SCHEMA,
-    ),
-    MacroSchema(
-        "embedding_meta_columns",
-        "The embeddings' columns before their z columns (morphlake.lake.embeddings_table.META_FIELDS); "
-        "embedding_columns() (macros/z_columns.sql) adds the float z columns.",
-        pa.schema(META_FIELDS),
-    ),
-]
-HEADER = (
-    "GENERATED from morphlake's Python schemas (listed in tests/test_schemas.py, rendered by "
-    "morphlake.common.dbt_macros): do not edit by hand. Regenerate: MORPHLAKE_WRITE_SCHEMAS=1 pytest "
-    "tests/test_schemas.py"
-)
+from morphlake.lake.layout import TABLES, Lake
 
 
-def test_generated_macros_are_current():
-    text = dbt_macros.render(SCHEMAS, HEADER)
-    if os.environ.get("MORPHLAKE_WRITE_SCHEMAS"):
-        dbt_macros.write(GENERATED, text)
-    assert GENERATED.read_text() == text, (
-        f"{GENERATED} is out of date with the Python schemas; regenerate it: "
-        "MORPHLAKE_WRITE_SCHEMAS=1 .venv/bin/pytest -q tests/test_schemas.py"
-    )
+def test_the_rendered_dbt_files_are_current():
+    """What CI checks (`python -m morphlake.lake.dbt_files`): every rendered file equals the committed one."""
+    assert dbt_files.stale(PROJECT) == [], "regenerate: .venv/bin/python -m morphlake.lake.dbt_files --write"
+    assert dbt_files.main(["--project-dir", str(PROJECT)]) == 0
 
 
-def test_the_coverage_macro_is_the_one_coverage_query():
-    """dbt's df03_coverage counts with the query status and build06 run (morphlake.common.coverage)."""
-    from morphlake.common.coverage import dbt_macro
+def test_the_render_command_finds_and_rewrites_a_stale_file(tmp_path, capsys):
+    import shutil
 
-    path = PROJECT / "macros" / "coverage.sql"
-    if os.environ.get("MORPHLAKE_WRITE_SCHEMAS"):
-        dbt_macros.write(path, dbt_macro())
-    assert path.read_text() == dbt_macro(), f"{path} is out of date; regenerate it: MORPHLAKE_WRITE_SCHEMAS=1 pytest"
-    assert "coverage_counts(" in (PROJECT / "models" / "marts" / "df03_coverage.sql").read_text()
+    project = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT, project)
+    sources = project / "models" / "staging" / "_lake__sources.yml"
+    sources.write_text(sources.read_text().replace("Plate well", "Plate"))
+    assert dbt_files.main(["--project-dir", str(project)]) == 1
+    assert "_lake__sources.yml is out of date" in capsys.readouterr().err
+    assert dbt_files.main(["--project-dir", str(project), "--write"]) == 0
+    assert dbt_files.stale(project) == [] and "Plate well" in sources.read_text()
+    assert dbt_files.main(["--project-dir", str(tmp_path)]) == 64  # not a dbt project: a usage error
+
+
+def test_the_registry_is_the_lakes_tables():
+    """Types stay with the code that writes them; the registry describes every one of their columns, and its
+    files and partition keys are the lake's layout."""
+    assert schemas.DF02.schema == DF02_SCHEMA and schemas.SNIPS.schema == LEDGER_SCHEMA
+    assert schemas.EMBEDDINGS.schema == pa.schema(META_FIELDS)
+    assert [t.name for t in schemas.LAKE_TABLES] == [t for t in TABLES if t != "df03_export"]
+    lake = Lake.at("/lake")
+    for table in schemas.LAKE_TABLES:
+        assert all(c.description for c in table.columns), table.name
+        part = lake.partition_file(table.name, **{key: "x" for key in table.partition_keys})
+        assert part.match(table.files), (part, table.files)
+    with pytest.raises(ValueError, match="describe each column once"):
+        schemas.described(DF02_SCHEMA, {"snip_id": "the snip"})
+
+
+def test_the_sources_file_declares_each_registered_table():
+    import yaml
+
+    declared = yaml.safe_load((PROJECT / "models" / "staging" / "_lake__sources.yml").read_text())
+    tables = {t["name"]: t for t in declared["sources"][0]["tables"]}
+    for table in schemas.LAKE_TABLES:
+        assert tables[table.name]["meta"]["files"] == table.files
+        assert [c["name"] for c in tables[table.name]["columns"]] == [c.name for c in table.columns]
+    df03 = yaml.safe_load((PROJECT / "models" / "marts" / "df03.yml").read_text())["models"][0]
+    documented = [c["name"] for c in df03["columns"]]
+    assert documented[: len(DF02_SCHEMA)] == DF02_SCHEMA.names
+    assert documented[len(DF02_SCHEMA) :] == [c.name for c in (*schemas.DF03_PROVENANCE, *schemas.DF03_Z)]
 
 
 def test_df02_schema_is_the_declared_columns():
@@ -80,10 +80,11 @@ def test_df02_schema_is_the_declared_columns():
 
 def test_the_dbt_project_reads_the_generated_macros_and_types_no_schema_by_hand():
     """Each schema is typed in one place: the staging models and df03's contract call the generated macros."""
-    by_macro = {item.macro: item.schema for item in SCHEMAS}
+    by_macro = {item.macro: item.schema for item in dbt_files.MACROS}
     readers = {  # file -> the generated macro it reads instead of typing those columns itself
         PROJECT / "models" / "staging" / "stg_df02.sql": "df02_columns",
-        PROJECT / "models" / "marts" / "df03.yml": "df02_columns",
+        PROJECT / "models" / "staging" / "stg_train.sql": "train_columns",
+        PROJECT / "models" / "marts" / "df03.yml": "df03_columns",
         PROJECT / "models" / "staging" / "stg_snips.sql": "ledger_columns",
         PROJECT / "macros" / "z_columns.sql": "embedding_meta_columns",
     }

@@ -1,11 +1,9 @@
-{#- GENERATED from morphlake's Python schemas (listed in tests/test_schemas.py, rendered by
-    morphlake.common.dbt_macros): do not edit by hand. Regenerate: MORPHLAKE_WRITE_SCHEMAS=1 pytest
-    tests/test_schemas.py -#}
+{#- GENERATED from morphlake's lake registry (morphlake.lake.schemas) by `python -m morphlake.lake.dbt_files
+    --write`: do not edit by hand (CI checks it is current). -#}
 
 
-{#- df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA, typed by DF02_COLUMNS); df02
-    keeps every other column of its CSV besides. stg_df02's empty relation, and df02's part of df03's column
-    contract. -#}
+{#- df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA); df02 keeps every other column
+    of its CSV besides. stg_df02's empty relation. -#}
 {% macro df02_columns() %}
   {{ return({
       "snip_id": "varchar",
@@ -22,6 +20,15 @@
       "temperature": "double",
       "medium": "varchar",
       "use_embryo_flag": "boolean"
+  }) }}
+{% endmacro %}
+
+
+{#- The training sets' required columns (raw/train). stg_train's empty relation. -#}
+{% macro train_columns() %}
+  {{ return({
+      "snip_id": "varchar",
+      "train_name": "varchar"
   }) }}
 {% endmacro %}
 
@@ -58,5 +65,34 @@
       "embed_options": "varchar",
       "z_naming": "varchar",
       "run_id": "varchar"
+  }) }}
+{% endmacro %}
+
+
+{#- df03's columns before its z columns: df02's required ones, then the embedding's provenance
+    (morphlake.lake.schemas.DF03_PROVENANCE). df03's column contract. -#}
+{% macro df03_columns() %}
+  {{ return({
+      "snip_id": "varchar",
+      "embryo_id": "varchar",
+      "experiment_date": "varchar",
+      "well": "varchar",
+      "time_int": "bigint",
+      "Time Rel (s)": "double",
+      "predicted_stage_hpf": "double",
+      "surface_area_um": "double",
+      "short_pert_name": "varchar",
+      "phenotype": "varchar",
+      "control_flag": "boolean",
+      "temperature": "double",
+      "medium": "varchar",
+      "use_embryo_flag": "boolean",
+      "model_name": "varchar",
+      "embedding_source": "varchar",
+      "encoder_weights": "varchar",
+      "model_sha256": "varchar",
+      "image_fingerprint": "varchar",
+      "embed_options": "varchar",
+      "embedding_run_id": "varchar"
   }) }}
 {% endmacro %}

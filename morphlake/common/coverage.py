@@ -40,8 +40,8 @@ def dbt_macro() -> str:
     """The same query as the dbt macro `coverage_counts(df02, embeddings, source)` (macros/coverage.sql)."""
     body = coverage_sql(df02="{{ df02 }}", embeddings="{{ embeddings }}", source="{{ source }}")
     return (
-        "{#- GENERATED from morphlake.common.coverage (the one coverage query; status and build06 run it too): do "
-        "not edit\n    by hand. Regenerate: MORPHLAKE_WRITE_SCHEMAS=1 pytest tests/test_schemas.py -#}\n"
+        "{#- GENERATED from morphlake.common.coverage (the one coverage query; status and build06 run it too) by\n"
+        "    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}\n"
         "{% macro coverage_counts(df02, embeddings, source='source') %}\n"
         f"{body}\n"
         "{% endmacro %}\n"

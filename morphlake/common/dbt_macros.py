@@ -2,7 +2,7 @@
 
 The dbt project reads the lake's tables with these types where no file exists yet (an empty relation) and
 checks df03's columns against them, so the dbt side is written from the Python definitions, never by hand.
-tests/test_schemas.py renders the committed file (dbt_project/macros/schemas.sql) from them and compares.
+morphlake.lake.dbt_files renders the committed file (dbt_project/macros/schemas.sql) from the lake's registry.
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ def render(macros: Iterable[MacroSchema], header: str) -> str:
 def write(path: Path, text: str) -> bool:
     """Write the file when its text differs; True when it changed."""
     path = Path(path)
-    if path.is_file() and path.read_text() == text:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return True
 
 

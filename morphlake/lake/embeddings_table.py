@@ -10,8 +10,8 @@ from morphlake.common.zcolumns import flat_z_mu, z_columns
 from morphlake.errors import MorphlakeError
 from morphlake.lake.layout import PART_FILE, Lake, read_part
 
-# The columns before the z columns; also the dbt project's (embedding_meta_columns() in
-# dbt_project/macros/schemas.sql, generated from this list: tests/test_schemas.py).
+# The columns before the z columns, as embed and ingest write them; described in the registry
+# (morphlake.lake.schemas.EMBEDDINGS), which renders them for the dbt project (embedding_meta_columns()).
 META_FIELDS = [
     ("snip_id", pa.string()),
     ("experiment_date", pa.string()),

@@ -26,6 +26,20 @@ TABLES = {
     "embeddings": ("embeddings",),
     "df03_export": ("exports", "df03"),
 }
+# Each table's Hive partition keys, in folder order: <table>/<k1>=<v1>/…/part-00000.parquet.
+PARTITION_KEYS = {
+    "df02": ("experiment_date",),
+    "train": ("train_name",),
+    "snips": ("experiment_date",),
+    "embeddings": ("model_name", "experiment_date"),
+    "df03_export": ("experiment_date",),
+}
+
+
+def table_files(table: str) -> str:
+    """A table's Parquet files as a glob relative to the lake root (raw/df02/*/*.parquet), as dbt's sources read
+    them (models/staging/_lake__sources.yml, rendered from morphlake.lake.schemas)."""
+    return "/".join([*TABLES[table], *("*" for _ in PARTITION_KEYS[table]), "*.parquet"])
 
 
 def read_part(path: Path | str, columns: list[str] | None = None) -> pa.Table:
