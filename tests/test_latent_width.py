@@ -129,6 +129,26 @@ def test_the_lake_width_is_counted_and_must_agree(tmp_path):
         model_latent_dim(lake, MODEL)
 
 
+def test_a_plain_dbt_build_counts_the_width_by_the_same_rule(tmp_path):
+    """dbt's lake_latent_dim() runs morphlake's query and gives its error, word for word (common.latent_width)."""
+    from plain_dbt import plain_dbt
+
+    lake = tmp_path / "it's [lab]"
+    write_partition(Lake.at(lake), "20240626", D)
+    vars_ = json.dumps({"model_name": MODEL, "latent_dim": "auto"})
+    out = plain_dbt(lake, "run-operation", "lake_latent_dim", "--args", json.dumps({"model_name": MODEL}))
+    assert out.returncode == 0, out.stdout[-2000:]
+    write_partition(Lake.at(lake), "20250612", 100)
+    out = plain_dbt(lake, "run", "--select", "stg_df02", "stg_embeddings", "int_df03", "--vars", vars_)
+    assert out.returncode != 0
+    with pytest.raises(MorphlakeError) as python_side:
+        model_latent_dim(Lake.at(lake), MODEL)
+    message = str(python_side.value).splitlines()[0]
+    assert "16 in embeddings/model_name=playground16/experiment_date=20240626, 100 in" in message
+    assert message in " ".join(out.stdout.split()) or message in out.stdout, out.stdout[-2000:]
+    assert "hint: one model has one width" in out.stdout
+
+
 def test_build_refuses_a_model_of_two_widths(tmp_path):
     lake = tmp_path / "lake"
     write_partition(Lake.at(lake), "20240626", D)

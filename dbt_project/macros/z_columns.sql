@@ -10,7 +10,7 @@
 
 
 {#- The width D of var model_name's z vectors: var latent_dim when it gives a number, else (auto) counted in
-    the model's embeddings, else the legacy encoder's 100. -#}
+    the model's embeddings (lake_latent_dim(), macros/latent_width.sql), else the legacy encoder's 100. -#}
 {% macro latent_dim() %}
   {%- set given = model_var('latent_dim') -%}
   {%- if given is none or given == 'auto' -%}{{ return(lake_latent_dim(var('model_name'))) }}{%- endif -%}
@@ -19,25 +19,6 @@
         "var latent_dim is '" ~ given ~ "'; give a whole number, {model: number, …} or auto") }}
   {%- endif -%}
   {{ return(given | int) }}
-{% endmacro %}
-
-
-{#- How many z_mu_NN columns the Parquet schemas of a model's embeddings partitions hold; 100 when there are
-    none. Partitions of one model that disagree are an error naming both widths. -#}
-{% macro lake_latent_dim(model_name) %}
-  {%- if not execute -%}{{ return(100) }}{%- endif -%}
-  {%- set pattern = glob_escape(lake_root()) ~ '/embeddings/model_name=' ~ model_name ~ '/*/*.parquet' -%}
-  {%- set files = run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] -%}
-  {%- if files | int == 0 -%}{{ return(100) }}{%- endif -%}
-  {%- set widths = run_query(
-      "select width, min(file_name) from (select file_name, count(*) filter (where regexp_full_match(name, 'z_mu_[0-9]+')) as width"
-      ~ " from parquet_schema(" ~ sql_literal(pattern) ~ ") group by file_name) group by width order by width") -%}
-  {%- if widths.rows | length > 1 -%}
-    {{ exceptions.raise_compiler_error("the embeddings of model " ~ model_name ~ " have different latent widths: "
-        ~ widths.rows[0][0] ~ " in " ~ widths.rows[0][1] ~ ", " ~ widths.rows[1][0] ~ " in " ~ widths.rows[1][1]
-        ~ "; one model has one width: remove the partitions of the other width and re-run morphlake ingest / embed") }}
-  {%- endif -%}
-  {{ return(widths.rows[0][0] | int) }}
 {% endmacro %}
 
 

@@ -1,9 +1,10 @@
 """The dbt project's files rendered from the lake's registry: `python -m morphlake.lake.dbt_files [--write]`.
 
 Rendered (committed, so a plain `dbt build` needs no morphlake): macros/schemas.sql (each table's {column: type}),
-macros/coverage.sql (the one coverage query), models/staging/_lake__sources.yml (the lake's tables, their files and
-column docs) and models/marts/df03.yml (df03's docs and column contract). Without --write the command says which
-files are out of date and exits 1; CI runs it (.ci/rules).
+macros/coverage.sql and macros/latent_width.sql (the one coverage query, the one latent-width rule),
+models/staging/_lake__sources.yml (the lake's tables, their files and column docs) and models/marts/df03.yml (df03's
+docs and column contract). Without --write the command says which files are out of date and exits 1; CI runs it
+(.ci/rules).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from morphlake.common import coverage, dbt_macros
+from morphlake.common import coverage, dbt_macros, latent_width
 from morphlake.common.dbt_macros import MacroSchema
 from morphlake.lake.schemas import DF02, DF03_PROVENANCE, DF03_Z, EMBEDDINGS, LAKE_TABLES, SNIPS, TRAIN, Column
 
@@ -161,6 +162,7 @@ def rendered() -> dict[str, str]:
     return {
         "macros/schemas.sql": schemas_sql(),
         "macros/coverage.sql": coverage.dbt_macro(),
+        "macros/latent_width.sql": latent_width.dbt_macro(),
         "models/staging/_lake__sources.yml": sources_yml(),
         "models/marts/df03.yml": df03_yml(),
     }

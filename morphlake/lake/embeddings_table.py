@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from morphlake.common import latent_width
+from morphlake.common.sqltext import glob_literal
 from morphlake.common.zcolumns import flat_z_mu, z_columns
 from morphlake.errors import MorphlakeError
-from morphlake.lake.layout import PART_FILE, Lake, read_part
+from morphlake.lake.layout import Lake, read_part
 
 # The columns before the z columns, as embed and ingest write them; described in the registry
 # (morphlake.lake.schemas.EMBEDDINGS), which renders them for the dbt project (embedding_meta_columns()).
@@ -51,20 +54,20 @@ def partition_dim(table: pa.Table) -> int:
 
 
 def model_latent_dim(lake: Lake, model_name: str) -> int | None:
-    """The width D of a model's embeddings (z_mu_NN columns in its partitions' Parquet schemas); None when
-    the model has none yet. Partitions of one model that disagree are an error naming both."""
-    found: dict[int, str] = {}  # width -> the first partition holding it
-    for path in sorted(lake.partition_dir("embeddings", model_name=model_name).glob(f"experiment_date=*/{PART_FILE}")):
-        width = len(flat_z_mu(pq.read_schema(path).names))
-        found.setdefault(width, lake.relative(path.parent))
-    if len(found) > 1:
-        (a, where_a), (b, where_b) = list(found.items())[:2]
-        raise MorphlakeError(
-            f"the embeddings of model {model_name} have different latent widths: {a} in {where_a}, {b} in {where_b}",
-            "one model has one width: remove the partitions of the other width and re-run `morphlake ingest` / "
-            "`morphlake embed`, or file a model of another size under its own --model-name",
-        )
-    return next(iter(found), None)
+    """The width D of a model's embeddings (z_mu_NN columns in its files' Parquet schemas); None when the model has
+    none yet. Files of one model that disagree are an error naming both: the rule dbt's lake_latent_dim() runs
+    too (morphlake.common.latent_width)."""
+    folder = lake.partition_dir("embeddings", model_name=model_name)
+    if not any(folder.glob(latent_width.FILES)):
+        return None
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = con.execute(latent_width.widths_sql(glob_literal(folder, latent_width.FILES))).fetchall()
+    if len(rows) > 1:
+        where = [(width, lake.relative(Path(first_file).parent)) for width, first_file in rows]
+        raise MorphlakeError(latent_width.mixed_widths(model_name, where), latent_width.HINT)
+    return int(rows[0][0])
 
 
 def merge(existing: pa.Table | None, new: pa.Table, replaces: pa.Array | list, *, where: str) -> pa.Table:

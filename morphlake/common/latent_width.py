@@ -1,0 +1,84 @@
+"""A model's latent width D, as one query and one error: morphlake (lake.embeddings_table.model_latent_dim) and dbt's
+lake_latent_dim macro (macros/latent_width.sql, rendered from here) both count with it."""
+
+from __future__ import annotations
+
+import textwrap
+
+# The files of one model's embeddings, below its folder (embeddings/model_name=<m>/): what dbt's source reads.
+FILES = "*/*.parquet"
+LEGACY_WIDTH = 100  # dbt's width for a model with no embeddings yet: the legacy encoder's
+# Each width (flat z_mu_NN columns in a file's Parquet schema) with the first file holding it; one row when the
+# model's files agree.
+QUERY = """select width, min(file_name) as first_file
+from (
+    select file_name, count(*) filter (where regexp_full_match(name, 'z_mu_[0-9]+')) as width
+    from parquet_schema({files})
+    group by file_name
+)
+group by width
+order by width"""
+MIXED = "the embeddings of model {model} have different latent widths: {a} in {where_a}, {b} in {where_b}"
+HINT = (
+    "one model has one width: remove the partitions of the other width and re-run `morphlake ingest` / "
+    "`morphlake embed`, or file a model of another size under its own --model-name"
+)
+
+
+def widths_sql(files: str) -> str:
+    """The query over `files`, a SQL string literal (a glob or a list)."""
+    return QUERY.format(files=files)
+
+
+def mixed_widths(model: str, widths: list[tuple[int, str]]) -> str:
+    """The error for a model whose files disagree: its first two (width, where) pairs."""
+    (a, where_a), (b, where_b) = widths[:2]
+    return MIXED.format(model=model, a=a, where_a=where_a, b=b, where_b=where_b)
+
+
+def _jinja_string(text: str, *, indent: int) -> str:
+    """A Jinja string expression of `text`, in quoted pieces of at most ~80 characters joined by `~`, a line each."""
+    pieces = textwrap.wrap(text, 80, drop_whitespace=False, break_on_hyphens=False, break_long_words=False)
+    assert "".join(pieces) == text
+    quoted = ['"' + piece.replace("\\", "\\\\").replace('"', '\\"') + '"' for piece in pieces]
+    return f"\n{' ' * indent}~ ".join(quoted)
+
+
+def dbt_macro() -> str:
+    """The rule as the dbt macro `lake_latent_dim(model_name)` (macros/latent_width.sql): the same query, the same
+    message (Jinja's str.format with MIXED's own fields)."""
+    before, after = " ".join(QUERY.split()).split("{files}")
+    fields = "model=model_name, a=rows[0][0], where_a=where[0], b=rows[1][0], where_b=where[1]"
+    return f"""{{#- GENERATED from morphlake.common.latent_width (the one latent-width rule; morphlake counts with it
+    too) by `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}}
+
+
+{{#- How many z_mu_NN columns the Parquet schemas of a model's embeddings files hold; {LEGACY_WIDTH} when there are
+    none. Files of one model that disagree are an error naming both widths, with the partitions they are in. -#}}
+{{% macro lake_latent_dim(model_name) %}}
+  {{%- if not execute -%}}{{{{ return({LEGACY_WIDTH}) }}}}{{%- endif -%}}
+  {{%- set root = lake_root() -%}}
+  {{%- set files = sql_literal(glob_escape(root ~ '/embeddings/model_name=' ~ model_name) ~ '/{FILES}') -%}}
+  {{%- if run_query("select count(*) from glob(" ~ files ~ ")").columns[0].values()[0] | int == 0 -%}}
+    {{{{ return({LEGACY_WIDTH}) }}}}
+  {{%- endif -%}}
+  {{%- set query = {_jinja_string(before, indent=6)}
+      ~ files ~ {_jinja_string(after, indent=6)} -%}}
+  {{%- set rows = run_query(query).rows -%}}
+  {{%- if rows | length > 1 -%}}
+    {{%- set where = [] -%}}
+    {{%- for row in rows[:2] -%}}
+      {{%- do where.append(row[1].split('/')[:-1] | join('/') | replace(root ~ '/', '', 1)) -%}}
+    {{%- endfor -%}}
+    {{%- set mixed = {_jinja_string(MIXED, indent=8)} -%}}
+    {{%- set hint = {_jinja_string(HINT, indent=8)} -%}}
+    {{%- set message = mixed.format(
+        {fields}) -%}}
+    {{{{ exceptions.raise_compiler_error(message ~ "\\n  hint: " ~ hint) }}}}
+  {{%- endif -%}}
+  {{{{ return(rows[0][0] | int) }}}}
+{{% endmacro %}}
+"""
+
+
+__all__ = ["FILES", "LEGACY_WIDTH", "QUERY", "MIXED", "HINT", "widths_sql", "mixed_widths", "dbt_macro"]
