@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from morphlake.common.durable import replace_durably
 from morphlake.embed.architecture import INPUT_HEIGHT, INPUT_WIDTH, EncoderSpec
 from morphlake.embed.demo_weights import demo_metadata, demo_weights
 from morphlake.embed.onnx_graph import build_encoder_model
@@ -20,12 +21,16 @@ DEMO_BACKGROUND = 205
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> Path:
-    """Write atomically (temp file then rename) so a crash never leaves half a model."""
+    """Write atomically and durably (a hidden temporary, fsynced, then renamed) so a crash never leaves half a
+    model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    onnx.save_model(model, str(tmp))
-    os.replace(tmp, path)
+    try:
+        onnx.save_model(model, str(tmp))
+        replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

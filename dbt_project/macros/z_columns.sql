@@ -1,5 +1,5 @@
-{#- z column names: flat (z_mu_07) or the legacy bio/nuisance view (z_mu_n_07, z_mu_b_20) of the same index,
-    for a model of any width D. -#}
+{#- z columns for a model of any width D, named flat (z_mu_07) or in the legacy bio/nuisance view (z_mu_n_07,
+    z_mu_b_20) of the same index by z_name() (macros/z_names.sql, generated from morphlake.common.zcolumns). -#}
 
 {#- A per-model var: a value, or {model: value, …} read for var model_name (none when it is not listed). -#}
 {% macro model_var(name) %}
@@ -40,15 +40,6 @@
 {% endmacro %}
 
 
-{% macro z_name(kind, index, z_schema, nuisance) %}
-  {%- set idx = '%02d' % index -%}
-  {%- if z_schema == 'bio_nuisance' -%}
-    {{ return('z_' ~ kind ~ '_' ~ ('n' if index < nuisance else 'b') ~ '_' ~ idx) }}
-  {%- endif -%}
-  {{ return('z_' ~ kind ~ '_' ~ idx) }}
-{% endmacro %}
-
-
 {#- `auto`: bio_nuisance when the model's legacy store used those names, else flat. -#}
 {% macro resolve_z_schema(embeddings_relation) %}
   {%- set requested = var('z_schema') -%}
@@ -72,7 +63,7 @@
   {%- for kind in kinds -%}
     {%- set last_kind = loop.last -%}
     {%- for i in range(dim) -%}
-      {%- set stored = alias ~ '.z_' ~ kind ~ '_' ~ '%02d' % i -%}
+      {%- set stored = alias ~ '.' ~ flat_z_name(kind, i) -%}
       {{ stored }} as {{ z_name(kind, i, z_schema, nuisance) }}{{ ",\n    " if not (last_kind and loop.last) }}
     {%- endfor -%}
   {%- endfor -%}
@@ -99,7 +90,7 @@
   {%- set cols = embedding_meta_columns() -%}
   {%- for kind in ('mu', 'sigma') -%}
     {%- for i in range([latent_dim(), 100] | max) -%}
-      {%- do cols.update({'z_' ~ kind ~ '_' ~ ('%02d' % i): 'float'}) -%}
+      {%- do cols.update({flat_z_name(kind, i): 'float'}) -%}
     {%- endfor -%}
   {%- endfor -%}
   {{ return(cols) }}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
+from morphlake.common.zcolumns import FLAT_MU_SQL
+
 # The files of one model's embeddings, below its folder (embeddings/model_name=<m>/): what dbt's source reads.
 FILES = "*/*.parquet"
 LEGACY_WIDTH = 100  # dbt's width for a model with no embeddings yet: the legacy encoder's
@@ -12,7 +14,7 @@ LEGACY_WIDTH = 100  # dbt's width for a model with no embeddings yet: the legacy
 # model's files agree.
 QUERY = """select width, min(file_name) as first_file
 from (
-    select file_name, count(*) filter (where regexp_full_match(name, 'z_mu_[0-9]+')) as width
+    select file_name, count(*) filter (where regexp_full_match(name, '{pattern}')) as width
     from parquet_schema({files})
     group by file_name
 )
@@ -27,7 +29,7 @@ HINT = (
 
 def widths_sql(files: str) -> str:
     """The query over `files`, a SQL string literal (a glob or a list)."""
-    return QUERY.format(files=files)
+    return QUERY.format(files=files, pattern=FLAT_MU_SQL)
 
 
 def mixed_widths(model: str, widths: list[tuple[int, str]]) -> str:
@@ -47,7 +49,7 @@ def _jinja_string(text: str, *, indent: int) -> str:
 def dbt_macro() -> str:
     """The rule as the dbt macro `lake_latent_dim(model_name)` (macros/latent_width.sql): the same query, the same
     message (Jinja's str.format with MIXED's own fields)."""
-    before, after = " ".join(QUERY.split()).split("{files}")
+    before, after = " ".join(QUERY.replace("{pattern}", FLAT_MU_SQL).split()).split("{files}")
     fields = "model=model_name, a=rows[0][0], where_a=where[0], b=rows[1][0], where_b=where[1]"
     return f"""{{#- GENERATED from morphlake.common.latent_width (the one latent-width rule; morphlake counts with it
     too) by `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}}

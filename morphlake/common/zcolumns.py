@@ -7,13 +7,17 @@ import re
 from collections.abc import Iterable
 
 KINDS = ("mu", "sigma")  # the mean, and the log-variance (the legacy name)
-# Any z column name, flat or bio/nuisance: kind, optional part (n | b), index.
+# The names, as str.format templates (dbt's z_name() macro formats the same ones: macros/z_names.sql, rendered
+# from here), and any z column name, flat or bio/nuisance, as a pattern: kind, optional part (n | b), index.
+FLAT = "z_{kind}_{index:02d}"
+PARTED = "z_{kind}_{part}_{index:02d}"  # part: n for the nuisance dims (the first ones), b for the rest
 Z_COLUMN = re.compile(r"^z_(?P<kind>mu|sigma)_(?:(?P<part>[nb])_)?(?P<index>\d+)$")
+FLAT_MU_SQL = "z_mu_[0-9]+"  # a flat mean's name, as a SQL regular expression (regexp_full_match)
 
 
 def flat_name(kind: str, index: int) -> str:
     """z_mu_07: the lake's name of z index `index` of `kind` (mu or sigma)."""
-    return f"z_{kind}_{index:02d}"
+    return FLAT.format(kind=kind, index=index)
 
 
 def z_columns(dim: int) -> list[str]:
@@ -23,7 +27,7 @@ def z_columns(dim: int) -> list[str]:
 
 def bio_nuisance_name(kind: str, index: int, nuisance_dims: int) -> str:
     """Legacy name of flat z index: z_mu_n_00 for nuisance dims, z_mu_b_20 for the rest."""
-    return f"z_{kind}_{'n' if index < nuisance_dims else 'b'}_{index:02d}"
+    return PARTED.format(kind=kind, part="n" if index < nuisance_dims else "b", index=index)
 
 
 def flat_z_mu(names: Iterable[str]) -> list[str]:
@@ -46,7 +50,35 @@ def named_bio_nuisance(names: Iterable[str]) -> bool:
     return any((m := Z_COLUMN.match(name)) and m["part"] for name in names)
 
 
+def dbt_macro() -> str:
+    """The names as the dbt macros z_name(kind, index, z_schema, nuisance) and flat_z_name(kind, index)
+    (macros/z_names.sql): the same templates, formatted by Jinja's str.format."""
+    return f"""{{#- GENERATED from morphlake.common.zcolumns (the one z-column grammar) by
+    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}}
+
+
+{{#- z_mu_07: the lake's name of index 07 of kind mu (the mean) or sigma (the log-variance). -#}}
+{{% macro flat_z_name(kind, index) %}}
+  {{{{ return("{FLAT}".format(kind=kind, index=index)) }}}}
+{{% endmacro %}}
+
+
+{{#- The name of a z index under z_schema: flat (z_mu_07), or bio_nuisance (z_mu_n_07 for the first `nuisance`
+    indices, z_mu_b_20 for the rest). -#}}
+{{% macro z_name(kind, index, z_schema, nuisance) %}}
+  {{%- if z_schema == 'bio_nuisance' -%}}
+    {{{{ return("{PARTED}".format(kind=kind, part='n' if index < nuisance else 'b', index=index)) }}}}
+  {{%- endif -%}}
+  {{{{ return(flat_z_name(kind, index)) }}}}
+{{% endmacro %}}
+"""
+
+
 __all__ = [
+    "FLAT",
+    "PARTED",
+    "FLAT_MU_SQL",
+    "dbt_macro",
     "KINDS",
     "Z_COLUMN",
     "flat_name",

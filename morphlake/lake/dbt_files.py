@@ -1,7 +1,8 @@
 """The dbt project's files rendered from the lake's registry: `python -m morphlake.lake.dbt_files [--write]`.
 
 Rendered (committed, so a plain `dbt build` needs no morphlake): macros/schemas.sql (each table's {column: type}),
-macros/coverage.sql and macros/latent_width.sql (the one coverage query, the one latent-width rule),
+macros/coverage.sql, macros/latent_width.sql and macros/z_names.sql (the one coverage query, latent-width rule
+and z-column grammar),
 models/staging/_lake__sources.yml (the lake's tables, their files and column docs) and models/marts/df03.yml (df03's
 docs and column contract). Without --write the command says which files are out of date and exits 1; CI runs it
 (.ci/rules).
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from morphlake.common import coverage, dbt_macros, latent_width
+from morphlake.common import coverage, dbt_macros, latent_width, zcolumns
 from morphlake.common.dbt_macros import MacroSchema
 from morphlake.lake.schemas import DF02, DF03_PROVENANCE, DF03_Z, EMBEDDINGS, LAKE_TABLES, SNIPS, TRAIN, Column
 
@@ -73,6 +74,7 @@ models:
       df03_z_sigma, joined on snip_id, experiment_date and embedding_run_id.
     data_tests:
       - column_contract:
+          name: df03_column_contract
           arguments:
             # df02's required columns, then the provenance (df03_columns(): generated with this file)
             including: "{{ df03_columns() }}"
@@ -163,6 +165,7 @@ def rendered() -> dict[str, str]:
         "macros/schemas.sql": schemas_sql(),
         "macros/coverage.sql": coverage.dbt_macro(),
         "macros/latent_width.sql": latent_width.dbt_macro(),
+        "macros/z_names.sql": zcolumns.dbt_macro(),
         "models/staging/_lake__sources.yml": sources_yml(),
         "models/marts/df03.yml": df03_yml(),
     }

@@ -10,16 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from morphlake.common.durable import fsync_dir, fsync_file
 from morphlake.errors import MorphlakeError
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def refuse_inside(root: Path, output: Path, *, option: str) -> Path:
@@ -73,8 +65,7 @@ def atomic_path(path: Path, *, replace: bool = True, scratch: Path | None = None
     tmp = _temporary(path, scratch)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(tmp)
         try:
             _into_place(tmp, path, replace=replace)
         except OSError as exc:
@@ -85,8 +76,7 @@ def atomic_path(path: Path, *, replace: bool = True, scratch: Path | None = None
             beside = path.with_name(f".{path.name}.tmp{os.getpid()}")
             try:
                 shutil.copyfile(tmp, beside)
-                with open(beside, "rb+") as handle:
-                    os.fsync(handle.fileno())
+                fsync_file(beside)
                 _into_place(beside, path, replace=replace)
             finally:
                 beside.unlink(missing_ok=True)
