@@ -72,21 +72,8 @@
 {#- df03's columns before its z columns: df02's required ones, then the embedding's provenance
     (morphlake.lake.schemas.DF03_PROVENANCE). df03's column contract. -#}
 {% macro df03_columns() %}
-  {{ return({
-      "snip_id": "varchar",
-      "embryo_id": "varchar",
-      "experiment_date": "varchar",
-      "well": "varchar",
-      "time_int": "bigint",
-      "Time Rel (s)": "double",
-      "predicted_stage_hpf": "double",
-      "surface_area_um": "double",
-      "short_pert_name": "varchar",
-      "phenotype": "varchar",
-      "control_flag": "boolean",
-      "temperature": "double",
-      "medium": "varchar",
-      "use_embryo_flag": "boolean",
+  {%- set columns = df02_columns() -%}
+  {%- do columns.update({
       "model_name": "varchar",
       "embedding_source": "varchar",
       "encoder_weights": "varchar",
@@ -94,5 +81,6 @@
       "image_fingerprint": "varchar",
       "embed_options": "varchar",
       "embedding_run_id": "varchar"
-  }) }}
+  }) -%}
+  {{ return(columns) }}
 {% endmacro %}

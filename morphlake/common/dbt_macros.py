@@ -32,11 +32,13 @@ DUCKDB_TYPES = {
 
 @dataclass(frozen=True)
 class MacroSchema:
-    """One macro of the generated file: its name, what it describes (a comment), and the Arrow schema."""
+    """One macro of the generated file: its name, what it describes (a comment), and the Arrow schema; with
+    `extends`, another macro's columns come first and `schema` adds its own after them."""
 
     macro: str
     about: str
     schema: pa.Schema
+    extends: str = ""
 
 
 def duckdb_type(arrow_type: pa.DataType) -> str:
@@ -76,12 +78,15 @@ def render(macros: Iterable[MacroSchema], header: str) -> str:
             f"      {json.dumps(name)}: {json.dumps(kind)}" for name, kind in duckdb_columns(item.schema).items()
         ]
         body = ",\n".join(entries)
-        parts.append(
-            f"{_block_comment(item.about)}\n"
-            f"{{% macro {item.macro}() %}}\n"
-            f"  {{{{ return({{\n{body}\n  }}) }}}}\n"
-            f"{{% endmacro %}}"
-        )
+        if item.extends:
+            returned = (
+                f"  {{%- set columns = {item.extends}() -%}}\n"
+                f"  {{%- do columns.update({{\n{body}\n  }}) -%}}\n"
+                f"  {{{{ return(columns) }}}}\n"
+            )
+        else:
+            returned = f"  {{{{ return({{\n{body}\n  }}) }}}}\n"
+        parts.append(f"{_block_comment(item.about)}\n{{% macro {item.macro}() %}}\n{returned}{{% endmacro %}}")
     return "\n\n\n".join(parts) + "\n"
 
 

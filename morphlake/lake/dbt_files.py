@@ -31,30 +31,33 @@ YAML_HEADER = (
 
 MACROS = [
     MacroSchema(
-        "df02_columns",
-        "df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA); df02 keeps every other "
-        "column of its CSV besides. stg_df02's empty relation.",
-        DF02.schema,
+        macro="df02_columns",
+        about="df02's required columns as ingest writes them (morphlake.ingest.df02.DF02_SCHEMA); df02 keeps every "
+        "other column of its CSV besides. stg_df02's empty relation.",
+        schema=DF02.schema,
     ),
     MacroSchema(
-        "train_columns", "The training sets' required columns (raw/train). stg_train's empty relation.", TRAIN.schema
+        macro="train_columns",
+        about="The training sets' required columns (raw/train). stg_train's empty relation.",
+        schema=TRAIN.schema,
     ),
     MacroSchema(
-        "ledger_columns",
-        "The snip-image ledger, raw/snips (morphlake.ingest.ledger.LEDGER_SCHEMA). stg_snips' empty relation.",
-        SNIPS.schema,
+        macro="ledger_columns",
+        about="The snip-image ledger, raw/snips (morphlake.ingest.ledger.LEDGER_SCHEMA). stg_snips' empty relation.",
+        schema=SNIPS.schema,
     ),
     MacroSchema(
-        "embedding_meta_columns",
-        "The embeddings' columns before their z columns (morphlake.lake.embeddings_table.META_FIELDS); "
+        macro="embedding_meta_columns",
+        about="The embeddings' columns before their z columns (morphlake.lake.embeddings_table.META_FIELDS); "
         "embedding_columns() (macros/z_columns.sql) adds the float z columns.",
-        EMBEDDINGS.schema,
+        schema=EMBEDDINGS.schema,
     ),
     MacroSchema(
-        "df03_columns",
-        "df03's columns before its z columns: df02's required ones, then the embedding's provenance "
+        macro="df03_columns",
+        about="df03's columns before its z columns: df02's required ones, then the embedding's provenance "
         "(morphlake.lake.schemas.DF03_PROVENANCE). df03's column contract.",
-        pa.schema([*DF02.schema, *((c.name, c.type) for c in DF03_PROVENANCE)]),
+        schema=pa.schema([(c.name, c.type) for c in DF03_PROVENANCE]),
+        extends="df02_columns",
     ),
 ]
 
