@@ -62,19 +62,23 @@ def fold_batchnorm(weights: Mapping[str, np.ndarray], block: int) -> tuple[np.nd
     return (w * scale[:, None, None, None]).astype(np.float32), (b * scale + shift).astype(np.float32)
 
 
-def build_encoder_model(
-    weights: Mapping[str, np.ndarray], spec: EncoderSpec, metadata: Mapping[str, object]
-) -> onnx.ModelProto:
-    """ONNX encoder: uint8 image [N,1,288,128] -> z_mu, z_logvar float32 [N,latent_dim]."""
-    check_weights(weights, spec)
-    inits, nodes = [], []
+class _Initializers:
+    """The graph's weights, added as its nodes name them."""
 
-    def const(name: str, array: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
+    def __init__(self) -> None:
+        self.tensors: list[onnx.TensorProto] = []
+
+    def __call__(self, name: str, array: np.ndarray) -> str:
+        self.tensors.append(numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
         return name
 
-    nodes.append(helper.make_node("Cast", [INPUT_NAME], ["pixels"], to=TensorProto.FLOAT))
-    nodes.append(helper.make_node("Div", ["pixels", const("scale_255", np.array(255.0))], ["x0"]))
+
+def _conv_blocks(weights: Mapping[str, np.ndarray], const: _Initializers) -> list[onnx.NodeProto]:
+    """uint8 image -> pixels / 255 -> five Conv (BatchNorm folded) + ReLU blocks -> flattened `features`."""
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["pixels", const("scale_255", np.array(255.0))], ["x0"]),
+    ]
     x = "x0"
     for i in range(len(CHANNELS) - 1):
         w, b = fold_batchnorm(weights, i)
@@ -91,35 +95,53 @@ def build_encoder_model(
         nodes.append(helper.make_node("Relu", [f"conv{i}"], [f"x{i + 1}"]))
         x = f"x{i + 1}"
     nodes.append(helper.make_node("Flatten", [x], ["features"], axis=1))
-    nodes.append(
-        helper.make_node(
-            "Gemm",
-            [
-                "features",
-                const("embedding0.weight", weights["embedding0.weight"]),
-                const("embedding0.bias", weights["embedding0.bias"]),
-            ],
-            ["h"],
-            transB=1,
-        )
-    )
-    nodes.append(
+    return nodes
+
+
+def _linear(weights: Mapping[str, np.ndarray], const: _Initializers, *, layer: str, output: str) -> onnx.NodeProto:
+    """`features` through one of the encoder's Linear layers (weight [out, in], bias)."""
+    inputs = [
+        "features",
+        const(f"{layer}.weight", weights[f"{layer}.weight"]),
+        const(f"{layer}.bias", weights[f"{layer}.bias"]),
+    ]
+    return helper.make_node("Gemm", inputs, [output], transB=1)
+
+
+def _heads(weights: Mapping[str, np.ndarray], const: _Initializers) -> list[onnx.NodeProto]:
+    """The mean head (Linear, then the fixed orthogonal Linear without bias) and the log-variance head."""
+    return [
+        _linear(weights, const, layer="embedding0", output="h"),
         helper.make_node(
             "MatMul", ["h", const("embedding.weight_t", np.asarray(weights["embedding.weight"]).T)], [MU_NAME]
-        )
-    )
-    nodes.append(
-        helper.make_node(
-            "Gemm",
-            [
-                "features",
-                const("log_var.weight", weights["log_var.weight"]),
-                const("log_var.bias", weights["log_var.bias"]),
-            ],
-            [LOGVAR_NAME],
-            transB=1,
-        )
-    )
+        ),
+        _linear(weights, const, layer="log_var", output=LOGVAR_NAME),
+    ]
+
+
+def _properties(spec: EncoderSpec, metadata: Mapping[str, object]) -> dict[str, str]:
+    """The model's metadata properties: the architecture, its input and preprocessing, and the caller's."""
+    props = {
+        "morphlake.architecture": ARCHITECTURE,
+        "morphlake.input_size": f"{INPUT_HEIGHT}x{INPUT_WIDTH}",
+        "morphlake.input": "uint8 [N,1,288,128], scaled by 1/255 inside the graph",
+        "morphlake.latent_dim": str(spec.latent_dim),
+        "morphlake.zn_frac": str(spec.zn_frac),
+        "morphlake.nuisance_dims": str(spec.nuisance_dims),
+        "morphlake.preprocessing": PREPROCESSING,
+        "morphlake.batchnorm": "folded into conv (eval mode, eps 1e-5)",
+    }
+    props.update({f"morphlake.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+    return props
+
+
+def build_encoder_model(
+    weights: Mapping[str, np.ndarray], spec: EncoderSpec, metadata: Mapping[str, object]
+) -> onnx.ModelProto:
+    """ONNX encoder: uint8 image [N,1,288,128] -> z_mu, z_logvar float32 [N,latent_dim]."""
+    check_weights(weights, spec)
+    const = _Initializers()
+    nodes = _conv_blocks(weights, const) + _heads(weights, const)
     d = spec.latent_dim
     graph = helper.make_graph(
         nodes,
@@ -129,21 +151,10 @@ def build_encoder_model(
             helper.make_tensor_value_info(MU_NAME, TensorProto.FLOAT, ["batch", d]),
             helper.make_tensor_value_info(LOGVAR_NAME, TensorProto.FLOAT, ["batch", d]),
         ],
-        initializer=inits,
+        initializer=const.tensors,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="morphlake")
     model.ir_version = 8  # readable by every onnxruntime >= 1.12
-    props = {
-        "morphlake.architecture": ARCHITECTURE,
-        "morphlake.input_size": f"{INPUT_HEIGHT}x{INPUT_WIDTH}",
-        "morphlake.input": "uint8 [N,1,288,128], scaled by 1/255 inside the graph",
-        "morphlake.latent_dim": str(d),
-        "morphlake.zn_frac": str(spec.zn_frac),
-        "morphlake.nuisance_dims": str(spec.nuisance_dims),
-        "morphlake.preprocessing": PREPROCESSING,
-        "morphlake.batchnorm": "folded into conv (eval mode, eps 1e-5)",
-    }
-    props.update({f"morphlake.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
-    helper.set_model_props(model, props)
+    helper.set_model_props(model, _properties(spec, metadata))
     onnx.checker.check_model(model)
     return model

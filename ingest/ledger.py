@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,68 +77,28 @@ def scan_snips(
         raise InputError(
             f"no snip folder for experiment {experiment!r}: {folder}", "check the data root and the experiment name"
         )
-    rows: list[dict[str, Any]]
-    seen: dict[str, str]
-    rows, skipped, seen, orphans = [], [], {}, []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not (path.is_file() or path.is_symlink()):
-            continue
+    rows: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, str] = {}  # snip_id -> the file name that gave its row
+    orphans: list[str] = []
+    for path in _image_files(folder):
         snip_id = normalise_stem(path.name)
-
-        def skip(reason: str) -> None:
-            skipped.append(Skipped("snips", snip_id, str(path), reason))
-
         try:
-            real = path.resolve()
-        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-            skip("is a link that loops back on itself; replace it with the image file")
-            continue
-        if not real.is_relative_to(root):
-            skip(f"is a link to {real}, outside the data root {root}; copy the file into the data root")
-            continue
-        if not real.is_file():
-            skip("is a broken link or not a regular file")
-            continue
-        parsed = parse_snip_id(snip_id)
-        if parsed is None:
-            skip("file name is not <embryo_id>_t<NNNN> (e.g. 20240626_C12_e01_t0012.jpg)")
-            continue
-        if known_snip_ids is not None and snip_id not in known_snip_ids:
-            orphans.append(path.name)  # df02 is the whole table: a row removed from it leaves its image behind
-            continue
-        if snip_id in seen:
-            skip(f"is a second file for the same snip as {seen[snip_id]}; keep one of the two")
-            continue
-        stat = real.stat()
-        if stat.st_size == 0:
-            skip("is an empty file (0 bytes)")
-            continue
-        try:
-            fmt, width, height, mode = _header(real)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            skip(f"is not a readable image ({type(exc).__name__}: {exc})")
-            continue
-        expected_format = "PNG" if path.suffix.lower() == ".png" else "JPEG"
-        if fmt != expected_format:
-            skip(f"is a {fmt or 'unknown'} file named {path.suffix}; rename it to match its format")
+            real = _real_file(path, root)
+            if parse_snip_id(snip_id) is None:
+                raise _LeftOut("file name is not <embryo_id>_t<NNNN> (e.g. 20240626_C12_e01_t0012.jpg)")
+            if known_snip_ids is not None and snip_id not in known_snip_ids:
+                orphans.append(path.name)  # df02 is the whole table: a row removed from it leaves its image behind
+                continue
+            if snip_id in seen:
+                raise _LeftOut(f"is a second file for the same snip as {seen[snip_id]}; keep one of the two")
+            stat, header = _checked_header(path, real)
+        except _LeftOut as why:
+            skipped.append(Skipped("snips", snip_id, str(path), str(why)))
             continue
         seen[snip_id] = path.name
-        old = (previous or {}).get(str(path), {})
-        reuse = old and old["file_size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns
-        rows.append(
-            {
-                "snip_id": snip_id,
-                "experiment_date": experiment,
-                "path": str(path),
-                "format": fmt,
-                "width": width,
-                "height": height,
-                "mode": mode,
-                "file_size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "fingerprint": old["fingerprint"] if reuse else fingerprint_file(real) if fingerprint else None,
-            }
-        )
+        prints = _fingerprint(real, stat, (previous or {}).get(str(path), {}), compute=fingerprint)
+        rows.append(_row(snip_id, path, experiment=experiment, stat=stat, header=header, fingerprint=prints))
     rows += _carried(previous or {}, rows, skipped, known=known_snip_ids)
     if orphans:
         log.info(
@@ -148,6 +109,79 @@ def scan_snips(
         )
     rows.sort(key=lambda r: r["snip_id"])
     return pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), skipped
+
+
+class _LeftOut(Exception):
+    """A file of a snip folder that gets no ledger row, and why (the Skipped item's reason)."""
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The folder's files (and links) named as images, in name order."""
+    return [
+        path
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() in IMAGE_EXTENSIONS and (path.is_file() or path.is_symlink())
+    ]
+
+
+def _real_file(path: Path, root: Path) -> Path:
+    """The regular file a snip path names, links followed; it must lie inside the data root."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise _LeftOut("is a link that loops back on itself; replace it with the image file") from None
+    if not real.is_relative_to(root):
+        raise _LeftOut(f"is a link to {real}, outside the data root {root}; copy the file into the data root")
+    if not real.is_file():
+        raise _LeftOut("is a broken link or not a regular file")
+    return real
+
+
+def _checked_header(path: Path, real: Path) -> tuple[os.stat_result, tuple[str, int, int, str]]:
+    """The file's stat and image header: not empty, readable, in the format its extension names."""
+    stat = real.stat()
+    if stat.st_size == 0:
+        raise _LeftOut("is an empty file (0 bytes)")
+    try:
+        header = _header(real)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise _LeftOut(f"is not a readable image ({type(exc).__name__}: {exc})") from None
+    fmt = header[0]
+    if fmt != ("PNG" if path.suffix.lower() == ".png" else "JPEG"):
+        raise _LeftOut(f"is a {fmt or 'unknown'} file named {path.suffix}; rename it to match its format")
+    return stat, header
+
+
+def _fingerprint(real: Path, stat: os.stat_result, old: dict, *, compute: bool) -> str | None:
+    """The earlier row's fingerprint for an unchanged file (same size and mtime), else the file's if computing."""
+    if old and old["file_size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns:
+        return old["fingerprint"]
+    return fingerprint_file(real) if compute else None
+
+
+def _row(
+    snip_id: str,
+    path: Path,
+    *,
+    experiment: str,
+    stat: os.stat_result,
+    header: tuple[str, int, int, str],
+    fingerprint: str | None,
+) -> dict[str, Any]:
+    """A readable image's ledger row."""
+    fmt, width, height, mode = header
+    return {
+        "snip_id": snip_id,
+        "experiment_date": experiment,
+        "path": str(path),
+        "format": fmt,
+        "width": width,
+        "height": height,
+        "mode": mode,
+        "file_size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "fingerprint": fingerprint,
+    }
 
 
 def _carried(

@@ -19,12 +19,11 @@ from morphlake.legacy.outputs import (
 )
 from morphlake.legacy.plan import Build06Options, Plan, describe_plan, exported_encoder_path, make_plan
 from morphlake.legacy.writer import GENERATE_HINT, LegacyWriter
-from morphlake.steps.build.step import run_build
-from morphlake.steps.embed.step import run_embed
-from morphlake.steps.ingest_step import run_ingest
-from morphlake.steps.lifecycle import EXIT_COMPLETE, RunResult, lake_run
+from morphlake.steps.lifecycle import LakeRun, RunResult, lake_run
+from morphlake.steps.pipeline import Pipeline, Summaries, run_pipeline
 
 log = logging.getLogger("morphlake")
+Echo = Callable[[str], None]
 
 
 def missing_latents(plan: Plan) -> list[Skipped]:
@@ -84,83 +83,82 @@ def resolve_encoder(plan: Plan, opts: Build06Options) -> Path:
     return path
 
 
-def run_build06(opts: Build06Options, echo: Callable[[str], None]) -> RunResult | None:
-    """Run the legacy step (exit code 0 complete, 2 partial; raises on failure); a dry run prints the plan
-    and returns None."""
-    plan = make_plan(opts)
-    if opts.dry_run:
-        echo(describe_plan(plan, opts))
-        return None
+def legacy_pipeline(plan: Plan, opts: Build06Options, *, encoder: Path | None) -> Pipeline:
+    """build06's steps: its experiments only, embed (with an encoder) only what the plan lacks, coverage a
+    warning, and terser summaries."""
+    return Pipeline(
+        lake=opts.lake,
+        root=opts.root,
+        data_root=opts.data_root,
+        model_name=opts.model_name,
+        experiments=opts.experiments,
+        # a merge reads df02, the store and the training metadata only: no snip folder is needed
+        scan_images=opts.generate_missing_latents,
+        encoder=encoder,
+        embed_experiments=sorted(e for e, n in plan.to_embed.items() if n),
+        allow_partial=opts.allow_partial,
+        z_schema=opts.z_schema,
+        coverage_severity="warn",
+        summaries=Summaries(ledger=False, destination=False, planned=plan.to_embed_count),
+    )
+
+
+def refuse_early(plan: Plan, opts: Build06Options) -> None:
+    """What makes the run fail before it touches anything: outputs in the way, no encoder to generate with,
+    missing latents in a strict run without generation."""
     check_outputs_free(plan.outputs.all(), opts.overwrite)
-    generate = opts.generate_missing_latents and plan.to_embed_count > 0
-    if generate and plan.encoder.kind == "none":
+    if opts.generate_missing_latents and plan.to_embed_count > 0 and plan.encoder.kind == "none":
         resolve_encoder(plan, opts)  # says how to get one
     if not opts.allow_partial and not opts.generate_missing_latents and plan.missing_count:
-        fail_on_missing(plan)  # before touching anything
-    params = {
+        fail_on_missing(plan)
+
+
+def run_params(opts: Build06Options) -> dict:
+    """The run record's params: every option, paths as strings."""
+    return {
         k: str(v.root if isinstance(v, Lake) else v) if isinstance(v, (Path, Lake)) else v
         for k, v in vars(opts).items()
     }
-    with lake_run(opts.lake, "build06", params, allow_partial=opts.allow_partial) as run:
-        if not opts.generate_missing_latents:
-            run.skip(missing_latents(plan))
-        encoder = resolve_encoder(plan, opts) if generate else None
-        encoder_sha = file_sha256(encoder) if encoder else plan.encoder_sha256
-        run.record.count("planned_to_embed", plan.to_embed_count)
-        with run.record.timed("ingest"):
-            # a merge reads df02, the store and the training metadata only: no snip folder is needed
-            step = run_ingest(
-                opts.lake,
-                opts.root,
-                opts.data_root,
-                model_name=opts.model_name,
-                experiments=opts.experiments,
-                allow_partial=opts.allow_partial,
-                scan_images=opts.generate_missing_latents,
-            )
-        run.skip(step.skipped)
-        run.record.set("ingest_run", step.run_id)
-        counts = step.record["counts"]
-        echo(f"ingest: {counts.get('df02_rows')} df02 rows, {counts.get('latent_rows')} legacy latent rows")
-        if encoder is not None:
-            with run.record.timed("embed"):
-                step = run_embed(
-                    opts.lake,
-                    encoder,
-                    experiments=sorted(e for e, n in plan.to_embed.items() if n),
-                    allow_partial=opts.allow_partial,
-                )
-            run.skip(step.skipped)
-            run.record.set("embed_run", step.run_id)
-            run.record.set("encoder", step.record.get("encoder"))
-            run.record.count("embedded", step.record["counts"].get("embedded", 0))
-            echo(
-                f"embed: {step.record['counts'].get('embedded', 0)} snip(s) embedded with {encoder} "
-                f"on {step.record['provider']['used']} (planned {plan.to_embed_count})"
-            )
-        with run.record.timed("dbt"):
-            built = run_build(opts.lake, opts.model_name, z_schema=opts.z_schema, coverage_severity="warn")
-        run.record.set("build_run", built.run_id)
-        if built.exit_code != EXIT_COMPLETE:
-            details = "; ".join(f"{f['node']}: {f['message']}" for f in built.failures)
-            log_file = built.record.get("dbt_log")
-            raise MorphlakeError(
-                f"dbt build failed: {details or built.record.get('error')}",
-                f"see {opts.lake.runs_dir / (built.run_id + '.json')}"
-                + (f" and dbt's log {log_file}" if log_file else ""),
-            )
-        with run.record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
-            writer = LegacyWriter(con, plan=plan, opts=opts, record=run.record, echo=echo, encoder_sha256=encoder_sha)
-            checked, more = writer.check(run.skipped)
-            run.skip(more)
-            outputs = writer.write(checked, skipped=run.skipped)
-        run.record.set("outputs", outputs)
-        run.record.set("coverage", checked.coverage)
-    result = run.result
+
+
+def write_exports(run: LakeRun, plan: Plan, opts: Build06Options, *, encoder_sha256: str | None, echo: Echo) -> None:
+    """The legacy CSVs from the published warehouse, checked first; the run record lists them and the coverage."""
+    with run.record.timed("exports"), duckdb.connect(str(opts.lake.warehouse), read_only=True) as con:
+        writer = LegacyWriter(con, plan=plan, opts=opts, record=run.record, echo=echo, encoder_sha256=encoder_sha256)
+        checked, more = writer.check(run.skipped)
+        run.skip(more)
+        outputs = writer.write(checked, skipped=run.skipped)
+    run.record.set("outputs", outputs)
+    run.record.set("coverage", checked.coverage)
+
+
+def say_outcome(result: RunResult, plan: Plan, opts: Build06Options, *, echo: Echo) -> None:
     echo(f"build06: {result.record['outcome']}; run record {opts.lake.runs_dir / (result.run_id + '.json')}")
     if result.skipped:
         echo(
             f"  {len(result.skipped)} item(s) skipped, listed in {plan.outputs.partial_manifest} "
             f"and {result.record['partial_manifest']}"
         )
-    return result
+
+
+def run_build06(opts: Build06Options, echo: Echo) -> RunResult | None:
+    """Run the legacy step (exit code 0 complete, 2 partial; raises on failure); a dry run prints the plan
+    and returns None."""
+    plan = make_plan(opts)
+    if opts.dry_run:
+        echo(describe_plan(plan, opts))
+        return None
+    refuse_early(plan, opts)  # before touching anything
+    generate = opts.generate_missing_latents and plan.to_embed_count > 0
+    with lake_run(opts.lake, "build06", run_params(opts), allow_partial=opts.allow_partial) as run:
+        if not opts.generate_missing_latents:
+            run.skip(missing_latents(plan))
+        encoder = resolve_encoder(plan, opts) if generate else None
+        encoder_sha = file_sha256(encoder) if encoder else plan.encoder_sha256
+        run.record.count("planned_to_embed", plan.to_embed_count)
+        done = run_pipeline(legacy_pipeline(plan, opts, encoder=encoder), echo=echo, parent=run)
+        if done.build_failed:
+            raise done.failure()
+        write_exports(run, plan, opts, encoder_sha256=encoder_sha, echo=echo)
+    say_outcome(run.result, plan, opts, echo=echo)
+    return run.result

@@ -213,21 +213,23 @@ def _current(rows: pl.DataFrame, ledger: pa.Table, sha256: str | None) -> set[st
     return currency.current_snips(rows.to_arrow(), fingerprints, sha256=sha256, options=None)
 
 
-def make_plan(opts: Build06Options) -> Plan:
-    """Read df02, the legacy store's snip ids and (only to generate latents) the snip folders; write nothing."""
-    check_segment("model name", opts.model_name)
-    df02, skipped = read_df02(opts.dirs.df02, opts.experiments, sort=False)
-    frame = polars_frame(df02)
-    order = (
-        frame.select("snip_id", "experiment_date")
-        .with_row_index("df02_row")
-        .select("snip_id", "experiment_date", pl.col("df02_row").cast(pl.Int64))
-    )
-    experiments = sorted(set(frame["experiment_date"].to_list()))
-    latent_files = {e: p for e, p in list_latent_files(opts.data_root, opts.model_name).items() if e in experiments}
-    encoder = find_encoder(opts.data_root, opts.model_name)
-    generate = opts.generate_missing_latents
-    sha = encoder_sha256(opts, encoder) if generate else None
+@dataclass(frozen=True, kw_only=True)
+class _Coverage:
+    """Per experiment, what the legacy store covers of df02 and what generation would embed (make_plan's counts)."""
+
+    rows: dict[str, int]
+    usable: dict[str, int]
+    covered: dict[str, int]
+    missing: dict[str, list[str]]
+    to_embed: dict[str, int]
+    embedded_before: dict[str, int]
+    stored: pa.Table  # snip_id, experiment_date
+
+
+def _coverage(
+    opts: Build06Options, frame: pl.DataFrame, *, latent_files: dict[str, Path], sha: str | None
+) -> _Coverage:
+    """Read each experiment's store snip ids (one at a time) and, when generating, count what embed would run."""
     rows, usable, covered, missing, to_embed, before, stored = {}, {}, {}, {}, {}, {}, []
     known = set(frame["snip_id"].to_list())
     for (exp,), part in sorted(frame.partition_by("experiment_date", as_dict=True).items()):
@@ -242,60 +244,91 @@ def make_plan(opts: Build06Options) -> Plan:
         missing[exp] = lacking
         # every df02 row whose snip is readable gets a latent: the missing store files are generated (the legacy
         # step's "ensure missing morph_latents_<exp>.csv are created"), and so are the gaps of existing ones
-        if generate and opts.dirs.snip_dir(exp).is_dir():
-            # the same ledger ingest will write, so the plan's count is what embed then runs
-            # fingerprints (a read of every image) only where ONNX rows must be compared with them
-            embedded = _embedded_rows(opts.lake, opts.model_name, exp)
-            hashed = bool((embedded["source"] == "onnx").any())
-            ledger, _ = scan_snips(
-                opts.data_root, exp, known, previous=previous_ledger(opts.lake, exp), fingerprint=hashed
-            )
-            ledger = available(ledger)  # embed leaves out the snips whose image is gone
-            current = _current(embedded, ledger, sha)
-            imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
-            to_embed[exp] = sum(1 for s in imaged if s not in current)
-            before[exp] = len(imaged) - to_embed[exp]
-    reads = [opts.dirs.df02, *latent_files.values()]
-    train_order, train_columns = None, []
-    train_sets = opts.dirs.train_sets()
-    if opts.train_name and opts.train_name in train_sets:
-        reads.append(train_sets[opts.train_name])
-        train, _ = read_train(train_sets[opts.train_name], opts.train_name, sort=False)
-        train_columns = [c for c in train.column_names if c != "train_name"]
-        train_order = (
-            polars_frame(train.select(["snip_id"]))
-            .with_row_index("train_row")
-            .select("snip_id", pl.col("train_row").cast(pl.Int64))
-            .to_arrow()
-        )
-    if generate and missing:
-        reads += [opts.dirs.snip_dir(e) for e in missing]
-        if encoder.path is not None:
-            reads.append(encoder.path)
-    without_store = [e for e in experiments if e not in latent_files]
+        if opts.generate_missing_latents and opts.dirs.snip_dir(exp).is_dir():
+            to_embed[exp], before[exp] = _to_generate(opts, exp, known=known, store=store, sha=sha)
     stored_table = pa.table(
         {
             "snip_id": pa.array([s for s, _ in stored], pa.string()),
             "experiment_date": pa.array([e for _, e in stored], pa.string()),
         }
     )
-    return Plan(
-        experiments=experiments,
+    return _Coverage(
         rows=rows,
         usable=usable,
-        latent_files=latent_files,
         covered=covered,
         missing=missing,
         to_embed=to_embed,
         embedded_before=before,
+        stored=stored_table,
+    )
+
+
+def _to_generate(
+    opts: Build06Options, exp: str, *, known: set[str], store: set[str], sha: str | None
+) -> tuple[int, int]:
+    """(snips the embed step will run, missing snips the lake already embedded) of one experiment the store lacks."""
+    # the same ledger ingest will write, so the plan's count is what embed then runs
+    # fingerprints (a read of every image) only where ONNX rows must be compared with them
+    embedded = _embedded_rows(opts.lake, opts.model_name, exp)
+    hashed = bool((embedded["source"] == "onnx").any())
+    ledger, _ = scan_snips(opts.data_root, exp, known, previous=previous_ledger(opts.lake, exp), fingerprint=hashed)
+    ledger = available(ledger)  # embed leaves out the snips whose image is gone
+    current = _current(embedded, ledger, sha)
+    imaged = [s for s in ledger["snip_id"].to_pylist() if s not in store]
+    to_embed = sum(1 for s in imaged if s not in current)
+    return to_embed, len(imaged) - to_embed
+
+
+def _file_order(frame: pl.DataFrame, column: str, *, keys: list[str]) -> pa.Table:
+    """The key columns and each row's place in its file (`column`, int64)."""
+    return frame.select(keys).with_row_index(column).select(*keys, pl.col(column).cast(pl.Int64)).to_arrow()
+
+
+def _train_metadata(opts: Build06Options) -> tuple[Path | None, pa.Table | None, list[str]]:
+    """--train-name's training metadata: its file, its order (snip_id, train_row) and columns; none without it."""
+    train_sets = opts.dirs.train_sets()
+    if not (opts.train_name and opts.train_name in train_sets):
+        return None, None, []
+    path = train_sets[opts.train_name]
+    train, _ = read_train(path, opts.train_name, sort=False)
+    columns = [c for c in train.column_names if c != "train_name"]
+    return path, _file_order(polars_frame(train.select(["snip_id"])), "train_row", keys=["snip_id"]), columns
+
+
+def make_plan(opts: Build06Options) -> Plan:
+    """Read df02, the legacy store's snip ids and (only to generate latents) the snip folders; write nothing."""
+    check_segment("model name", opts.model_name)
+    df02, skipped = read_df02(opts.dirs.df02, opts.experiments, sort=False)
+    frame = polars_frame(df02)
+    experiments = sorted(set(frame["experiment_date"].to_list()))
+    latent_files = {e: p for e, p in list_latent_files(opts.data_root, opts.model_name).items() if e in experiments}
+    encoder = find_encoder(opts.data_root, opts.model_name)
+    generate = opts.generate_missing_latents
+    sha = encoder_sha256(opts, encoder) if generate else None
+    cover = _coverage(opts, frame, latent_files=latent_files, sha=sha)
+    train_file, train_order, train_columns = _train_metadata(opts)
+    reads = [opts.dirs.df02, *latent_files.values(), *([train_file] if train_file else [])]
+    if generate and cover.missing:
+        reads += [opts.dirs.snip_dir(e) for e in cover.missing]
+        if encoder.path is not None:
+            reads.append(encoder.path)
+    without_store = [e for e in experiments if e not in latent_files]
+    gaps = {e: latent_files[e] for e in cover.missing if e in latent_files}
+    return Plan(
+        experiments=experiments,
+        rows=cover.rows,
+        usable=cover.usable,
+        latent_files=latent_files,
+        covered=cover.covered,
+        missing=cover.missing,
+        to_embed=cover.to_embed,
+        embedded_before=cover.embedded_before,
         encoder=encoder,
         reads=reads,
-        outputs=plan_outputs(
-            opts, experiments, without_store, gaps={e: latent_files[e] for e in missing if e in latent_files}
-        ),
-        df02_order=order.to_arrow(),
+        outputs=plan_outputs(opts, experiments, without_store, gaps=gaps),
+        df02_order=_file_order(frame, "df02_row", keys=["snip_id", "experiment_date"]),
         df02_columns=frame.columns,
-        stored=stored_table,
+        stored=cover.stored,
         train_order=train_order,
         train_columns=train_columns,
         df02_skipped=skipped,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import duckdb
 import jinja2
 import numpy as np
 import plotly.graph_objects as go
@@ -20,6 +21,7 @@ from morphlake.common.extras import install_hint
 from morphlake.lake.files import write_atomic
 from morphlake.lake.layout import Lake
 from morphlake.report import analysis, charts
+from morphlake.report.analysis import Sample
 from morphlake.report.health import model_coverage, not_in_df02, read_runs, split_error
 from morphlake.report.lakedb import connect, require_model
 from morphlake.report.projection import project
@@ -107,36 +109,31 @@ def agreement_recipe(lake: Lake, model_name: str) -> dict:
     }
 
 
-def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
-    """(the page's HTML, a summary of what it shows)."""
-    require_model(lake, options.model_name)
-    start = time.perf_counter()
-    con = connect(lake)
-    coverage = model_coverage(con, lake, options.model_name)  # also makes the model_embeddings view
-    meta = con.execute(
+def page_facts(
+    con: duckdb.DuckDBPyConnection, lake: Lake, options: ReportOptions, *, coverage: dict, sample: Sample
+) -> dict:
+    """What the page says of the model, the lake and the warehouse, and its coverage section."""
+    rows, onnx_rows, weights, shas = con.execute(
         "select count(*), count(*) filter (where source = 'onnx'), list(distinct encoder_weights), "
         "list(distinct model_sha256) from model_embeddings"
     ).fetchall()[0]
-    rows, onnx_rows, weights, shas = meta
-    weights = sorted(w for w in weights if w)
-    sample = analysis.draw_sample(con, options.sample, seed=options.seed)
     dim = sample.z.shape[1] if len(sample) else len(analysis.z_mu_columns(con, "model_embeddings"))
-    nuisance = int(np.floor(dim * options.zn_frac))
-    page: dict = {
+    built = lake.warehouse.exists()
+    return {
         "model_name": options.model_name,
         "dim": dim,
-        "nuisance": nuisance,
+        "nuisance": int(np.floor(dim * options.zn_frac)),
         "lake": str(lake.root),
-        "warehouse": str(lake.warehouse) if lake.warehouse.exists() else None,
+        "warehouse": str(lake.warehouse) if built else None,
         "warehouse_built": time.strftime("%Y-%m-%d %H:%M", time.localtime(lake.warehouse.stat().st_mtime))
-        if lake.warehouse.exists()
+        if built
         else None,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "version": __version__,
         "rows": rows,
         "onnx_rows": onnx_rows,
         "legacy_rows": rows - onnx_rows,
-        "weights": weights,
+        "weights": sorted(w for w in weights if w),
         "shas": sorted(s for s in shas if s),
         "coverage": coverage,
         "lacking": [e["experiment_date"] for e in coverage["experiments"] if e["embedded"] == 0],
@@ -144,29 +141,36 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
         "sample_total": sample.total,
         "sample_size": len(sample),
         "options": options,
-        "charts": {},
+        "charts": {"coverage": chart_html(charts.coverage_figure(coverage["experiments"]), "coverage")},
     }
-    page["charts"]["coverage"] = chart_html(charts.coverage_figure(coverage["experiments"]), "coverage")
-    thumbs: dict[str, str] = {}
-    if len(sample) >= 2:
-        coords, about, axes = project(sample.z, options.method, seed=options.seed)
-        n = min(options.points, len(sample))
-        thumbs, unreadable = thumbnails(sample.snip_id[:n], sample.path[:n], options.thumbnails)
-        fig = charts.map_figure(
-            coords[:n],
-            sample.snip_id[:n],
-            sample.experiment[:n],
-            perturbations=sample.perturbation[:n],
-            stages=sample.stage[:n],
-            axes=axes,
-        )
-        page["charts"]["map"] = chart_html(fig, "map", extra_js=ON_CLICK)
-        page.update(map_points=n, map_axes=about, thumbs=len(thumbs), thumbs_unreadable=unreadable)
-        spread = analysis.dimension_spread(con)
-        r2 = analysis.stage_r2(sample.z, sample.stage)
-        eta2 = analysis.group_eta2(sample.z, sample.perturbation)
-        page["charts"]["dims"] = chart_html(charts.dimensions_figure(spread, r2, eta2, nuisance=nuisance), "dims")
-        page["blocks"] = analysis.block_summary(sample, nuisance)
+
+
+def add_map(page: dict, con: duckdb.DuckDBPyConnection, sample: Sample, *, options: ReportOptions) -> dict[str, str]:
+    """The embedding map and the dimensions section of a sample of two rows or more; returns the thumbnails."""
+    coords, about, axes = project(sample.z, options.method, seed=options.seed)
+    n = min(options.points, len(sample))
+    thumbs, unreadable = thumbnails(sample.snip_id[:n], sample.path[:n], options.thumbnails)
+    fig = charts.map_figure(
+        coords[:n],
+        sample.snip_id[:n],
+        sample.experiment[:n],
+        perturbations=sample.perturbation[:n],
+        stages=sample.stage[:n],
+        axes=axes,
+    )
+    page["charts"]["map"] = chart_html(fig, "map", extra_js=ON_CLICK)
+    page.update(map_points=n, map_axes=about, thumbs=len(thumbs), thumbs_unreadable=unreadable)
+    spread = analysis.dimension_spread(con)
+    r2 = analysis.stage_r2(sample.z, sample.stage)
+    eta2 = analysis.group_eta2(sample.z, sample.perturbation)
+    nuisance = page["nuisance"]
+    page["charts"]["dims"] = chart_html(charts.dimensions_figure(spread, r2, eta2, nuisance=nuisance), "dims")
+    page["blocks"] = analysis.block_summary(sample, nuisance)
+    return thumbs
+
+
+def add_agreement(page: dict, con: duckdb.DuckDBPyConnection, lake: Lake, *, options: ReportOptions) -> int:
+    """The legacy store vs ONNX section (or the recipe for it); returns how many snips it compares."""
     agree = analysis.agreement(con, lake, options.model_name, against=options.against)
     page["agreement"] = agree
     page["recipe"] = agreement_recipe(lake, options.model_name)
@@ -178,30 +182,52 @@ def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
             "median": float(np.median(agree.cosines)),
             "below_099": int((agree.cosines < 0.99).sum()),
         }
+    return agree.count
+
+
+def add_runs(page: dict, lake: Lake) -> None:
+    """The run history: every run, the items skipped, and (with embed runs) their speed."""
     runs = read_runs(lake)
     page["runs"] = run_rows(runs)
     page["skipped"], page["skipped_total"] = skipped_rows(runs)
     if any(r.get("command") == "embed" for r in runs):
         page["charts"]["runs"] = chart_html(charts.runs_figure(runs), "runs")
-    page["elapsed_s"] = round(time.perf_counter() - start, 2)
+
+
+def render(page: dict, thumbs: dict[str, str]) -> str:
+    """The page's HTML: the template with Plotly's JS and the thumbnails inlined."""
     template = jinja2.Environment(autoescape=True).from_string(
         resources.files("morphlake.report").joinpath("report.html.j2").read_text()
     )
-    html = template.render(
+    return template.render(
         page=page,
         plotly_js=get_plotlyjs(),
         thumbs_json=json.dumps(thumbs).replace("</", "<\\/"),
     )
+
+
+def build_report(lake: Lake, options: ReportOptions) -> tuple[str, dict]:
+    """(the page's HTML, a summary of what it shows)."""
+    require_model(lake, options.model_name)
+    start = time.perf_counter()
+    con = connect(lake)
+    coverage = model_coverage(con, lake, options.model_name)  # also makes the model_embeddings view
+    sample = analysis.draw_sample(con, options.sample, seed=options.seed)
+    page = page_facts(con, lake, options, coverage=coverage, sample=sample)
+    thumbs = add_map(page, con, sample, options=options) if len(sample) >= 2 else {}
+    compared = add_agreement(page, con, lake, options=options)
+    add_runs(page, lake)
+    page["elapsed_s"] = round(time.perf_counter() - start, 2)
     summary = {
         "model_name": options.model_name,
-        "rows": rows,
+        "rows": page["rows"],
         "sample": len(sample),
         "map_points": page.get("map_points", 0),
         "thumbnails": len(thumbs),
-        "agreement_snips": agree.count,
+        "agreement_snips": compared,
         "charts": len(page["charts"]),
     }
-    return html, summary
+    return render(page, thumbs), summary
 
 
 def write_report(lake: Lake, output: Path, options: ReportOptions) -> dict:

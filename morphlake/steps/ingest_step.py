@@ -17,14 +17,16 @@ from morphlake.errors import MorphlakeError
 from morphlake.ingest import read_df02, read_latent_store, read_train, scan_snips
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
+from morphlake.lake.arrays import string_array
 from morphlake.lake.data_root import DataRoot
-from morphlake.lake.embeddings_table import conform, merge, partition_dim
+from morphlake.lake.embeddings_table import merge, partition_dim
 from morphlake.lake.embeddings_table import model_latent_dim as lake_latent_dim
 from morphlake.lake.layout import Lake, read_part
 from morphlake.lake.publish import Transaction
 from morphlake.lake.runs import RunRecord
 from morphlake.lake.snip_ledger import available
-from morphlake.steps.lifecycle import RunResult, lake_run
+from morphlake.steps.embedding_rows import Provenance, embedding_rows
+from morphlake.steps.lifecycle import LakeRun, RunResult, lake_run
 
 log = logging.getLogger("morphlake")
 
@@ -69,18 +71,16 @@ def _stage_latents(
         styles[experiment] = style
         _note_zero_norm(table, experiment, record)
         n = table.num_rows
-        table = table.append_column("model_name", pa.array([model_name] * n, pa.string()))
-        table = table.append_column("source", pa.array(["legacy_csv"] * n, pa.string()))
-        table = table.append_column("run_id", pa.array([run_id] * n, pa.string()))
         table = table.append_column(
-            "image_fingerprint", pa.array([fingerprints.get(s) for s in table["snip_id"].to_pylist()], pa.string())
+            "image_fingerprint", string_array([fingerprints.get(s) for s in table["snip_id"].to_pylist()])
         )
         where = f"embeddings/model_name={model_name}/experiment_date={experiment}"
         existing = txn.current("embeddings", {"model_name": model_name, "experiment_date": experiment})
         if existing is not None:
             # The store is re-read in full: drop old legacy rows, keep onnx rows the store does not cover.
             existing = existing.filter(pc.not_equal(existing["source"], "legacy_csv"))
-        new = conform(table, partition_dim(table))
+        provenance = Provenance(model_name=model_name, source="legacy_csv", run_id=run_id)
+        new = embedding_rows(table, provenance, dim=partition_dim(table))
         kept = _store_rows_already_embedded(existing, new)
         if kept:  # a store file build06 generated from these rows: keep their provenance
             new = new.filter(pc.invert(pc.is_in(new["snip_id"], value_set=pa.array(sorted(kept), pa.string()))))
@@ -248,6 +248,68 @@ def _retire_gone_experiments(txn: Transaction, lake: Lake, exps: list[str], *, r
         record.set("df02_removed_experiments", gone)
 
 
+def _stage_df02(run: LakeRun, root: Path, *, experiments: list[str] | None) -> pa.Table:
+    """df02 read and staged, one partition per experiment; the run record lists the experiments."""
+    with run.record.timed("read_df02"):
+        df02, skipped = read_df02(DataRoot.at(root).df02, experiments)
+    run.skip(skipped)
+    exps = sorted(set(df02["experiment_date"].to_pylist()))
+    run.record.set("experiments", exps)
+    run.record.count("df02_rows", df02.num_rows)
+    for exp in exps:
+        part = df02.filter(pc.equal(df02["experiment_date"], exp))
+        run.txn.stage("df02", {"experiment_date": exp}, part, expected_rows=part.num_rows)
+    return df02
+
+
+def _snips_by_experiment(df02: pa.Table) -> dict[str, set[str]]:
+    """experiment -> its df02 snip ids."""
+    known: dict[str, set[str]] = {}
+    for snip, exp in zip(df02["snip_id"].to_pylist(), df02["experiment_date"].to_pylist()):
+        known.setdefault(exp, set()).add(snip)
+    return known
+
+
+def _stage_train(run: LakeRun, root: Path) -> None:
+    """Every training set's metadata, staged; a whole file that cannot be used is skipped in partial mode."""
+    with run.record.timed("read_train"):
+        for name, path in DataRoot.at(root).train_sets().items():
+            try:
+                table, bad = read_train(path, name)
+            except InputError as exc:
+                run.skip([Skipped("train", name, str(path), str(exc).replace("\n  hint:", ";"))])
+                continue
+            run.skip(bad)
+            run.txn.stage("train", {"train_name": name}, table, expected_rows=table.num_rows)
+            run.record.count(f"train_rows:{name}", table.num_rows)
+
+
+def _ledger_or_fingerprints(
+    run: LakeRun, dirs: DataRoot, *, known: dict[str, set[str]], scan_images: bool, retire_missing: bool
+) -> dict[str, str]:
+    """The snip folders scanned into the ledger, or (metadata only) the ledger left as it is; either way the
+    fingerprints of the df02 snips (snip_id -> fingerprint)."""
+    exps = sorted(known)
+    snips_mounted = dirs.snips.is_dir()
+    if scan_images and not snips_mounted and not dirs.latent_embeddings.is_dir():
+        raise MorphlakeError(
+            f"the data root {dirs.data} has neither {SNIP_SUBDIR}/ nor analysis/latent_embeddings/",
+            "check --data-root (or MORPHSEQ_DATA_ROOT); to ingest df02 and the training "
+            "metadata alone, pass --no-snips",
+        )
+    if scan_images and snips_mounted:
+        with run.record.timed("scan_snips"):
+            fingerprints, bad = _scan_ledger(
+                run.txn, run.lake, dirs.data, exps=exps, known=known, record=run.record, retire_missing=retire_missing
+            )
+        run.skip(bad)
+        return fingerprints
+    why = "asked not to scan images" if not scan_images else f"no snip folder {dirs.snips}"
+    (log.info if not scan_images else log.warning)("metadata only (%s): the snip ledger is left as it is", why)
+    run.record.set("snips", f"not scanned: {why}")
+    return ledger_fingerprints(run.lake, exps)
+
+
 def run_ingest(
     lake: Lake,
     root: Path,
@@ -276,63 +338,24 @@ def run_ingest(
         "scan_images": scan_images,
         "retire_missing": retire_missing,
     }
-
-    def body(txn: Transaction, record: RunRecord) -> list[Skipped]:
-        with record.timed("read_df02"):
-            df02, skipped = read_df02(DataRoot.at(root).df02, experiments)
-        exps = sorted(set(df02["experiment_date"].to_pylist()))
-        record.set("experiments", exps)
-        record.count("df02_rows", df02.num_rows)
-        known: dict[str, set[str]] = {}  # experiment -> its df02 snip ids
-        for snip, exp in zip(df02["snip_id"].to_pylist(), df02["experiment_date"].to_pylist()):
-            known.setdefault(exp, set()).add(snip)
-        for exp in exps:
-            part = df02.filter(pc.equal(df02["experiment_date"], exp))
-            txn.stage("df02", {"experiment_date": exp}, part, expected_rows=part.num_rows)
-        with record.timed("read_train"):
-            for name, path in DataRoot.at(root).train_sets().items():
-                try:
-                    table, bad = read_train(path, name)
-                except InputError as exc:  # a whole file that cannot be used: skipped in partial mode
-                    skipped.append(Skipped("train", name, str(path), str(exc).replace("\n  hint:", ";")))
-                    continue
-                skipped += bad
-                txn.stage("train", {"train_name": name}, table, expected_rows=table.num_rows)
-                record.count(f"train_rows:{name}", table.num_rows)
+    with lake_run(lake, "ingest", params, allow_partial=allow_partial) as run:
+        known = _snips_by_experiment(_stage_df02(run, root, experiments=experiments))
+        _stage_train(run, root)
         if not experiments:
-            _retire_gone_experiments(txn, lake, exps, record=record)
-        dirs = DataRoot.at(root, data_root)
-        snips_mounted = dirs.snips.is_dir()
-        if scan_images and not snips_mounted and not dirs.latent_embeddings.is_dir():
-            raise MorphlakeError(
-                f"the data root {data_root} has neither {SNIP_SUBDIR}/ nor analysis/latent_embeddings/",
-                "check --data-root (or MORPHSEQ_DATA_ROOT); to ingest df02 and the training "
-                "metadata alone, pass --no-snips",
-            )
-        if scan_images and snips_mounted:
-            with record.timed("scan_snips"):
-                fingerprints, bad = _scan_ledger(
-                    txn, lake, data_root, exps=exps, known=known, record=record, retire_missing=retire_missing
-                )
-            skipped += bad
-        else:
-            why = "asked not to scan images" if not scan_images else f"no snip folder {dirs.snips}"
-            (log.info if not scan_images else log.warning)("metadata only (%s): the snip ledger is left as it is", why)
-            record.set("snips", f"not scanned: {why}")
-            fingerprints = ledger_fingerprints(lake, exps)
-        with record.timed("read_latents"):
-            skipped += _stage_latents(
-                txn,
+            _retire_gone_experiments(run.txn, lake, sorted(known), record=run.record)
+        fingerprints = _ledger_or_fingerprints(
+            run, DataRoot.at(root, data_root), known=known, scan_images=scan_images, retire_missing=retire_missing
+        )
+        with run.record.timed("read_latents"):
+            latents = _stage_latents(
+                run.txn,
                 lake,
-                record.run_id,
+                run.run_id,
                 model_name=model_name,
                 data_root=data_root,
-                experiments=exps,
+                experiments=sorted(known),
                 fingerprints=fingerprints,
-                record=record,
+                record=run.record,
             )
-        return skipped
-
-    with lake_run(lake, "ingest", params, allow_partial=allow_partial) as run:
-        run.skip(body(run.txn, run.record))
+        run.skip(latents)
     return run.result

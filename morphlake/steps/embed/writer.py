@@ -12,9 +12,10 @@ import pyarrow as pa
 from morphlake.common.zcolumns import z_columns
 from morphlake.embed import EmbeddedBatch, Encoder
 from morphlake.lake.arrays import numeric_array, string_array
-from morphlake.lake.embeddings_table import conform, merge, read_partition
+from morphlake.lake.embeddings_table import merge, read_partition
 from morphlake.lake.layout import Lake
 from morphlake.lake.publish import Transaction
+from morphlake.steps.embedding_rows import Provenance, embedding_rows
 
 log = logging.getLogger("morphlake")
 
@@ -60,24 +61,23 @@ class PartitionWriter:
     def _table(self, exp: str, parts: list[tuple[list[str], list[str], np.ndarray]]) -> pa.Table:
         info, dim = self.info, self.info.latent_dim
         n = sum(len(ids) for ids, _, _ in parts)
-        constants = {
-            "experiment_date": exp,
-            "model_name": info.model_name,
-            "source": "onnx",
-            "encoder_weights": info.weights,
-            "model_sha256": info.source_sha256,
-            "embed_options": self.options,
-            "run_id": self.run_id,
-        }
         columns = {
             "snip_id": string_array([s for ids, _, _ in parts for s in ids]),
+            "experiment_date": string_array([exp] * n),
             "image_fingerprint": string_array([f for _, fps, _ in parts for f in fps]),
-            **{name: string_array([value] * n) for name, value in constants.items()},
         }
         z = np.asfortranarray(np.concatenate([rows for _, _, rows in parts]), dtype=np.float32)
         for j, name in enumerate(z_columns(dim)):
             columns[name] = numeric_array(z[:, j])
-        return conform(pa.Table.from_arrays(list(columns.values()), names=list(columns)), dim)
+        provenance = Provenance(
+            model_name=info.model_name,
+            source="onnx",
+            run_id=self.run_id,
+            encoder_weights=info.weights,
+            model_sha256=info.source_sha256,
+            embed_options=self.options,
+        )
+        return embedding_rows(pa.Table.from_arrays(list(columns.values()), names=list(columns)), provenance, dim=dim)
 
     def _done(self, exp: str, count: int) -> None:
         self.remaining[exp] -= count
