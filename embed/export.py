@@ -64,7 +64,7 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in state.items()}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportedEncoder:
     """A verified encoder built from a state dict: the ONNX model (the caller writes it), its name and how
     closely it matches the PyTorch reference."""

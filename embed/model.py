@@ -7,7 +7,7 @@ import functools
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +55,14 @@ def _preload_cuda_libraries() -> None:
         log.debug("onnxruntime.preload_dlls() did not load the CUDA libraries: %s", exc)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderInfo:
     """What an encoder file says about itself."""
 
     path: Path
     sha256: str
     model_name: str
+    _: KW_ONLY
     latent_dim: int
     zn_frac: float
     nuisance_dims: int
@@ -177,13 +178,13 @@ class Encoder:
             self.path,
             sha,
             props["model_name"],
-            dim,
-            zn_frac,
-            nuisance,
-            props["weights"],
-            props.get("precision", "fp32"),
-            props.get("derived_from_sha256", sha),
-            props,
+            latent_dim=dim,
+            zn_frac=zn_frac,
+            nuisance_dims=nuisance,
+            weights=props["weights"],
+            precision=props.get("precision", "fp32"),
+            source_sha256=props.get("derived_from_sha256", sha),
+            metadata=props,
         )
 
     def _checked(

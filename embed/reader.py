@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -135,6 +135,7 @@ class DecodedBatch:
     refs: list[SnipRef]
     fingerprints: list[str]
     pixels: np.ndarray
+    _: KW_ONLY
     failures: list[tuple[SnipRef, str]] = field(default_factory=list)
     decode_s: float = 0.0
 

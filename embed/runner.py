@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 import numpy as np
 
@@ -14,13 +14,14 @@ from morphlake.embed.model import Encoder
 from morphlake.embed.reader import DecodedBatch, SnipRef, chunks, decode_batches, decode_chunk, ordered_map
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbeddedBatch:
     """Embeddings of the snips of one batch that decoded, and the ones that did not."""
 
     refs: list[SnipRef]
     fingerprints: list[str]
     z_mu: np.ndarray
+    _: KW_ONLY
     z_logvar: np.ndarray
     failures: list[tuple[SnipRef, str]] = field(default_factory=list)
     decode_s: float = 0.0  # CPU seconds spent decoding (in the worker threads)
@@ -45,22 +46,31 @@ def _embed(encoder: Encoder, pixels, rows: int) -> tuple[np.ndarray, np.ndarray]
     return mu[:rows], logvar[:rows]
 
 
+def _embedded(batch: DecodedBatch, z: tuple[np.ndarray, np.ndarray], *, waited: float, since: float) -> EmbeddedBatch:
+    """The batch's snips with their means and log-variances, and its timings (the encoder's from `since`)."""
+    return EmbeddedBatch(
+        batch.refs,
+        batch.fingerprints,
+        z[0],
+        z_logvar=z[1],
+        failures=batch.failures,
+        decode_s=batch.decode_s,
+        wait_s=waited,
+        infer_s=time.perf_counter() - since,
+    )
+
+
 def embed_decoded(batch: DecodedBatch, encoder: Encoder, waited: float = 0.0) -> EmbeddedBatch:
     """Run the encoder on one decoded batch (padding included) and keep the rows of its snips."""
     start = time.perf_counter()
-    mu, logvar = _embed(encoder, batch.pixels, batch.n)
-    return EmbeddedBatch(
-        batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited, time.perf_counter() - start
-    )
+    return _embedded(batch, _embed(encoder, batch.pixels, batch.n), waited=waited, since=start)
 
 
 def embed_prepared(batch: PreparedBatch, encoder: Encoder, gpu: GpuDecoder, *, waited: float = 0.0) -> EmbeddedBatch:
     """--decode gpu: decode the batch's JPEGs on the GPU, resize them there and run the encoder on the result."""
     start = time.perf_counter()
     pixels = gpu.pixels(batch)  # first: a row it cannot decode leaves the batch
-    mu, logvar = _embed(encoder, pixels, batch.n)
-    elapsed = time.perf_counter() - start
-    return EmbeddedBatch(batch.refs, batch.fingerprints, mu, logvar, batch.failures, batch.decode_s, waited, elapsed)
+    return _embedded(batch, _embed(encoder, pixels, batch.n), waited=waited, since=start)
 
 
 def embed_snips(
@@ -95,8 +105,7 @@ def embed_snips(
             name="embed",
         )
         for batch, waited in _waited(jobs):
-            batch.wait_s = waited
-            yield batch
+            yield replace(batch, wait_s=waited)
     else:
         for batch, waited in _waited(decode_batches(snips, batch_size, workers, reduced=reduced)):
             yield embed_decoded(batch, encoder, waited)

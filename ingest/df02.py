@@ -77,7 +77,9 @@ def read_metadata_table(
             except InputError as exc:
                 problems.setdefault(i, []).append(str(exc).splitlines()[0])
     skipped = [
-        Skipped(what, str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", "; ".join(reasons))
+        Skipped(
+            what, str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", reason="; ".join(reasons)
+        )
         for i, reasons in sorted(problems.items())
     ]
     keep = ~pl.Series(range(raw.height)).is_in(list(problems))

@@ -109,6 +109,22 @@ def read_latent_file(
         pl.col("snip_id").is_null().alias("blank"),
         pl.col("snip_id").is_duplicated().alias("dup"),
     )
+    skipped = _skipped_rows(bad, typed, raw, path=path, rename=rename)
+    keep = ~(bad["bad"] | bad["blank"] | bad["dup"])
+    absent = [pl.lit(None, pl.Float32).alias(c) for c in z_columns(dim) if c not in zs]
+    out = (
+        typed.filter(keep)
+        .with_columns(pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming"), *absent)
+        .select("snip_id", "experiment_date", "z_naming", *z_columns(dim))
+    )
+    return to_arrow(out.sort("snip_id")), style, skipped
+
+
+def _skipped_rows(
+    bad: pl.DataFrame, typed: pl.DataFrame, raw: pl.DataFrame, *, path: Path, rename: dict[str, str]
+) -> list[Skipped]:
+    """The rows read_latent_file leaves out (flags in `bad`: bad, blank, dup), each with its reasons."""
+    zs = [c for c in typed.columns if c != "snip_id"]
     skipped = []
     for i, (is_bad, blank, dup) in enumerate(bad.iter_rows()):
         if not (is_bad or blank or dup):
@@ -126,17 +142,13 @@ def read_latent_file(
             reasons.append("snip_id appears more than once in the file")
         skipped.append(
             Skipped(
-                "latents", str(typed["snip_id"][i] or f"row {i + 1}"), f"{path}, data row {i + 1}", "; ".join(reasons)
+                "latents",
+                str(typed["snip_id"][i] or f"row {i + 1}"),
+                f"{path}, data row {i + 1}",
+                reason="; ".join(reasons),
             )
         )
-    keep = ~(bad["bad"] | bad["blank"] | bad["dup"])
-    absent = [pl.lit(None, pl.Float32).alias(c) for c in z_columns(dim) if c not in zs]
-    out = (
-        typed.filter(keep)
-        .with_columns(pl.lit(experiment).alias("experiment_date"), pl.lit(style).alias("z_naming"), *absent)
-        .select("snip_id", "experiment_date", "z_naming", *z_columns(dim))
-    )
-    return to_arrow(out.sort("snip_id")), style, skipped
+    return skipped
 
 
 def _finite(value) -> bool:
@@ -175,5 +187,5 @@ def read_latent_store(
                 experiment,
                 None,
                 None,
-                [Skipped("latents", experiment, str(path), str(exc).replace("\n  hint:", ";"))],
+                [Skipped("latents", experiment, str(path), reason=str(exc).replace("\n  hint:", ";"))],
             )

@@ -94,7 +94,7 @@ def scan_snips(
                 raise _LeftOut(f"is a second file for the same snip as {seen[snip_id]}; keep one of the two")
             stat, header = _checked_header(path, real)
         except _LeftOut as why:
-            skipped.append(Skipped("snips", snip_id, str(path), str(why)))
+            skipped.append(Skipped("snips", snip_id, str(path), reason=str(why)))
             continue
         seen[snip_id] = path.name
         prints = _fingerprint(real, stat, (previous or {}).get(str(path), {}), compute=fingerprint)

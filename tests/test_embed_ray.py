@@ -1,6 +1,7 @@
 """`morphlake embed --engine ray` on the session's local Ray instance: the same lake as the local engine, value
 for value; incremental runs, --experiments, strict and partial runs as locally; CUDA refused without a GPU."""
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -157,8 +158,9 @@ def test_an_error_in_an_actor_reaches_the_driver_as_the_named_error(ingested, en
 
     encoder = Encoder(encoder_path, device="cpu")
     plans = plan_embedding(Lake.at(ingested), encoder.info, None, value=None)
-    encoder.info.sha256 = "0" * 64  # as if the nodes saw another file at the model's path
-    run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, 1, {"CPU": 2}, batch_size=64)
+    # as if the nodes saw another file at the model's path
+    encoder.info = dataclasses.replace(encoder.info, sha256="0" * 64)
+    run = RayRun("the test's Ray instance", "cpu", {"num_cpus": 1}, actors=1, resources={"CPU": 2}, batch_size=64)
     with pytest.raises(EncoderFileError, match="is not the encoder the driver loaded") as raised:
         options = EmbedOptions(engine="ray")
         list(stream(plans, options, run, actor=actor_arguments(encoder, options, run)))

@@ -204,7 +204,7 @@ def test_pca_and_the_explained_shares_on_known_data():
     z[:, 5] += np.array([{"wt": 0.0, "atf6": 1.0, "tbxta": -1.0}[p] for p in pert])  # biological dim 5: perturbation
     r2, eta2 = stage_r2(z, stage), group_eta2(z, pert)
     assert r2[0] > 0.99 and eta2[5] > 0.99 and r2[5] < 0.01 and eta2[0] < 0.01 and r2[3] < 0.01
-    sample = Sample(n, [str(i) for i in range(n)], ["e"] * n, pert, stage, [None] * n, z)
+    sample = Sample(n, [str(i) for i in range(n)], ["e"] * n, perturbation=pert, stage=stage, path=[None] * n, z=z)
     nuisance, bio = block_summary(sample, nuisance_dims=2)
     assert (nuisance["block"], nuisance["dims"], bio["dims"]) == ("nuisance", "0-1", "2-9")
     assert nuisance["stage_r2"] > 0.95 and bio["perturbation_eta2"] > 0.95

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +38,7 @@ class MacroSchema:
     macro: str
     about: str
     schema: pa.Schema
+    _: KW_ONLY
     extends: str = ""
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,7 @@ class Skipped:
     table: str
     item: str
     where: str
+    _: KW_ONLY
     reason: str
 
     def to_dict(self) -> dict:

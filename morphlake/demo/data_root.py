@@ -6,7 +6,7 @@ import filecmp
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class DemoSpec:
     seed: int = 0
     embryos: int = 4  # per experiment
     timepoints: int = 5  # snips per embryo
+    _: KW_ONLY
     experiments: int = 3  # how many of DEMO_EXPERIMENTS (1..3); extra ones are numbered
 
 

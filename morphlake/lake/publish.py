@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,13 +19,14 @@ from morphlake.lake.layout import PART_FILE, Lake, read_part, write_part
 VOLATILE_COLUMNS = ("run_id",)  # differ between runs without the data changing
 
 
-@dataclass
+@dataclass(frozen=True)
 class Staged:
     """One staged partition file and where it will be published."""
 
     table: str
     keys: dict[str, str]
     staged: Path
+    _: KW_ONLY
     target: Path
     rows: int
 
@@ -104,7 +105,7 @@ class Transaction:
         if written != data.num_rows:
             raise MorphlakeError(f"{what}: wrote {written} rows of {data.num_rows}", "check free disk space and re-run")
         crash_point("stage")
-        item = Staged(table, dict(keys), staged, target, data.num_rows)
+        item = Staged(table, dict(keys), staged, target=target, rows=data.num_rows)
         self.staged = [s for s in self.staged if s.target != target] + [item]
         return item
 

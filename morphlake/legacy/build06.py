@@ -30,13 +30,14 @@ def missing_latents(plan: Plan) -> list[Skipped]:
     """Without generation: one item per experiment with no store file, and per df02 snip an existing store file
     lacks."""
     items = [
-        Skipped("latents", exp, "legacy latent store", "experiment has no latents in the legacy store")
+        Skipped("latents", exp, "legacy latent store", reason="experiment has no latents in the legacy store")
         for exp in plan.experiments_without_latents
     ]
     for exp, snips in plan.missing.items():
         if exp in plan.latent_files:
             items += [
-                Skipped("latents", s, str(plan.latent_files[exp]), "no latents in the legacy store") for s in snips
+                Skipped("latents", s, str(plan.latent_files[exp]), reason="no latents in the legacy store")
+                for s in snips
             ]
     return items
 

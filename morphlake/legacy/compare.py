@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -16,7 +16,7 @@ FLOAT32, FLOAT64 = "float32", "float64"
 FLOAT32_DIGITS = 9  # significant digits that write any float32 so that it reads back the same
 
 
-@dataclass
+@dataclass(frozen=True)
 class Side:
     """One file read for comparing: its key and flat z columns, and the precision its z values were written in."""
 
@@ -25,11 +25,12 @@ class Side:
     written: str  # how the precision was found, e.g. "Parquet float32 columns"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     old_rows: int
     new_rows: int
     only_old: list[str]
+    _: KW_ONLY
     only_new: list[str]
     z_max_abs_diff: dict[str, float]  # flat z name -> largest |old - new| over shared rows
     z_only_old: list[str] = field(default_factory=list)
@@ -138,13 +139,13 @@ def compare(old_path: Path, new_path: Path, key: str = "snip_id") -> Comparison:
         old.height,
         new.height,
         sorted(old_ids - new_ids),
-        sorted(new_ids - old_ids),
-        diffs,
-        [c for c in z_old if c not in z_new],
-        [c for c in z_new if c not in z_old],
-        worst,
-        precision,
-        (f"{sides[0].written}: {sides[0].precision}", f"{sides[1].written}: {sides[1].precision}"),
+        only_new=sorted(new_ids - old_ids),
+        z_max_abs_diff=diffs,
+        z_only_old=[c for c in z_old if c not in z_new],
+        z_only_new=[c for c in z_new if c not in z_old],
+        worst=worst,
+        precision=precision,
+        written=(f"{sides[0].written}: {sides[0].precision}", f"{sides[1].written}: {sides[1].precision}"),
     )
 
 

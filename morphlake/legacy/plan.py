@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -27,13 +27,14 @@ SIDECAR_SUFFIX = ".meta.json"
 PARTIAL_SUFFIX = ".partial.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Build06Options:
     """Every build06 flag, as the legacy step took them."""
 
     root: Path
     data_root: Path
     model_name: str
+    _: KW_ONLY
     lake: Lake
     experiments: list[str] | None = None
     generate_missing_latents: bool = False
@@ -49,20 +50,21 @@ class Build06Options:
         return DataRoot.at(self.root, self.data_root)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderSource:
     kind: str  # onnx | state_dict | none
     path: Path | None
     detail: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class LegacyOutputs:
     """The files build06 writes in the user's folders (never replaced without --overwrite)."""
 
     df03: Path
     train: Path | None = None  # with --train-name
     copies: dict[str, Path] = field(default_factory=dict)  # experiment -> df03_<exp>.csv
+    _: KW_ONLY
     store: dict[str, Path] = field(default_factory=dict)  # experiment -> generated morph_latents_<exp>.csv
     # experiment -> its existing store file, which gets the latents generated for its gaps appended (--overwrite)
     completed: dict[str, Path] = field(default_factory=dict)
@@ -88,7 +90,7 @@ class LegacyOutputs:
         ]
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Plan:
     """What build06 will read, run and write (make_plan; `--dry-run` prints it)."""
 
@@ -136,17 +138,21 @@ def plan_outputs(
     """The legacy files this run writes (and must not replace without --overwrite); `gaps`: the store files that
     lack df02 rows."""
     dirs = opts.dirs
-    outputs = LegacyOutputs(dirs.df03)
+    train = None
     if opts.train_name:
         check_segment("training set name", opts.train_name)
-        outputs.train = dirs.train_with_embeddings(opts.train_name)
-    if opts.export_analysis_copies:
-        outputs.copies = {exp: dirs.analysis_copy(opts.model_name, exp) for exp in experiments}
-    if opts.generate_missing_latents:
-        outputs.store = {exp: dirs.store_file(opts.model_name, exp) for exp in without_store}
-        if opts.overwrite:  # the lab's files: completed only when asked to replace files
-            outputs.completed = dict(gaps)
-    return outputs
+        train = dirs.train_with_embeddings(opts.train_name)
+    generated = opts.generate_missing_latents
+    return LegacyOutputs(
+        dirs.df03,
+        train,
+        copies={exp: dirs.analysis_copy(opts.model_name, exp) for exp in experiments}
+        if opts.export_analysis_copies
+        else {},
+        store={exp: dirs.store_file(opts.model_name, exp) for exp in without_store} if generated else {},
+        # the lab's files: completed only when asked to replace files
+        completed=dict(gaps) if generated and opts.overwrite else {},
+    )
 
 
 def find_encoder(data_root: Path, model_name: str) -> EncoderSource:

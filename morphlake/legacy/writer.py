@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import duckdb
@@ -49,6 +49,7 @@ class Checked:
     coverage: dict
     df03_rows: int
     missing: list[Skipped]  # df02 rows still without latents
+    _: KW_ONLY
     generated: list[str]  # experiments whose new store file is written
     filled: dict[str, list[str]]  # experiment -> the snips its store file lacked that df03 now has
 
@@ -108,7 +109,7 @@ class LegacyWriter:
                 f"df03 has {bad} row(s) with non-finite z values; no legacy file was written",
                 "find them with the dbt test finite_values_df03_z_ and re-embed or fix the store",
             )
-        return Checked(coverage, df03_rows, missing, generated, filled), more
+        return Checked(coverage, df03_rows, missing, generated=generated, filled=filled), more
 
     def write(self, checked: Checked, *, skipped: list[Skipped]) -> dict[str, int]:
         """Every legacy file, the partial manifest when `skipped` has items, and the sidecar; returns the rows of
@@ -243,7 +244,7 @@ class LegacyWriter:
 
 def still_missing(con: duckdb.DuckDBPyConnection) -> list[Skipped]:
     rows = con.sql(missing_sql()).fetchall()
-    return [Skipped("df03", snip, exp, "df02 row without latents") for exp, snip in rows]
+    return [Skipped("df03", snip, exp, reason="df02 row without latents") for exp, snip in rows]
 
 
 def report_coverage(con, echo) -> tuple[dict, int]:
@@ -299,7 +300,7 @@ def store_files_to_write(con, plan: Plan) -> tuple[list[str], list[Skipped]]:
                     "latents",
                     exp,
                     str(target),
-                    f"store file not written: {plan.rows[exp] - have} "
+                    reason=f"store file not written: {plan.rows[exp] - have} "
                     f"of {plan.rows[exp]} df02 rows have no embedding (listed here)",
                 )
             )

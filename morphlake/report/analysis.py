@@ -3,7 +3,7 @@ and perturbation explain per z dimension, and the agreement of legacy-store rows
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import duckdb
 import numpy as np
@@ -14,13 +14,14 @@ from morphlake.report.lakedb import has_files, literal, model_names, model_view,
 PERTURBATION, STAGE = "short_pert_name", "predicted_stage_hpf"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sample:
     """A seeded sample of df03's rows (df02 snips with an embedding of the model): ids, metadata and z_mu."""
 
     total: int  # rows it was drawn from
     snip_id: list[str]
     experiment: list[str]
+    _: KW_ONLY
     perturbation: list[str]
     stage: np.ndarray  # float, nan where unknown
     path: list[str | None]
@@ -130,13 +131,14 @@ def block_summary(sample: Sample, nuisance_dims: int) -> list[dict]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Agreement:
     """Legacy-store rows of a model against ONNX rows of the same snips (from `against`)."""
 
     against: str | None
     candidates: list[str]
     count: int
+    _: KW_ONLY
     cosines: np.ndarray
     worst: list[tuple]  # (snip_id, experiment_date, cosine, largest |difference|)
 
@@ -168,7 +170,7 @@ def agreement(
     candidates = agreement_candidates(con, lake, model_name, width=len(zs))
     against = against or (candidates[0] if candidates else None)
     if against is None:
-        return Agreement(None, candidates, 0, np.zeros(0), [])
+        return Agreement(None, candidates, 0, cosines=np.zeros(0), worst=[])
     model_view(con, lake, against, name="other_embeddings")
     dim = len(zs)
 
@@ -187,4 +189,4 @@ def agreement(
     )
     cosines = con.execute("select cosine from agreement").fetchnumpy()["cosine"].astype(np.float64)
     rows = con.execute(f"select * from agreement order by cosine, snip_id limit {int(worst)}").fetchall()
-    return Agreement(against, candidates, len(cosines), cosines, rows)
+    return Agreement(against, candidates, len(cosines), cosines=cosines, worst=rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class ReportOptions:
     model_name: str
     sample: int = 20_000  # rows drawn for the map's projection and the dimension analysis
     points: int = 5_000  # of those, plotted on the map
+    _: KW_ONLY
     thumbnails: int = 300  # of those, with an image embedded
     method: str = "pca"
     zn_frac: float = 0.2

@@ -159,7 +159,9 @@ def _scan_ledger(
     for exp in exps:
         if not snip_dir(data_root, exp).is_dir():
             skipped.append(
-                Skipped("snips", exp, str(snip_dir(data_root, exp)), "experiment has df02 rows but no snip folder")
+                Skipped(
+                    "snips", exp, str(snip_dir(data_root, exp)), reason="experiment has df02 rows but no snip folder"
+                )
             )
             continue
         ledger, bad = scan_snips(data_root, exp, every, previous=previous_ledger(lake, exp))
@@ -277,7 +279,7 @@ def _stage_train(run: LakeRun, root: Path) -> None:
             try:
                 table, bad = read_train(path, name)
             except InputError as exc:
-                run.skip([Skipped("train", name, str(path), str(exc).replace("\n  hint:", ";"))])
+                run.skip([Skipped("train", name, str(path), reason=str(exc).replace("\n  hint:", ";"))])
                 continue
             run.skip(bad)
             run.txn.stage("train", {"train_name": name}, table, expected_rows=table.num_rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from morphlake.errors import PartialResult
 from morphlake.ingest.errors import Skipped
@@ -20,7 +20,7 @@ EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 2
 EXIT_USAGE = 64  # a usage error (BSD sysexits' EX_USAGE): never 2, which means a partial run
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
     """What a writing command did: its run id and exit code, its record, the items it skipped, and (for a
     build) the dbt nodes that failed."""
@@ -28,6 +28,7 @@ class RunResult:
     run_id: str
     exit_code: int
     record: dict
+    _: KW_ONLY
     skipped: list[Skipped] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
 
@@ -39,6 +40,7 @@ class LakeRun:
     lake: Lake
     record: RunRecord
     txn: Transaction
+    _: KW_ONLY
     skipped: list[Skipped] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -102,7 +104,9 @@ def lake_run(lake: Lake, command: str, params: dict, *, allow_partial: bool = Fa
         if run.error is not None:
             run.txn.discard()
             record.finish(lake.runs_dir, "failed", error=run.error)
-            run.result = RunResult(run.run_id, EXIT_FAILED, record.data, run.skipped, run.failures)
+            run.result = RunResult(run.run_id, EXIT_FAILED, record.data, skipped=run.skipped, failures=run.failures)
             return
         record.finish(lake.runs_dir, "partial" if run.skipped else "complete", skipped=run.skipped)
-        run.result = RunResult(run.run_id, EXIT_PARTIAL if run.skipped else EXIT_COMPLETE, record.data, run.skipped)
+        run.result = RunResult(
+            run.run_id, EXIT_PARTIAL if run.skipped else EXIT_COMPLETE, record.data, skipped=run.skipped
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -111,6 +111,7 @@ class BuildPlan:
     mode: str
     reason: str
     definitions: dict[str, str]
+    _: KW_ONLY
     tested_inputs: dict[str, str]
     inputs: dict[str, dict]
     rebuild: dict[str, str] = field(default_factory=dict)  # experiment -> why it is rewritten
@@ -153,7 +154,7 @@ def plan_build(
 ) -> BuildPlan:
     """Compare with the previous build's manifest: everything when the definitions changed (or there is no usable
     previous build), the changed partitions when only inputs changed, nothing when nothing did."""
-    plan = BuildPlan(FULL, "", definitions, tested, inputs)
+    plan = BuildPlan(FULL, "", definitions, tested_inputs=tested, inputs=inputs)
     if force_full or previous is None or previous.get("definitions") != definitions:
         if force_full or previous is None:
             plan.reason = force_full or "first build of this lake"

@@ -24,7 +24,7 @@ log = logging.getLogger("morphlake")
 CALIBRATION_SNIPS = 128
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedEncoder:
     """The encoder `embed` runs and the file the user passed (the same unless --precision made a copy)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass
 
 from morphlake.embed.model import DEVICES
 from morphlake.embed.precision import PRECISIONS
@@ -56,6 +56,7 @@ class EmbedOptions:
     device: str = "auto"
     batch_size: int | None = None  # None: CPU_BATCH on the CPU, GPU_BATCH on CUDA (batch_for)
     workers: int | None = None  # None: the CPU count (at most 8; every core when they decode for a GPU)
+    _: KW_ONLY
     threads: int = 1  # onnxruntime intra-op threads per batch (0: onnxruntime's default)
     decode: str = "legacy"
     precision: str = "fp32"

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -203,13 +203,14 @@ class EncoderActor:
         return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class RayRun:
     """What the ray engine ran on, for the run record."""
 
     where: str
     device: str
     remote_args: dict  # each actor's Ray resources
+    _: KW_ONLY
     actors: int
     resources: dict
     batch_size: int
@@ -361,7 +362,9 @@ def ray_engine(record: RunRecord, encoder: Encoder, options: EmbedOptions, *, to
         elif options.decode == "gpu":
             refuse_gpu_decode_without_gpu(options.decode, why=f"the encoder actors on {where} run on the CPU")
         gpu_decode = device if options.decode == "gpu" else None  # "cpu" only under the suite's GPU_DECODE_ON_CPU
-        run = RayRun(where, device, remote_args, actors, resources, batch_size, gpu_decode)
+        run = RayRun(
+            where, device, remote_args, actors=actors, resources=resources, batch_size=batch_size, gpu_decode=gpu_decode
+        )
         log.info("ray engine on %s: %d encoder actor(s) on %s", where, actors, device)
         actor = actor_arguments(encoder, options, run)
         try:

@@ -158,7 +158,7 @@ def embed_batches(
                         f"cannot embed snip {ref.snip_id} ({ref.path}): {reason}",
                         "fix or remove the file and re-run `morphlake ingest`, or pass --allow-partial to skip it",
                     )
-                skipped.append(Skipped("snips", ref.snip_id, ref.path, reason))
+                skipped.append(Skipped("snips", ref.snip_id, ref.path, reason=reason))
             t0 = time.perf_counter()
             writer.add(batch)
             timing["write_s"] += time.perf_counter() - t0
