@@ -112,8 +112,12 @@ def write_partition(lake: Lake, experiment: str, dim: int) -> None:
     pq.write_table(pa.table({"snip_id": ["a"], **{c: pa.array([0.0], pa.float32()) for c in z_columns(dim)}}), path)
 
 
-def test_the_lake_width_is_counted_and_must_agree(tmp_path):
-    lake = Lake.at(tmp_path / "lake")
+@pytest.mark.parametrize("where", ["lake", "sub/../lake"], ids=["plain", "dotdot"])
+def test_the_lake_width_is_counted_and_must_agree(tmp_path, where):
+    """Counted by DuckDB, which gives the files' paths normalised: a `..` in the lake's path still names the
+    partitions (`--lake ../lake`)."""
+    (tmp_path / "sub").mkdir()
+    lake = Lake.at(tmp_path / where)
     assert model_latent_dim(lake, MODEL) is None
     write_partition(lake, "20240626", D)
     write_partition(lake, "20250101", D)
@@ -127,6 +131,16 @@ def test_the_lake_width_is_counted_and_must_agree(tmp_path):
         ),
     ):
         model_latent_dim(lake, MODEL)
+
+
+def test_a_file_that_is_not_parquet_among_the_embeddings_is_named(tmp_path):
+    lake = Lake.at(tmp_path / "lake")
+    write_partition(lake, "20240626", D)
+    junk = lake.partition_dir("embeddings", model_name=MODEL, experiment_date="20240626") / "._part-00000.parquet"
+    junk.write_bytes(b"\0\0")  # a Mac's resource fork, copied along
+    with pytest.raises(MorphlakeError, match=f"cannot read the Parquet schemas of model {MODEL}'s embeddings") as info:
+        model_latent_dim(lake, MODEL)
+    assert "._part-00000.parquet" in info.value.hint
 
 
 def test_a_plain_dbt_build_counts_the_width_by_the_same_rule(tmp_path):

@@ -6,8 +6,7 @@
     none. Files of one model that disagree are an error naming both widths, with the partitions they are in. -#}
 {% macro lake_latent_dim(model_name) %}
   {%- if not execute -%}{{ return(100) }}{%- endif -%}
-  {%- set root = lake_root() -%}
-  {%- set files = sql_literal(glob_escape(root ~ '/embeddings/model_name=' ~ model_name) ~ '/*/*.parquet') -%}
+  {%- set files = sql_literal(glob_escape(lake_root() ~ '/embeddings/model_name=' ~ model_name) ~ '/*/*.parquet') -%}
   {%- if run_query("select count(*) from glob(" ~ files ~ ")").columns[0].values()[0] | int == 0 -%}
     {{ return(100) }}
   {%- endif -%}
@@ -19,7 +18,7 @@
   {%- if rows | length > 1 -%}
     {%- set where = [] -%}
     {%- for row in rows[:2] -%}
-      {%- do where.append(row[1].split('/')[:-1] | join('/') | replace(root ~ '/', '', 1)) -%}
+      {%- do where.append('embeddings/model_name=' ~ model_name ~ '/' ~ row[1].split('/')[-2]) -%}
     {%- endfor -%}
     {%- set mixed = "the embeddings of model {model} have different latent widths: {a} in {where_a}, "
         ~ "{b} in {where_b}" -%}

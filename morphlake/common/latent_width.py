@@ -4,6 +4,7 @@ lake_latent_dim macro (macros/latent_width.sql, rendered from here) both count w
 from __future__ import annotations
 
 import textwrap
+from pathlib import PurePosixPath
 
 from morphlake.common.zcolumns import FLAT_MU_SQL
 
@@ -32,9 +33,12 @@ def widths_sql(files: str) -> str:
     return QUERY.format(files=files, pattern=FLAT_MU_SQL)
 
 
-def mixed_widths(model: str, widths: list[tuple[int, str]]) -> str:
-    """The error for a model whose files disagree: its first two (width, where) pairs."""
-    (a, where_a), (b, where_b) = widths[:2]
+def mixed_widths(model: str, widths: list[tuple[int, str]], *, folder: str) -> str:
+    """The error for a model whose files disagree, from the query's first two rows (width, first file): each file
+    named by its partition under `folder`, the model's folder relative to the lake (DuckDB gives the files' paths
+    normalised, so they are not cut at the lake's own path)."""
+    (a, file_a), (b, file_b) = widths[:2]
+    where_a, where_b = (f"{folder}/{PurePosixPath(file).parent.name}" for file in (file_a, file_b))
     return MIXED.format(model=model, a=a, where_a=where_a, b=b, where_b=where_b)
 
 
@@ -59,8 +63,7 @@ def dbt_macro() -> str:
     none. Files of one model that disagree are an error naming both widths, with the partitions they are in. -#}}
 {{% macro lake_latent_dim(model_name) %}}
   {{%- if not execute -%}}{{{{ return({LEGACY_WIDTH}) }}}}{{%- endif -%}}
-  {{%- set root = lake_root() -%}}
-  {{%- set files = sql_literal(glob_escape(root ~ '/embeddings/model_name=' ~ model_name) ~ '/{FILES}') -%}}
+  {{%- set files = sql_literal(glob_escape(lake_root() ~ '/embeddings/model_name=' ~ model_name) ~ '/{FILES}') -%}}
   {{%- if run_query("select count(*) from glob(" ~ files ~ ")").columns[0].values()[0] | int == 0 -%}}
     {{{{ return({LEGACY_WIDTH}) }}}}
   {{%- endif -%}}
@@ -70,7 +73,7 @@ def dbt_macro() -> str:
   {{%- if rows | length > 1 -%}}
     {{%- set where = [] -%}}
     {{%- for row in rows[:2] -%}}
-      {{%- do where.append(row[1].split('/')[:-1] | join('/') | replace(root ~ '/', '', 1)) -%}}
+      {{%- do where.append('embeddings/model_name=' ~ model_name ~ '/' ~ row[1].split('/')[-2]) -%}}
     {{%- endfor -%}}
     {{%- set mixed = {_jinja_string(MIXED, indent=8)} -%}}
     {{%- set hint = {_jinja_string(HINT, indent=8)} -%}}

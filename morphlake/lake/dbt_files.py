@@ -1,11 +1,10 @@
 """The dbt project's files rendered from the lake's registry: `python -m morphlake.lake.dbt_files [--write]`.
 
 Rendered (committed, so a plain `dbt build` needs no morphlake): macros/schemas.sql (each table's {column: type}),
-macros/coverage.sql, macros/latent_width.sql and macros/z_names.sql (the one coverage query, latent-width rule
-and z-column grammar),
-models/staging/_lake__sources.yml (the lake's tables, their files and column docs) and models/marts/df03.yml (df03's
-docs and column contract). Without --write the command says which files are out of date and exits 1; CI runs it
-(.ci/rules).
+macros/coverage.sql, macros/latent_width.sql and macros/z_names.sql (the one coverage query, latent-width rule and
+z-column grammar), models/staging/_lake__sources.yml (the lake's tables, their files and column docs) and
+models/marts/df03.yml (df03's docs and column contract). Without --write the command says which files are out of
+date and exits 1; CI runs it (.ci/rules).
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from morphlake.common.dbt_macros import MacroSchema
 from morphlake.lake.schemas import DF02, DF03_PROVENANCE, DF03_Z, EMBEDDINGS, LAKE_TABLES, SNIPS, TRAIN, Column
 
 WIDTH = 120
+# words YAML 1.1 (dbt's reader) takes for a bool or a null, so a column of that name is written quoted
+YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none"}
 COMMAND = "python -m morphlake.lake.dbt_files --write"
 YAML_HEADER = (
     f"# GENERATED from morphlake.lake.schemas by `{COMMAND}`:\n# do not edit by hand (CI checks it is current).\n"
@@ -93,7 +94,7 @@ models:
 DF03_COLUMN_TESTS = {
     "snip_id": """\
 data_tests:
-  - unique  # every row: a duplicate may sit in an experiment that did not change
+  - unique_within  # the changed experiments' snip_ids against every row (all of them in a full build)
   - not_null:
       config:
         where: "{{ var('in_build_scope') }}"
@@ -115,7 +116,8 @@ def _columns(columns: Iterable[Column], *, indent: int, tests: dict[str, str] | 
     pad = " " * indent
     lines = []
     for column in columns:
-        name = column.name if column.name.isidentifier() else json.dumps(column.name, ensure_ascii=False)
+        plain = column.name.isidentifier() and column.name.lower() not in YAML_WORDS
+        name = column.name if plain else json.dumps(column.name, ensure_ascii=False)
         lines.append(f"{pad}- name: {name}")
         lines += _string("description", column.description, indent=indent + 2)
         if tests and column.name in tests:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -62,11 +60,20 @@ def model_latent_dim(lake: Lake, model_name: str) -> int | None:
         return None
     import duckdb
 
-    with duckdb.connect() as con:
-        rows = con.execute(latent_width.widths_sql(glob_literal(folder, latent_width.FILES))).fetchall()
+    try:
+        with duckdb.connect() as con:
+            rows = con.execute(latent_width.widths_sql(glob_literal(folder, latent_width.FILES))).fetchall()
+    except duckdb.Error as error:
+        raise MorphlakeError(
+            f"cannot read the Parquet schemas of model {model_name}'s embeddings in {folder}: "
+            f"{str(error).splitlines()[0]}",
+            "remove the files there that morphlake did not write (e.g. a Mac's ._part-00000.parquet), or re-run "
+            "`morphlake ingest` / `morphlake embed` to write the partitions again",
+        ) from None
     if len(rows) > 1:
-        where = [(width, lake.relative(Path(first_file).parent)) for width, first_file in rows]
-        raise MorphlakeError(latent_width.mixed_widths(model_name, where), latent_width.HINT)
+        raise MorphlakeError(
+            latent_width.mixed_widths(model_name, rows, folder=lake.relative(folder)), latent_width.HINT
+        )
     return int(rows[0][0])
 
 
