@@ -13,13 +13,9 @@ from morphlake.ingest.coerce import to_arrow
 from morphlake.ingest.csvfile import read_csv_strings
 from morphlake.ingest.errors import InputError, Skipped
 from morphlake.ingest.naming import check_segment, normalise_stem_expr
+from morphlake.ingest.paths import latent_store_dir
 
 LATENT_FILE = re.compile(r"^morph_latents_(?P<experiment>.+)\.csv$")
-
-
-def latent_store_dir(data_root: Path, model_name: str) -> Path:
-    """Where the legacy store of one model lives under a data root."""
-    return Path(data_root) / "analysis" / "latent_embeddings" / "legacy" / model_name
 
 
 def list_latent_files(data_root: Path, model_name: str) -> dict[str, Path]:

@@ -13,10 +13,10 @@ from PIL import Image, UnidentifiedImageError
 from morphlake.common.fingerprint import fingerprint_file
 from morphlake.common.skipped import some
 from morphlake.ingest.errors import InputError, Skipped
-from morphlake.ingest.naming import IMAGE_EXTENSIONS, check_segment, normalise_stem, parse_snip_id
+from morphlake.ingest.naming import IMAGE_EXTENSIONS, normalise_stem, parse_snip_id
+from morphlake.ingest.paths import SNIP_SUBDIR, snip_dir
 
 log = logging.getLogger("morphlake.ingest")
-SNIP_SUBDIR = Path("training_data") / "bf_embryo_snips"
 LEDGER_SCHEMA = pa.schema(
     [
         ("snip_id", pa.string()),
@@ -36,11 +36,6 @@ LEDGER_SCHEMA = pa.schema(
     ]
 )
 IMAGE_GONE = ("missing", "unreadable")  # image_status values (null: readable)
-
-
-def snip_dir(data_root: Path, experiment: str) -> Path:
-    """Folder holding one experiment's snips under a data root."""
-    return Path(data_root) / SNIP_SUBDIR / check_segment("experiment_date", experiment)
 
 
 def list_snip_experiments(data_root: Path) -> list[str]:

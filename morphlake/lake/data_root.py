@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from morphlake.ingest.latents import latent_store_dir
-from morphlake.ingest.ledger import SNIP_SUBDIR, snip_dir
 from morphlake.ingest.naming import check_segment
+from morphlake.ingest.paths import SNIP_SUBDIR, latent_store_dir, snip_dir
 
 METADATA = Path("metadata") / "combined_metadata_files"
 DF02_RELPATH = METADATA / "embryo_metadata_df02.csv"
