@@ -84,6 +84,33 @@ def test_a_removed_experiment_leaves_the_export(cli, embedded_lake):
     assert all(not snip.startswith(CHANGED) for snip, _ in df03(embedded_lake))
 
 
+def coverage_rows(lake: Path) -> list[tuple]:
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute("select * from df03_coverage").fetchall()
+
+
+def test_df03_coverage_is_counted_again_only_where_the_build_rewrites(cli, embedded_lake):
+    """An incremental build re-counts df03_coverage for the experiments it rewrites, keeps the others' rows and drops
+    a removed one's: the table it leaves is the one a full build makes, row for row and in order."""
+    warn = ("--coverage-severity", "warn")  # two snips lose their embedding: the coverage test only warns
+    assert cli("build", "--lake", embedded_lake, *warn).exit_code == 0
+    tables = json.loads((current(embedded_lake) / "build.json").read_text())["compiled"]["tables"]
+    assert [(t["name"], t["per_experiment"]) for t in tables] == [("df03_coverage", True)]  # its yml's meta
+    part = embedded_lake / EMBED_DIR / f"experiment_date={CHANGED}" / "part-00000.parquet"
+    pl.read_parquet(part, hive_partitioning=False).slice(2).write_parquet(part)  # two snips lose their embedding
+    shutil.rmtree(embedded_lake / "raw" / "df02" / f"experiment_date={OTHER}")
+    result = cli("build", "--lake", embedded_lake, *warn)
+    assert result.exit_code == 0, result.output
+    record = last_build(embedded_lake)
+    assert record["build"]["mode"] == "incremental" and record["build"]["removed"] == [OTHER]
+    assert record["build"]["rebuilt"] == {CHANGED: "embeddings changed"}
+    incremental = coverage_rows(embedded_lake)
+    assert OTHER not in [row[0] for row in incremental]
+    assert [row[3] for row in incremental if row[0] == CHANGED] == [4]  # df03_rows: 6 snips, 2 without embedding
+    assert cli("build", "--lake", embedded_lake, "--full", *warn).exit_code == 0
+    assert coverage_rows(embedded_lake) == incremental
+
+
 def test_an_incremental_build_loads_no_table_library_it_does_not_use(cli, embedded_lake):
     """Its time is mostly fixed costs at any size: pandas (which pyarrow's Schema.empty_table imports), Polars and
     Pillow (which the data root's paths once pulled in through the readers) cost ~0.4 s of a ~2.4 s build."""

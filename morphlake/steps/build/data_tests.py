@@ -6,6 +6,8 @@ import time
 
 import duckdb
 
+from morphlake.common.sqltext import literal
+
 # An incremental build does not start dbt (its start-up and parse cost more than the work at most sizes): the SQL's
 # definitions are the same as in the last full build, so the views in the copied warehouse, and the SQL dbt compiled
 # then, still hold. Table models are re-created from their compiled SQL; each test is run the way dbt runs one
@@ -15,6 +17,7 @@ import duckdb
 # only.
 
 SCOPE_VARIABLE = "morphlake_scope"
+PER_EXPERIMENT = "per_experiment"  # a table model's meta `refresh`: its rows are per experiment (refresh_tables)
 EXAMPLES = 5  # failing rows named in a test's report
 
 
@@ -45,7 +48,8 @@ def compiled_nodes(result) -> dict[str, list[dict]]:
         if not node.compiled_code:
             continue
         if kind == "model" and node.config.materialized == "table":
-            tables.append({"name": node.alias or node.name, "sql": node.compiled_code})
+            per_experiment = (node.config.meta or {}).get("refresh") == PER_EXPERIMENT
+            tables.append({"name": node.alias or node.name, "sql": node.compiled_code, PER_EXPERIMENT: per_experiment})
         if kind != "test":
             continue
         config = node.config
@@ -64,9 +68,25 @@ def compiled_nodes(result) -> dict[str, list[dict]]:
     return {"tables": tables, "tests": tests}
 
 
-def refresh_tables(con: duckdb.DuckDBPyConnection, tables: list[dict]) -> None:
+def refresh_tables(
+    con: duckdb.DuckDBPyConnection, tables: list[dict], *, keep: list[str] | None = None, redo: list[str] | None = None
+) -> None:
+    """Re-create each table model from its compiled SQL. One marked per-experiment (its rows for an experiment come
+    from that experiment's df02 and embeddings partitions only, the build's inputs), given the experiments whose
+    inputs are unchanged (`keep`) and those rewritten (`redo`), keeps the former's rows and computes only the latter's:
+    the filter on experiment_date reaches the Parquet scans, so the work is the changed experiments'."""
     for table in tables:
-        con.execute(f'create or replace table "{table["name"]}" as (\n{table["sql"]}\n)')
+        name, sql = table["name"], table["sql"]
+        if not (table.get(PER_EXPERIMENT) and keep is not None and redo is not None):
+            con.execute(f'create or replace table "{name}" as (\n{sql}\n)')
+            continue
+        kept, redone = (", ".join(literal(exp) for exp in exps) or "null" for exps in (keep, redo))
+        con.execute(
+            f'create or replace table "{name}" as (\n'
+            f'select * from "{name}" where experiment_date in ({kept})\n'
+            f"union all by name\nselect * from (\n{sql}\n) where experiment_date in ({redone})\n"
+            "order by experiment_date)"
+        )
 
 
 def scope_to(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> None:

@@ -211,7 +211,7 @@ def _incremental(
                 point_df03_at(con, old.parent, folder)
             run.record.count("df03_rows_written", sum(written.values()))
             with run.record.timed("tables"):
-                refresh_tables(con, compiled["tables"])
+                refresh_tables(con, compiled["tables"], keep=plan.keep, redo=sorted(plan.rebuild))
             with run.record.timed("tests"):
                 scope_to(con, plan.retest)
                 problems, counts, seconds = run_tests(con, compiled["tests"])
