@@ -1,5 +1,5 @@
-{#- GENERATED from morphlake.common.coverage (the one coverage query; status and build06 run it too) by
-    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}
+{#- GENERATED from morphlake.common.coverage (the one coverage query; status and build06 run it too) by `python -m
+    morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}
 {% macro coverage_counts(df02, embeddings, source='source') %}
 select
     df02.experiment_date,

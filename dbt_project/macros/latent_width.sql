@@ -1,5 +1,5 @@
-{#- GENERATED from morphlake.common.latent_width (the one latent-width rule; morphlake counts with it
-    too) by `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}
+{#- GENERATED from morphlake.common.latent_width (the one latent-width rule; morphlake counts with it too) by
+    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}
 
 
 {#- How many z_mu_NN columns the Parquet schemas of a model's embeddings files hold; 100 when there are

@@ -1,5 +1,5 @@
-{#- GENERATED from morphlake.common.zcolumns (the one z-column grammar) by
-    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}
+{#- GENERATED from morphlake.common.zcolumns (the one z-column grammar) by `python -m morphlake.lake.dbt_files
+    --write`: do not edit by hand (CI checks it is current). -#}
 
 
 {#- z_mu_07: the lake's name of index 07 of kind mu (the mean) or sigma (the log-variance). -#}

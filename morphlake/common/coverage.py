@@ -3,6 +3,8 @@ it), `morphlake status` and build06's report all count with it."""
 
 from __future__ import annotations
 
+from morphlake.common.generated import banner, jinja_comment
+
 # Per experiment of `df02`: its rows, those with a row in `embeddings` (same snip_id and experiment_date), the usable
 # ones (use_embryo_flag; null counts as not usable) and the usable ones embedded, and the embedded rows by source
 # (`source`: the embeddings' column naming it, legacy_csv or onnx).
@@ -39,10 +41,5 @@ def coverage_sql(*, df02: str, embeddings: str, source: str = "source") -> str:
 def dbt_macro() -> str:
     """The same query as the dbt macro `coverage_counts(df02, embeddings, source)` (macros/coverage.sql)."""
     body = coverage_sql(df02="{{ df02 }}", embeddings="{{ embeddings }}", source="{{ source }}")
-    return (
-        "{#- GENERATED from morphlake.common.coverage (the one coverage query; status and build06 run it too) by\n"
-        "    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}\n"
-        "{% macro coverage_counts(df02, embeddings, source='source') %}\n"
-        f"{body}\n"
-        "{% endmacro %}\n"
-    )
+    header = jinja_comment(banner("morphlake.common.coverage (the one coverage query; status and build06 run it too)"))
+    return f"{header}\n{{% macro coverage_counts(df02, embeddings, source='source') %}}\n{body}\n{{% endmacro %}}\n"

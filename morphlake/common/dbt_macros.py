@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from morphlake.common.generated import jinja_comment
+
 # Arrow type -> the name DuckDB gives it when it reads the Parquet files (lower case, as the models write them).
 DUCKDB_TYPES = {
     pa.string(): "varchar",
@@ -55,25 +57,9 @@ def duckdb_columns(schema: pa.Schema) -> dict[str, str]:
     return {field.name: duckdb_type(field.type) for field in schema}
 
 
-def _comment(text: str, width: int = 112) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return [*lines, line] if line else lines
-
-
-def _block_comment(text: str) -> str:
-    lines = _comment(text)
-    return "{#- " + "\n    ".join(lines) + " -#}"
-
-
 def render(macros: Iterable[MacroSchema], header: str) -> str:
     """The text of the generated macro file, under a comment holding `header` (what wrote it, how to redo it)."""
-    parts = [_block_comment(header)]
+    parts = [jinja_comment(header)]
     for item in macros:
         entries = [
             f"      {json.dumps(name)}: {json.dumps(kind)}" for name, kind in duckdb_columns(item.schema).items()
@@ -87,7 +73,7 @@ def render(macros: Iterable[MacroSchema], header: str) -> str:
             )
         else:
             returned = f"  {{{{ return({{\n{body}\n  }}) }}}}\n"
-        parts.append(f"{_block_comment(item.about)}\n{{% macro {item.macro}() %}}\n{returned}{{% endmacro %}}")
+        parts.append(f"{jinja_comment(item.about)}\n{{% macro {item.macro}() %}}\n{returned}{{% endmacro %}}")
     return "\n\n\n".join(parts) + "\n"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import PurePosixPath
 
+from morphlake.common.generated import banner, jinja_comment
 from morphlake.common.zcolumns import FLAT_MU_SQL
 
 # The files of one model's embeddings, below its folder (embeddings/model_name=<m>/): what dbt's source reads.
@@ -55,8 +56,10 @@ def dbt_macro() -> str:
     message (Jinja's str.format with MIXED's own fields)."""
     before, after = " ".join(QUERY.replace("{pattern}", FLAT_MU_SQL).split()).split("{files}")
     fields = "model=model_name, a=rows[0][0], where_a=where[0], b=rows[1][0], where_b=where[1]"
-    return f"""{{#- GENERATED from morphlake.common.latent_width (the one latent-width rule; morphlake counts with it
-    too) by `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}}
+    header = jinja_comment(
+        banner("morphlake.common.latent_width (the one latent-width rule; morphlake counts with it too)")
+    )
+    return f"""{header}
 
 
 {{#- How many z_mu_NN columns the Parquet schemas of a model's embeddings files hold; {LEGACY_WIDTH} when there are

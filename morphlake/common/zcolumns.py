@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from morphlake.common.generated import banner, jinja_comment
+
 KINDS = ("mu", "sigma")  # the mean, and the log-variance (the legacy name)
 # The names, as str.format templates (dbt's z_name() macro formats the same ones: macros/z_names.sql, rendered
 # from here), and any z column name, flat or bio/nuisance, as a pattern: kind, optional part (n | b), index.
@@ -53,8 +55,8 @@ def named_bio_nuisance(names: Iterable[str]) -> bool:
 def dbt_macro() -> str:
     """The names as the dbt macros z_name(kind, index, z_schema, nuisance) and flat_z_name(kind, index)
     (macros/z_names.sql): the same templates, formatted by Jinja's str.format."""
-    return f"""{{#- GENERATED from morphlake.common.zcolumns (the one z-column grammar) by
-    `python -m morphlake.lake.dbt_files --write`: do not edit by hand (CI checks it is current). -#}}
+    header = jinja_comment(banner("morphlake.common.zcolumns (the one z-column grammar)"))
+    return f"""{header}
 
 
 {{#- z_mu_07: the lake's name of index 07 of kind mu (the mean) or sigma (the log-variance). -#}}

@@ -20,15 +20,13 @@ import pyarrow as pa
 
 from morphlake.common import coverage, dbt_macros, latent_width, zcolumns
 from morphlake.common.dbt_macros import MacroSchema
+from morphlake.common.generated import RENDER_COMMAND, banner
 from morphlake.lake.schemas import DF02, DF03_PROVENANCE, DF03_Z, EMBEDDINGS, LAKE_TABLES, SNIPS, TRAIN, Column
 
 WIDTH = 120
 # words YAML 1.1 (dbt's reader) takes for a bool or a null, so a column of that name is written quoted
 YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none"}
-COMMAND = "python -m morphlake.lake.dbt_files --write"
-YAML_HEADER = (
-    f"# GENERATED from morphlake.lake.schemas by `{COMMAND}`:\n# do not edit by hand (CI checks it is current).\n"
-)
+YAML_HEADER = "".join(f"# {line}\n" for line in textwrap.wrap(banner("morphlake.lake.schemas"), WIDTH - 2))
 
 MACROS = [
     MacroSchema(
@@ -157,11 +155,7 @@ def df03_yml() -> str:
 
 
 def schemas_sql() -> str:
-    header = (
-        f"GENERATED from morphlake's lake registry (morphlake.lake.schemas) by `{COMMAND}`: do not edit by hand "
-        "(CI checks it is current)."
-    )
-    return dbt_macros.render(MACROS, header)
+    return dbt_macros.render(MACROS, banner("morphlake's lake registry (morphlake.lake.schemas)"))
 
 
 def rendered() -> dict[str, str]:
@@ -202,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {project / name}")
         return 0
     for name in out_of_date:
-        print(f"{project / name} is out of date with morphlake.lake.schemas; run `{COMMAND}`", file=sys.stderr)
+        print(f"{project / name} is out of date with morphlake.lake.schemas; run `{RENDER_COMMAND}`", file=sys.stderr)
     return 1 if out_of_date else 0
 
 

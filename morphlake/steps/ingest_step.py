@@ -50,16 +50,11 @@ def previous_ledger(lake: Lake, experiment: str) -> dict[str, dict]:
 
 
 def _stage_latents(
-    txn: Transaction,
-    lake: Lake,
-    run_id: str,
-    *,
-    model_name: str,
-    data_root: Path,
-    experiments: list[str],
-    fingerprints: dict[str, str],
-    record: RunRecord,
+    run: LakeRun, *, model_name: str, data_root: Path, experiments: list[str], fingerprints: dict[str, str]
 ) -> list[Skipped]:
+    """The model's legacy store, staged into the embeddings table (its earlier legacy rows replaced); returns the rows
+    and files left out."""
+    txn, lake, record = run.txn, run.lake, run.record
     skipped, rows, styles = [], 0, {}
     dim = model_latent_dim(data_root, model_name, lake)
     for experiment, table, style, bad in read_latent_store(
@@ -79,7 +74,7 @@ def _stage_latents(
         if existing is not None:
             # The store is re-read in full: drop old legacy rows, keep onnx rows the store does not cover.
             existing = existing.filter(pc.not_equal(existing["source"], "legacy_csv"))
-        provenance = Provenance(model_name=model_name, source="legacy_csv", run_id=run_id)
+        provenance = Provenance(model_name=model_name, source="legacy_csv", run_id=run.run_id)
         new = embedding_rows(table, provenance, dim=partition_dim(table))
         kept = _store_rows_already_embedded(existing, new)
         if kept:  # a store file build06 generated from these rows: keep their provenance
@@ -350,14 +345,7 @@ def run_ingest(
         )
         with run.record.timed("read_latents"):
             latents = _stage_latents(
-                run.txn,
-                lake,
-                run.run_id,
-                model_name=model_name,
-                data_root=data_root,
-                experiments=sorted(known),
-                fingerprints=fingerprints,
-                record=run.record,
+                run, model_name=model_name, data_root=data_root, experiments=sorted(known), fingerprints=fingerprints
             )
         run.skip(latents)
     return run.result
