@@ -209,14 +209,25 @@ def test_a_duplicate_across_experiments_fails_an_incremental_build(cli, embedded
     assert f"{test}: fail: Got 1 result" in result.stderr
 
 
+def view_reads_by_name(lake: Path, view: str) -> bool:
+    """Whether the warehouse's view reads its table's files with union_by_name (files of several shapes)."""
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        sql = con.execute("select sql from duckdb_views() where view_name = $v", {"v": view}).fetchone()[0]
+    assert sql.count("union_by_name = ") == 1, sql
+    return "union_by_name = true" in sql
+
+
 def test_a_new_df02_column_builds_in_full(cli, embedded_lake):
-    """An experiment whose df02 brings a new column changes every df03 row's columns: nothing can be linked."""
+    """An experiment whose df02 brings a new column changes every df03 row's columns: nothing can be linked. The
+    staging view, which read files of one shape without union_by_name, now reads them by name."""
     assert cli("build", "--lake", embedded_lake).exit_code == 0
+    assert not view_reads_by_name(embedded_lake, "stg_df02")
     part = embedded_lake / "raw" / "df02" / f"experiment_date={CHANGED}" / "part-00000.parquet"
     pl.read_parquet(part, hive_partitioning=False).with_columns(pl.lit(1.5).alias("yolk_um")).write_parquet(part)
     result = cli("build", "--lake", embedded_lake)
     assert result.exit_code == 0, result.output
     record = last_build(embedded_lake)
-    assert record["build"]["mode"] == "full" and "columns changed" in record["build"]["reason"]
+    assert record["build"]["mode"] == "full" and "definitions changed: lake" in record["build"]["reason"]
+    assert view_reads_by_name(embedded_lake, "stg_df02") and not view_reads_by_name(embedded_lake, "stg_snips")
     exported = pl.read_parquet(embedded_lake / "exports" / "df03" / "*" / "*.parquet")
     assert exported.filter(pl.col("experiment_date") == OTHER)["yolk_um"].is_null().all()

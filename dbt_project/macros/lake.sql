@@ -34,7 +34,8 @@
 {% endmacro %}
 
 
-{#- read_parquet over a lake table's files; an empty typed relation when the table has no files yet. -#}
+{#- read_parquet over a lake table's files (by name across files of several shapes: macros/file_shapes.sql); an empty
+    typed relation when the table has no files yet. -#}
 {% macro lake_table(relative_glob, empty_columns) %}
   {%- set pattern = glob_escape(lake_root()) ~ '/' ~ relative_glob -%}
   {%- set found = 1 -%}
@@ -42,7 +43,7 @@
     {%- set found = run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] -%}
   {%- endif -%}
   {%- if found | int > 0 -%}
-    read_parquet({{ sql_literal(pattern) }}, hive_partitioning = false, union_by_name = true)
+    read_parquet({{ sql_literal(pattern) }}, hive_partitioning = false, union_by_name = {{ 'false' if lake_one_shape(sql_literal(pattern)) else 'true' }})
   {%- else -%}
     {{ empty_relation(empty_columns) }}
   {%- endif -%}

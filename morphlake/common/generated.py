@@ -19,4 +19,12 @@ def jinja_comment(text: str, *, width: int = 112) -> str:
     return "{#- " + "\n    ".join(lines) + " -#}"
 
 
-__all__ = ["RENDER_COMMAND", "banner", "jinja_comment"]
+def jinja_string(text: str, *, indent: int) -> str:
+    """A Jinja string expression of `text`, in quoted pieces of at most ~80 characters joined by `~`, a line each."""
+    pieces = textwrap.wrap(text, 80, drop_whitespace=False, break_on_hyphens=False, break_long_words=False)
+    assert "".join(pieces) == text
+    quoted = ['"' + piece.replace("\\", "\\\\").replace('"', '\\"') + '"' for piece in pieces]
+    return f"\n{' ' * indent}~ ".join(quoted)
+
+
+__all__ = ["RENDER_COMMAND", "banner", "jinja_comment", "jinja_string"]

@@ -3,10 +3,9 @@ lake_latent_dim macro (macros/latent_width.sql, rendered from here) both count w
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import PurePosixPath
 
-from morphlake.common.generated import banner, jinja_comment
+from morphlake.common.generated import banner, jinja_comment, jinja_string
 from morphlake.common.zcolumns import FLAT_MU_SQL
 
 # The files of one model's embeddings, below its folder (embeddings/model_name=<m>/): what dbt's source reads.
@@ -43,14 +42,6 @@ def mixed_widths(model: str, widths: list[tuple[int, str]], *, folder: str) -> s
     return MIXED.format(model=model, a=a, where_a=where_a, b=b, where_b=where_b)
 
 
-def _jinja_string(text: str, *, indent: int) -> str:
-    """A Jinja string expression of `text`, in quoted pieces of at most ~80 characters joined by `~`, a line each."""
-    pieces = textwrap.wrap(text, 80, drop_whitespace=False, break_on_hyphens=False, break_long_words=False)
-    assert "".join(pieces) == text
-    quoted = ['"' + piece.replace("\\", "\\\\").replace('"', '\\"') + '"' for piece in pieces]
-    return f"\n{' ' * indent}~ ".join(quoted)
-
-
 def dbt_macro() -> str:
     """The rule as the dbt macro `lake_latent_dim(model_name)` (macros/latent_width.sql): the same query, the same
     message (Jinja's str.format with MIXED's own fields)."""
@@ -70,16 +61,16 @@ def dbt_macro() -> str:
   {{%- if run_query("select count(*) from glob(" ~ files ~ ")").columns[0].values()[0] | int == 0 -%}}
     {{{{ return({LEGACY_WIDTH}) }}}}
   {{%- endif -%}}
-  {{%- set query = {_jinja_string(before, indent=6)}
-      ~ files ~ {_jinja_string(after, indent=6)} -%}}
+  {{%- set query = {jinja_string(before, indent=6)}
+      ~ files ~ {jinja_string(after, indent=6)} -%}}
   {{%- set rows = run_query(query).rows -%}}
   {{%- if rows | length > 1 -%}}
     {{%- set where = [] -%}}
     {{%- for row in rows[:2] -%}}
       {{%- do where.append('embeddings/model_name=' ~ model_name ~ '/' ~ row[1].split('/')[-2]) -%}}
     {{%- endfor -%}}
-    {{%- set mixed = {_jinja_string(MIXED, indent=8)} -%}}
-    {{%- set hint = {_jinja_string(HINT, indent=8)} -%}}
+    {{%- set mixed = {jinja_string(MIXED, indent=8)} -%}}
+    {{%- set hint = {jinja_string(HINT, indent=8)} -%}}
     {{%- set message = mixed.format(
         {fields}) -%}}
     {{{{ exceptions.raise_compiler_error(message ~ "\\n  hint: " ~ hint) }}}}

@@ -1,10 +1,10 @@
 """The dbt project's files rendered from the lake's registry: `python -m morphlake.lake.dbt_files [--write]`.
 
 Rendered (committed, so a plain `dbt build` needs no morphlake): macros/schemas.sql (each table's {column: type}),
-macros/coverage.sql, macros/latent_width.sql and macros/z_names.sql (the one coverage query, latent-width rule and
-z-column grammar), models/staging/_lake__sources.yml (the lake's tables, their files and column docs) and
-models/marts/df03.yml (df03's docs and column contract). Without --write the command says which files are out of
-date and exits 1; CI runs it (.ci/rules).
+macros/coverage.sql, macros/latent_width.sql, macros/file_shapes.sql and macros/z_names.sql (the one coverage query,
+latent-width rule, one-shape rule and z-column grammar), models/staging/_lake__sources.yml (the lake's tables, their
+files and column docs) and models/marts/df03.yml (df03's docs and column contract). Without --write the command says
+which files are out of date and exits 1; CI runs it (.ci/rules).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from morphlake.common import coverage, dbt_macros, latent_width, zcolumns
+from morphlake.common import coverage, dbt_macros, file_shapes, latent_width, zcolumns
 from morphlake.common.dbt_macros import MacroSchema
 from morphlake.common.generated import RENDER_COMMAND, banner
 from morphlake.lake.schemas import DF02, DF03_PROVENANCE, DF03_Z, EMBEDDINGS, LAKE_TABLES, SNIPS, TRAIN, Column
@@ -164,6 +164,7 @@ def rendered() -> dict[str, str]:
         "macros/schemas.sql": schemas_sql(),
         "macros/coverage.sql": coverage.dbt_macro(),
         "macros/latent_width.sql": latent_width.dbt_macro(),
+        "macros/file_shapes.sql": file_shapes.dbt_macro(),
         "macros/z_names.sql": zcolumns.dbt_macro(),
         "models/staging/_lake__sources.yml": sources_yml(),
         "models/marts/df03.yml": df03_yml(),

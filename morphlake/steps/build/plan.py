@@ -9,8 +9,9 @@ from pathlib import Path
 
 import duckdb
 
-from morphlake.common.sqltext import path_glob
-from morphlake.lake.layout import Lake
+from morphlake.common.file_shapes import one_shape
+from morphlake.common.sqltext import glob_literal, path_glob
+from morphlake.lake.layout import Lake, table_files
 
 FULL, INCREMENTAL, UNCHANGED = "full", "incremental", "unchanged"
 RAW_TABLES = ("df02", "train", "snips", "embeddings")
@@ -76,22 +77,24 @@ def _generated(project: Path, path: Path) -> bool:
 
 def compile_facts(lake: Lake, model_name: str) -> dict:
     """What the project's macros read from the lake while compiling (lake_table, lake_latent_dim,
-    resolve_z_schema): which tables have files, and whether the model's store used bio/nuisance names. The
-    latent width is in the vars."""
+    resolve_z_schema): which tables have files and whether each one's files share one schema, and whether the
+    model's store used bio/nuisance names. The latent width is in the vars."""
     facts: dict[str, str | bool] = {"lake": str(lake.root)}
-    for table in RAW_TABLES:
-        base = lake.table_dir(table)
-        facts[f"{table}_has_files"] = base.is_dir() and next(base.rglob("*.parquet"), None) is not None
     files = sorted(lake.table_dir("embeddings").glob(f"model_name={model_name}/*/*.parquet"))
-    if files:
-        with duckdb.connect() as con:
-            facts["bio_nuisance_names"] = con.execute(
+    with duckdb.connect() as con:
+        for table in RAW_TABLES:
+            has_files = next(lake.root.glob(table_files(table)), None) is not None
+            facts[f"{table}_has_files"] = has_files
+            # lake_table reads a table of one shape without union_by_name: a file of another shape needs dbt again
+            facts[f"{table}_one_shape"] = has_files and one_shape(con, glob_literal(lake.root, table_files(table)))
+        facts["bio_nuisance_names"] = (
+            bool(files)
+            and con.execute(
                 "select count(*) > 0 from read_parquet($files, hive_partitioning = false, union_by_name = true) "
                 "where z_naming = 'bio_nuisance'",
                 {"files": [path_glob(f) for f in files]},
             ).fetchall()[0][0]
-    else:
-        facts["bio_nuisance_names"] = False
+        )
     return facts
 
 
