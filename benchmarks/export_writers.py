@@ -116,7 +116,7 @@ def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     import duckdb
 
     from morphlake.common.peak_memory import PhasePeaks
-    from morphlake.steps.build.df03_export import CHUNK_ROWS, experiment_rows, export_df03, export_groups
+    from morphlake.steps.build.df03_export import SOURCE, experiment_rows, export_df03, export_groups, run_rows
 
     copy = out.parent / f"{out.name}.duckdb"
     shutil.copy(warehouse, copy)
@@ -130,7 +130,8 @@ def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     else:  # the export before #26: one partitioned COPY per run of experiments
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET parquet_metadata_cache = true")
-        for i, group in enumerate(export_groups(experiment_rows(con, experiments), max_rows=CHUNK_ROWS)):
+        columns = len(con.sql(f"select * from {SOURCE} limit 0").columns)
+        for i, group in enumerate(export_groups(experiment_rows(con, experiments), max_rows=run_rows(columns))):
             con.execute(
                 "COPY (select * from int_df03 where experiment_date in (select unnest($exps))) TO "
                 f"'{out}/run-{i}' (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date))",

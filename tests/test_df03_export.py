@@ -30,7 +30,7 @@ def test_an_export_in_many_runs_writes_the_same_files_as_in_one(cli, embedded_la
     other = tmp_path / "other"
     shutil.copytree(embedded_lake, other)
     assert cli("build", "--lake", embedded_lake).exit_code == 0
-    monkeypatch.setattr(df03_export, "CHUNK_ROWS", 1)  # every experiment a run of its own
+    monkeypatch.setattr(df03_export, "RUN_VALUES", 1)  # every experiment a run of its own
     assert cli("build", "--lake", other).exit_code == 0
     one_run, many_runs = exported(embedded_lake), exported(other)
     assert len(one_run) == 3 and one_run == many_runs
@@ -105,3 +105,10 @@ def test_runs_hold_at_most_max_rows_unless_one_experiment_is_larger(sizes):
     assert [exp for group in groups for exp in group] == [exp for exp, _ in sizes]
     size = dict(sizes)
     assert all(sum(size[e] for e in g) <= 10 or len(g) == 1 for g in groups)
+
+
+def test_a_wider_df03_has_shorter_runs():
+    """Runs are bounded in values, not rows: a model of 4x the width gets runs of ~1/4 the rows."""
+    narrow, wide = df03_export.run_rows(126), df03_export.run_rows(426)
+    assert narrow * 126 <= df03_export.RUN_VALUES and wide * 426 <= df03_export.RUN_VALUES
+    assert 3 < narrow / wide < 4 and df03_export.run_rows(df03_export.RUN_VALUES * 2) == 1

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from morphlake.common.progress import step_progress
-from morphlake.common.sqltext import glob_literal
+from morphlake.common.sqltext import glob_literal, literal
 from morphlake.common.zcolumns import named_bio_nuisance
 from morphlake.errors import MorphlakeError
 from morphlake.lake.builds import DF03, SCHEMA
@@ -33,7 +33,11 @@ from morphlake.lake.layout import PART_FILE, write_part
 # the lake's size.
 
 SOURCE = "int_df03"  # the dbt model the export copies
-CHUNK_ROWS = 100_000  # rows per run: bounds memory, and each query scans only its experiments' files
+# Values (rows x columns) per run: bounds memory whatever the lake's size and the model's width, and each query scans
+# only its experiments' files. 6.4M is ~50k rows of df03 at 100 dims (126 columns): a 1M-snip first build peaked at
+# ~520-540 MiB with it and ~600 MiB with 100k-row runs, for ~0.4 s more of the export (each run's query has a fixed
+# cost: binding the views over every file of the lake).
+RUN_VALUES = 6_000_000
 BATCH_ROWS = 65_536
 COMPRESSION = "snappy"  # the export is read often and whole: snappy decodes fastest, and floats barely compress
 Z_SIGMA_NOTE = (
@@ -42,7 +46,7 @@ Z_SIGMA_NOTE = (
 )
 
 
-def export_groups(counts: list[tuple[str, int]], *, max_rows: int = CHUNK_ROWS) -> list[list[str]]:
+def export_groups(counts: list[tuple[str, int]], *, max_rows: int) -> list[list[str]]:
     """Experiments in runs of at most max_rows rows (an experiment larger than that is a run of its own)."""
     groups: list[list[str]] = [[]]
     rows = 0
@@ -67,9 +71,12 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 def fetch_run(con: duckdb.DuckDBPyConnection, experiments: list[str]) -> pa.Table:
     """int_df03's rows of these experiments as Arrow, streamed out of DuckDB (no result held on its side)."""
-    reader = con.sql(
-        f"select * from {SOURCE} where experiment_date in (select unnest($exps))", params={"exps": experiments}
-    ).to_arrow_reader(batch_size=BATCH_ROWS)
+    # the experiments as literals, not a parameter list: a constant filter prunes each file by its statistics while
+    # planning (~10 ms less per run at 100 files a table)
+    wanted = ", ".join(literal(exp) for exp in experiments)
+    reader = con.sql(f"select * from {SOURCE} where experiment_date in ({wanted})").to_arrow_reader(
+        batch_size=BATCH_ROWS
+    )
     return reader.read_all()
 
 
@@ -141,9 +148,16 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, *, experiments: list[str]) -> dict[str, int]:
-    """Every run of experiments fetched from int_df03 and written; returns the rows written per experiment (those with
-    none have no file)."""
+def run_rows(columns: int) -> int:
+    """The most rows a run of `columns` columns holds (RUN_VALUES), at least one."""
+    return max(1, RUN_VALUES // max(1, columns))
+
+
+def write_partitions(
+    con: duckdb.DuckDBPyConnection, folder: Path, *, experiments: list[str], columns: int
+) -> dict[str, int]:
+    """Every run of experiments fetched from int_df03 (`columns` wide) and written; returns the rows written per
+    experiment (those with none have no file)."""
     # every query binds int_df03, which opens every lake file's footer (~200 columns each): read them once
     con.execute("SET parquet_metadata_cache = true")
     bounds = experiment_rows(con, experiments)
@@ -153,7 +167,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path, *, experiment
         ThreadPoolExecutor(max_workers=_usable_cores(), thread_name_prefix="df03-export") as pool,
         step_progress("build: df03 export", sum(n for _, n in bounds), unit="df02 rows") as progress,
     ):
-        for group in export_groups(bounds, max_rows=CHUNK_ROWS):
+        for group in export_groups(bounds, max_rows=run_rows(columns)):
             # one run in memory at a time: overlapping the next fetch with these writes gained little on 2 cores
             # for a second run's memory
             written.update(write_run(fetch_run(con, group), folder=folder, pool=pool))
@@ -175,10 +189,9 @@ def export_df03(
     them."""
     folder = build / DF03
     folder.mkdir(parents=True, exist_ok=True)
-    write_schema_file(
-        con.sql(f"select * from {SOURCE} limit 0").to_arrow_table().schema, build / SCHEMA, model_name=model_name
-    )
-    counts = write_partitions(con, folder, experiments=rebuild)
+    schema = con.sql(f"select * from {SOURCE} limit 0").to_arrow_table().schema
+    write_schema_file(schema, build / SCHEMA, model_name=model_name)
+    counts = write_partitions(con, folder, experiments=rebuild, columns=len(schema))
     for exp, source in (keep or {}).items():
         target = folder / f"experiment_date={exp}" / PART_FILE
         target.parent.mkdir()
