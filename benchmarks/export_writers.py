@@ -111,12 +111,15 @@ def write_alone(writer: str, rows: int, z_columns: int, out: Path) -> dict:
     }
 
 
+ROWS_BEFORE_26 = 100_000  # the export's runs before #26 bounded them in values
+
+
 def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     """Child: export int_df03 of a built lake's warehouse (a private copy) into `out`, by one method."""
     import duckdb
 
     from morphlake.common.peak_memory import PhasePeaks
-    from morphlake.steps.build.df03_export import SOURCE, experiment_rows, export_df03, export_groups, run_rows
+    from morphlake.steps.build.df03_export import experiment_rows, export_df03, export_groups
 
     copy = out.parent / f"{out.name}.duckdb"
     shutil.copy(warehouse, copy)
@@ -130,8 +133,7 @@ def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
     else:  # the export before #26: one partitioned COPY per run of experiments
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET parquet_metadata_cache = true")
-        columns = len(con.sql(f"select * from {SOURCE} limit 0").columns)
-        for i, group in enumerate(export_groups(experiment_rows(con, experiments), max_rows=run_rows(columns))):
+        for i, group in enumerate(export_groups(experiment_rows(con, experiments), max_rows=ROWS_BEFORE_26)):
             con.execute(
                 "COPY (select * from int_df03 where experiment_date in (select unnest($exps))) TO "
                 f"'{out}/run-{i}' (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (experiment_date))",

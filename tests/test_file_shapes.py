@@ -19,6 +19,7 @@ BASE = pa.table(
 
 
 def shapes_agree(tmp_path, second: pa.Table | None, *, polars_copy: bool = False) -> bool:
+    """Whether BASE and `second` (or BASE's Polars copy), as two partitions' files, have one shape."""
     folder = tmp_path / "br[1] it's"  # globbed literally
     for exp in ("e1", "e2"):
         (folder / exp).mkdir(parents=True)
@@ -35,6 +36,19 @@ def shapes_agree(tmp_path, second: pa.Table | None, *, polars_copy: bool = False
 def test_files_written_alike_or_rewritten_by_polars_have_one_shape(tmp_path):
     assert shapes_agree(tmp_path, BASE.slice(1))
     assert shapes_agree(tmp_path / "polars", None, polars_copy=True)  # other root name and nullability
+    # DuckDB matches columns by name across files, so another order is the same shape
+    assert shapes_agree(tmp_path / "order", BASE.select(["z_mu", "snip_id", "z_mu_00"]))
+
+
+def test_a_file_that_cannot_be_read_is_not_one_shape(tmp_path):
+    """A truncated file: the by-name read, and dbt's compile of the same query fails naming it."""
+    (tmp_path / "e1").mkdir()
+    pq.write_table(BASE, tmp_path / "e1" / "part-00000.parquet")
+    (tmp_path / "e2").mkdir()
+    (tmp_path / "e2" / "part-00000.parquet").write_bytes(b"PAR1 not a footer")
+    with duckdb.connect() as con:
+        assert not one_shape(con, glob_literal(tmp_path, "*/*.parquet"))
+        assert con.execute("select 1").fetchall() == [(1,)]  # the connection is still usable
 
 
 @pytest.mark.parametrize(

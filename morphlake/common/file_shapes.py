@@ -28,9 +28,12 @@ def shapes_sql(files: str) -> str:
 
 
 def one_shape(con: duckdb.DuckDBPyConnection, files: str) -> bool:
-    """Whether every file of `files` (a SQL string literal; at least one file must match) has one schema."""
-    row = con.execute(shapes_sql(files)).fetchone()
-    return bool(row and row[0])
+    """Whether every file of `files` (a SQL string literal; at least one file must match) has one schema. False when
+    a file cannot be read (a truncated Parquet file): dbt, compiling the same query, then fails naming it."""
+    try:
+        return bool(con.execute(shapes_sql(files)).fetchall()[0][0])
+    except duckdb.Error:
+        return False
 
 
 def dbt_macro() -> str:

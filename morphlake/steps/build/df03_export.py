@@ -34,9 +34,9 @@ from morphlake.lake.layout import PART_FILE, write_part
 
 SOURCE = "int_df03"  # the dbt model the export copies
 # Values (rows x columns) per run: bounds memory whatever the lake's size and the model's width, and each query scans
-# only its experiments' files. 6.4M is ~50k rows of df03 at 100 dims (126 columns): a 1M-snip first build peaked at
-# ~520-540 MiB with it and ~600 MiB with 100k-row runs, for ~0.4 s more of the export (each run's query has a fixed
-# cost: binding the views over every file of the lake).
+# only its experiments' files. 6M is ~48k rows of df03 at 100 dims (126 columns): a 1M-snip first build peaked at
+# ~505-525 MiB with it and ~600 MiB with 100k-row runs, for ~0.4 s more of the export (each run's query has a fixed
+# cost: opening every lake file's cached footer for the projected columns).
 RUN_VALUES = 6_000_000
 BATCH_ROWS = 65_536
 COMPRESSION = "snappy"  # the export is read often and whole: snappy decodes fastest, and floats barely compress

@@ -83,10 +83,11 @@ def compile_facts(lake: Lake, model_name: str) -> dict:
     files = sorted(lake.table_dir("embeddings").glob(f"model_name={model_name}/*/*.parquet"))
     with duckdb.connect() as con:
         for table in RAW_TABLES:
-            has_files = next(lake.root.glob(table_files(table)), None) is not None
+            pattern = glob_literal(lake.root, table_files(table))  # dbt's lake_table globs the same, with DuckDB
+            has_files = bool(con.execute(f"select count(*) > 0 from glob({pattern})").fetchall()[0][0])
             facts[f"{table}_has_files"] = has_files
             # lake_table reads a table of one shape without union_by_name: a file of another shape needs dbt again
-            facts[f"{table}_one_shape"] = has_files and one_shape(con, glob_literal(lake.root, table_files(table)))
+            facts[f"{table}_one_shape"] = has_files and one_shape(con, pattern)
         facts["bio_nuisance_names"] = (
             bool(files)
             and con.execute(
