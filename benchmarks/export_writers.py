@@ -111,7 +111,7 @@ def write_alone(writer: str, rows: int, z_columns: int, out: Path) -> dict:
     }
 
 
-ROWS_BEFORE_26 = 100_000  # the export's runs before #26 bounded them in values
+ROWS_BEFORE_26 = 100_000  # rows per run before #26 (runs are now bounded in values: df03_export.RUN_VALUES)
 
 
 def export_from_lake(method: str, warehouse: Path, out: Path) -> dict:
